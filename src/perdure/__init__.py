@@ -1,0 +1,29 @@
+"""Perdure: durable execution for Python, on SQLite or PostgreSQL.
+
+Decorate functions with ``@DBOS.workflow()`` and ``@DBOS.step()``; every step is checkpointed,
+so an interrupted workflow resumes from its last completed step.
+"""
+
+from perdure import error
+from perdure.config import DBOSConfig
+from perdure.dbos import DBOS, DBOSConfiguredInstance
+from perdure.execution.context import SetWorkflowID, SetWorkflowTimeout, StepStatus
+from perdure.execution.handles import WorkflowHandle, WorkflowHandleAsync, WorkflowStatus
+from perdure.serialization import PayloadCodec, Serializer
+from perdure.storage.interface import WorkflowStatusString
+
+__all__ = [
+    "DBOS",
+    "DBOSConfig",
+    "DBOSConfiguredInstance",
+    "PayloadCodec",
+    "Serializer",
+    "SetWorkflowID",
+    "SetWorkflowTimeout",
+    "StepStatus",
+    "WorkflowHandle",
+    "WorkflowHandleAsync",
+    "WorkflowStatus",
+    "WorkflowStatusString",
+    "error",
+]

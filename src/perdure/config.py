@@ -1,0 +1,173 @@
+"""The `DBOSConfig` dictionary and its validation into a typed `Settings` object."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypedDict, cast
+
+from typing_extensions import NotRequired
+
+from perdure.error import DBOSInitializationError
+from perdure.serialization import JsonSerializer, PayloadCodec, PickleSerializer, Serializer
+
+SYSTEM_DATABASE_URL_ENV = "PERDURE_SYSTEM_DATABASE_URL"
+
+
+class DBOSConfig(TypedDict):
+    """Configuration passed to ``DBOS(config=...)``. Only ``name`` is required."""
+
+    name: str
+    system_database_url: NotRequired[str | None]
+    application_database_url: NotRequired[str | None]
+    executor_id: NotRequired[str | None]
+    application_version: NotRequired[str | None]
+    serializer: NotRequired[str | Serializer | None]
+    payload_codec: NotRequired[PayloadCodec | None]
+    max_executor_threads: NotRequired[int | None]
+    notification_listener_polling_interval_sec: NotRequired[float | None]
+    scheduler_polling_interval_sec: NotRequired[float | None]
+    log_level: NotRequired[str | None]
+    enable_otlp: NotRequired[bool | None]
+    otlp_traces_endpoints: NotRequired[list[str] | None]
+    admin_server: NotRequired[Mapping[str, Any] | None]
+
+
+_KNOWN_KEYS = frozenset(DBOSConfig.__annotations__)
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration with every default filled in."""
+
+    name: str
+    system_database_url: str
+    application_database_url: str
+    executor_id: str
+    application_version: str
+    serializer: Serializer
+    payload_codec: PayloadCodec | None
+    max_executor_threads: int
+    notification_listener_polling_interval_sec: float
+    scheduler_polling_interval_sec: float
+    log_level: str | None
+
+
+def _fail(key: str, problem: str, accepted: str) -> DBOSInitializationError:
+    return DBOSInitializationError(
+        f"Invalid DBOS config key {key!r}: {problem}. Accepted: {accepted}."
+    )
+
+
+def default_system_database_url(name: str) -> str:
+    """The URL used when none is configured: the env var, else ``./<name>.sqlite``."""
+    from_env = os.environ.get(SYSTEM_DATABASE_URL_ENV)
+    if from_env:
+        return from_env
+    return f"sqlite:///{name.replace('-', '_')}.sqlite"
+
+
+def _check_url(key: str, url: object) -> str:
+    if not isinstance(url, str) or not url.startswith(
+        ("sqlite:///", "postgresql://", "postgres://", "postgresql+psycopg://")
+    ):
+        raise _fail(
+            key,
+            f"{url!r} is not a supported database URL",
+            "'sqlite:///path/to/file.sqlite' or 'postgresql://user:password@host:port/database'",
+        )
+    return url
+
+
+def _positive_number(config: Mapping[str, Any], key: str, default: float) -> float:
+    value = config.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise _fail(key, f"{value!r} is not a positive number", "a number of seconds above 0")
+    return float(value)
+
+
+def _serializer(value: object) -> Serializer:
+    if value is None or value == "json":
+        return JsonSerializer()
+    if value == "pickle":
+        return PickleSerializer()
+    if hasattr(value, "dumps") and hasattr(value, "loads") and hasattr(value, "name"):
+        return cast(Serializer, value)  # duck-typed: any object with name, dumps, loads
+    raise _fail(
+        "serializer",
+        f"{value!r} is not a serializer",
+        "'json' (default), 'pickle', or an object with name, dumps(value) and loads(data)",
+    )
+
+
+def _optional_str(config: Mapping[str, Any], key: str) -> str | None:
+    value = config.get(key)
+    if value is not None and not isinstance(value, str):
+        raise _fail(key, f"{value!r} is not a string", "a string")
+    return value
+
+
+def parse_config(config: Mapping[str, Any]) -> Settings:
+    """Validate a user config; raise `DBOSInitializationError` naming the bad key and the fix."""
+    if not isinstance(config, Mapping):
+        raise DBOSInitializationError(
+            f"DBOS(config=...) expects a dict such as {{'name': 'my-app'}}, got {config!r}."
+        )
+    unknown = sorted(set(config) - _KNOWN_KEYS)
+    if unknown:
+        raise DBOSInitializationError(
+            f"Unknown DBOS config key(s) {', '.join(map(repr, unknown))}. Accepted keys: "
+            f"{', '.join(sorted(_KNOWN_KEYS))}."
+        )
+    name = config.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise _fail("name", f"{name!r} is missing or empty", "a non-empty application name")
+    system_url = _check_url(
+        "system_database_url",
+        config.get("system_database_url") or default_system_database_url(name),
+    )
+    app_url = config.get("application_database_url")
+    app_url = system_url if app_url is None else _check_url("application_database_url", app_url)
+    threads = config.get("max_executor_threads")
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    ):
+        raise _fail("max_executor_threads", f"{threads!r} is not a positive integer", "int >= 1")
+    log_level = _optional_str(config, "log_level")
+    if log_level is not None and log_level.upper() not in _LOG_LEVELS:
+        raise _fail("log_level", f"{log_level!r} is not a log level", ", ".join(_LOG_LEVELS))
+    codec = config.get("payload_codec")
+    if codec is not None and not (hasattr(codec, "encode") and hasattr(codec, "decode")):
+        raise _fail(
+            "payload_codec",
+            f"{codec!r} has no encode/decode",
+            "an object with encode(bytes) -> bytes and decode(bytes) -> bytes",
+        )
+    return Settings(
+        name=name,
+        system_database_url=system_url,
+        application_database_url=app_url,
+        executor_id=_optional_str(config, "executor_id") or "local",
+        application_version=_optional_str(config, "application_version") or "",
+        serializer=_serializer(config.get("serializer")),
+        payload_codec=codec,
+        max_executor_threads=threads or 64,
+        notification_listener_polling_interval_sec=_positive_number(
+            config, "notification_listener_polling_interval_sec", 1.0
+        ),
+        scheduler_polling_interval_sec=_positive_number(
+            config, "scheduler_polling_interval_sec", 1.0
+        ),
+        log_level=log_level.upper() if log_level else None,
+    )
+
+
+def apply_log_level(settings: Settings) -> None:
+    """Set the ``perdure`` logger's level if configured; the library installs no handlers."""
+    if settings.log_level:
+        logging.getLogger("perdure").setLevel(settings.log_level)

@@ -1,0 +1,318 @@
+"""The `DBOS` facade: decorators and classmethods of the public API, delegating to `Runtime`."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any, ClassVar, TypeVar, cast
+
+from perdure.config import DBOSConfig, Settings, parse_config
+from perdure.error import DBOSInitializationError
+from perdure.execution import steps, transaction
+from perdure.execution.context import StepStatus, current_step, current_workflow_id, sql_session
+from perdure.execution.handles import (
+    WorkflowHandle,
+    WorkflowHandleAsync,
+    WorkflowStatus,
+    get_status,
+)
+from perdure.execution.registry import RegisteredWorkflow, Registry
+from perdure.execution.workflow import Invocation
+from perdure.logs import get_logger
+from perdure.runtime import Runtime, invocation
+
+F = TypeVar("F", bound=Callable[..., Any])
+R = TypeVar("R")
+
+
+class _DBOSMeta(type):
+    """Class-level properties (``DBOS.workflow_id`` ...), which plain classes cannot have."""
+
+    @property
+    def workflow_id(cls) -> str | None:
+        """The ID of the workflow executing here (also inside its steps), else None."""
+        return current_workflow_id()
+
+    @property
+    def step_id(cls) -> int | None:
+        """The position of the step executing here, else None."""
+        step = current_step()
+        return step.step_id if step is not None else None
+
+    @property
+    def step_status(cls) -> StepStatus | None:
+        """The running step's position and attempt numbers, else None."""
+        step = current_step()
+        if step is None:
+            return None
+        return StepStatus(step.step_id, step.current_attempt, step.max_attempts)
+
+    @property
+    def sql_session(cls) -> Any:
+        """The SQLAlchemy ``Session`` of the running ``@DBOS.transaction``."""
+        session = sql_session()
+        if session is None:
+            raise DBOSInitializationError(
+                "DBOS.sql_session is only available inside a @DBOS.transaction function."
+            )
+        return session
+
+    @property
+    def logger(cls) -> logging.Logger:
+        """The ``perdure`` logger; records carry ``workflow_id``."""
+        return get_logger("perdure")
+
+    @property
+    def config(cls) -> Settings:
+        """The validated configuration of the current instance."""
+        return DBOS._require_runtime().settings
+
+
+class DBOS(metaclass=_DBOSMeta):
+    """Entry point of Perdure: configure with ``DBOS(config=...)``, then ``DBOS.launch()``."""
+
+    _registry: ClassVar[Registry] = Registry()
+    _runtime: ClassVar[Runtime | None] = None
+
+    def __init__(self, *, config: DBOSConfig) -> None:
+        settings = parse_config(config)
+        if DBOS._runtime is not None:
+            DBOS._runtime.destroy()
+        DBOS._runtime = Runtime(settings, DBOS._registry)
+
+    @classmethod
+    def _require_runtime(cls) -> Runtime:
+        if cls._runtime is None:
+            raise DBOSInitializationError(
+                "Perdure is not configured: call DBOS(config={'name': 'my-app'}) and then "
+                "DBOS.launch() before running workflows."
+            )
+        return cls._runtime
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    @classmethod
+    def launch(cls) -> None:
+        """Migrate the system database, start background work and recover pending workflows."""
+        cls._require_runtime().launch()
+
+    @classmethod
+    def destroy(
+        cls, *, destroy_registry: bool = False, workflow_completion_timeout_sec: float = 0
+    ) -> None:
+        """Shut down; workflows still running stay PENDING and resume at the next launch."""
+        if cls._runtime is not None:
+            cls._runtime.destroy(workflow_completion_timeout_sec)
+            cls._runtime = None
+        if destroy_registry:
+            cls._registry.clear()
+
+    @classmethod
+    def reset_system_database(cls) -> None:
+        """Delete every workflow record (before ``launch`` only)."""
+        cls._require_runtime().reset_system_database()
+
+    # -- decorators ------------------------------------------------------------------------------
+
+    @classmethod
+    def workflow(
+        cls, *, name: str | None = None, max_recovery_attempts: int = 100
+    ) -> Callable[[F], F]:
+        """Make a function a durable workflow (sync or async)."""
+
+        def decorate(func: F) -> F:
+            entry = cls._registry.add_workflow(
+                name or func.__qualname__, func, max_recovery_attempts=max_recovery_attempts
+            )
+            if entry.is_async:
+
+                @functools.wraps(func)
+                async def run_async(*args: Any, **kwargs: Any) -> Any:
+                    return await cls._require_runtime().call_workflow_async(entry, args, kwargs)
+
+                wrapper: Any = run_async
+            else:
+
+                @functools.wraps(func)
+                def run(*args: Any, **kwargs: Any) -> Any:
+                    return cls._require_runtime().call_workflow(entry, args, kwargs)
+
+                wrapper = run
+            wrapper.__perdure_workflow__ = entry
+            return cast(F, wrapper)
+
+        return decorate
+
+    @classmethod
+    def step(
+        cls,
+        *,
+        name: str | None = None,
+        retries_allowed: bool = False,
+        interval_seconds: float = 1.0,
+        max_attempts: int = 3,
+        backoff_rate: float = 2.0,
+    ) -> Callable[[F], F]:
+        """Make a function a step: checkpointed inside workflows, retried if asked."""
+        policy = steps.RetryPolicy(retries_allowed, interval_seconds, max_attempts, backoff_rate)
+
+        def decorate(func: F) -> F:
+            step_name = name or func.__qualname__
+            if inspect.iscoroutinefunction(func):
+
+                @functools.wraps(func)
+                async def run_async(*args: Any, **kwargs: Any) -> Any:
+                    engine = cls._engine_if_in_workflow()
+                    if engine is None:
+                        return await func(*args, **kwargs)
+                    return await steps.run_step_async(
+                        engine, func, args, kwargs, name=step_name, policy=policy
+                    )
+
+                return cast(F, run_async)
+
+            @functools.wraps(func)
+            def run(*args: Any, **kwargs: Any) -> Any:
+                engine = cls._engine_if_in_workflow()
+                if engine is None:
+                    return func(*args, **kwargs)
+                return steps.run_step(engine, func, args, kwargs, name=step_name, policy=policy)
+
+            return cast(F, run)
+
+        return decorate
+
+    @classmethod
+    def transaction(
+        cls, isolation_level: str = "SERIALIZABLE", *, name: str | None = None
+    ) -> Callable[[F], F]:
+        """Run a function in a database transaction; inside a workflow it commits exactly once."""
+        level = isolation_level.upper()
+        if level not in transaction.ISOLATION_LEVELS:
+            raise DBOSInitializationError(
+                f"Unknown isolation level {isolation_level!r}; use one of "
+                f"{', '.join(transaction.ISOLATION_LEVELS)}."
+            )
+
+        def decorate(func: F) -> F:
+            tx_name = name or func.__qualname__
+
+            @functools.wraps(func)
+            def run(*args: Any, **kwargs: Any) -> Any:
+                runtime = cls._require_runtime()
+                return transaction.run_transaction(
+                    runtime.engine,
+                    runtime.app_db,
+                    func,
+                    args,
+                    kwargs,
+                    name=tx_name,
+                    isolation_level=level,
+                )
+
+            return cast(F, run)
+
+        return decorate
+
+    @classmethod
+    def dbos_class(cls, class_name: str | None = None) -> Callable[[type[R]], type[R]]:
+        """Register a class whose methods are workflows, so recovery can find them."""
+
+        def decorate(klass: type[R]) -> type[R]:
+            cls._registry.add_class(klass)
+            return klass
+
+        return decorate
+
+    @classmethod
+    def _engine_if_in_workflow(cls) -> Any:
+        if current_workflow_id() is None or cls._runtime is None:
+            return None
+        return cls._runtime.engine
+
+    # -- starting and finding workflows ----------------------------------------------------------
+
+    @classmethod
+    def _invocation(
+        cls, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Invocation:
+        bound = getattr(func, "__self__", None)
+        target = getattr(func, "__func__", func)
+        entry: RegisteredWorkflow | None = getattr(target, "__perdure_workflow__", None)
+        if entry is None:
+            raise DBOSInitializationError(
+                f"{getattr(func, '__qualname__', func)!r} is not a workflow: decorate it with "
+                "@DBOS.workflow() before passing it to start_workflow."
+            )
+        return invocation(entry, (bound, *args) if bound is not None else args, kwargs)
+
+    @classmethod
+    def start_workflow(cls, func: Callable[..., R], *args: Any, **kwargs: Any) -> WorkflowHandle[R]:
+        """Start a workflow in the background; returns once it is durably recorded."""
+        return cls._require_runtime().start_workflow(cls._invocation(func, args, kwargs))
+
+    @classmethod
+    async def start_workflow_async(
+        cls,
+        func: Callable[..., Coroutine[Any, Any, R]] | Callable[..., R],
+        *args: Any,
+        **kwargs: Any,
+    ) -> WorkflowHandleAsync[R]:
+        """Async twin of `start_workflow`; async workflows run as tasks on this event loop."""
+        runtime = cls._require_runtime()
+        return await runtime.start_workflow_async(cls._invocation(func, args, kwargs))
+
+    @classmethod
+    def retrieve_workflow(cls, workflow_id: str) -> WorkflowHandle[Any]:
+        """A handle to an existing workflow (raises if the ID is unknown)."""
+        engine = cls._require_runtime().engine
+        handle: WorkflowHandle[Any] = WorkflowHandle(engine, workflow_id)
+        handle.get_status()  # raises DBOSNonExistentWorkflowError for an unknown ID
+        return handle
+
+    @classmethod
+    async def retrieve_workflow_async(cls, workflow_id: str) -> WorkflowHandleAsync[Any]:
+        """Async twin of `retrieve_workflow`."""
+        handle = cls.retrieve_workflow(workflow_id)
+        return WorkflowHandleAsync(cls._require_runtime().engine, handle.workflow_id)
+
+    @classmethod
+    def get_workflow_status(cls, workflow_id: str) -> WorkflowStatus | None:
+        """The workflow's status, or None if no workflow has that ID."""
+        return get_status(cls._require_runtime().engine, workflow_id)
+
+    @classmethod
+    async def get_workflow_status_async(cls, workflow_id: str) -> WorkflowStatus | None:
+        """Async twin of `get_workflow_status`."""
+        return cls.get_workflow_status(workflow_id)
+
+    @classmethod
+    def cancel_workflow(cls, workflow_id: str) -> None:
+        """Cancel a workflow: it stops at its next step or wait, and its waiters are told."""
+        cls._require_runtime().cancel_workflow(workflow_id)
+
+    # -- durable time ----------------------------------------------------------------------------
+
+    @classmethod
+    def sleep(cls, seconds: float) -> None:
+        """Sleep durably: a recovered workflow sleeps only the remaining time."""
+        steps.durable_sleep(cls._engine_if_in_workflow(), seconds)
+
+    @classmethod
+    async def sleep_async(cls, seconds: float) -> None:
+        """Async twin of `sleep`."""
+        await steps.durable_sleep_async(cls._engine_if_in_workflow(), seconds)
+
+
+class DBOSConfiguredInstance:
+    """Base class for objects whose workflow methods can be recovered.
+
+    Each instance has a ``config_name``, unique within its class; recovery finds the instance
+    by class and name, so create the same instances before ``DBOS.launch()`` in every process.
+    """
+
+    def __init__(self, config_name: str) -> None:
+        self.config_name = config_name
+        DBOS._registry.add_instance(config_name, self)

@@ -1,0 +1,1 @@
+"""The durable core: workflow and step execution, replay, recovery, handles."""

@@ -1,0 +1,221 @@
+"""What the current thread or task is executing: its workflow, its step, and pending options."""
+
+from __future__ import annotations
+
+import threading
+from contextvars import ContextVar, Token
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from perdure.clock import now_ms
+from perdure.error import DBOSWorkflowCancelledError
+from perdure.storage.interface import StepRow
+
+
+@dataclass
+class WorkflowContext:
+    """One execution of one workflow: its ID, its replay log and its position counter."""
+
+    workflow_id: str
+    name: str
+    # Steps recorded by earlier executions, by position; empty on a first execution, which
+    # therefore never reads before a step.
+    recorded: dict[int, StepRow]
+    deadline_epoch_ms: int | None
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    next_position: int = 0
+    # Positions are handed out under a lock: async steps gathered in one workflow may start
+    # from several tasks.
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take_position(self) -> int:
+        """The position of the next operation of this workflow (0, 1, 2, ...)."""
+        with self._lock:
+            position = self.next_position
+            self.next_position += 1
+            return position
+
+    def check_live(self) -> None:
+        """Raise `DBOSWorkflowCancelledError` if cancelled or past the deadline."""
+        if self.cancelled.is_set():
+            raise DBOSWorkflowCancelledError(self.workflow_id)
+        if self.deadline_epoch_ms is not None and now_ms() >= self.deadline_epoch_ms:
+            self.cancelled.set()
+            raise DBOSWorkflowCancelledError(
+                self.workflow_id,
+                f"Workflow {self.workflow_id!r} passed its deadline (SetWorkflowTimeout) and was "
+                "cancelled at its next step. Give it a longer timeout, or resume it with "
+                "DBOS.resume_workflow.",
+            )
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """The step currently running and its attempt numbers."""
+
+    step_id: int
+    current_attempt: int
+    max_attempts: int | None
+
+
+@dataclass
+class StepStatus:
+    """What ``DBOS.step_status`` returns inside a step."""
+
+    step_id: int
+    current_attempt: int | None
+    max_attempts: int | None
+
+
+@dataclass
+class NextWorkflowOptions:
+    """Options set by `SetWorkflowID` / `SetWorkflowTimeout` for the next workflow started."""
+
+    workflow_id: str | None = None
+    timeout_seconds: float | None = None
+    has_timeout: bool = False
+
+
+_workflow: ContextVar[WorkflowContext | None] = ContextVar("perdure_workflow", default=None)
+_step: ContextVar[StepContext | None] = ContextVar("perdure_step", default=None)
+_options: ContextVar[NextWorkflowOptions | None] = ContextVar("perdure_options", default=None)
+_sql_session: ContextVar[Any] = ContextVar("perdure_sql_session", default=None)
+
+
+def current_workflow() -> WorkflowContext | None:
+    """The workflow executing here, or None (also None inside a step: steps are leaves)."""
+    if _step.get() is not None:
+        return None
+    return _workflow.get()
+
+
+def current_workflow_id() -> str | None:
+    """The ID of the enclosing workflow, inside its steps too."""
+    ctx = _workflow.get()
+    return ctx.workflow_id if ctx is not None else None
+
+
+def current_step() -> StepContext | None:
+    """The step executing here, or None."""
+    return _step.get()
+
+
+def set_workflow(ctx: WorkflowContext | None) -> Token[WorkflowContext | None]:
+    """Enter a workflow context (steps cleared); undo with `reset_workflow`."""
+    return _workflow.set(ctx)
+
+
+def reset_workflow(token: Token[WorkflowContext | None]) -> None:
+    """Leave the workflow context entered with `set_workflow`."""
+    _workflow.reset(token)
+
+
+def set_step(step: StepContext | None) -> Token[StepContext | None]:
+    """Enter a step context; undo with `reset_step`."""
+    return _step.set(step)
+
+
+def reset_step(token: Token[StepContext | None]) -> None:
+    """Leave the step context entered with `set_step`."""
+    _step.reset(token)
+
+
+def sql_session() -> Any:
+    """The SQLAlchemy session of the running transaction, or None."""
+    return _sql_session.get()
+
+
+def set_sql_session(session: Any) -> Token[Any]:
+    """Expose ``session`` as ``DBOS.sql_session``; undo with `reset_sql_session`."""
+    return _sql_session.set(session)
+
+
+def reset_sql_session(token: Token[Any]) -> None:
+    """Undo `set_sql_session`."""
+    _sql_session.reset(token)
+
+
+def take_next_options() -> NextWorkflowOptions:
+    """The options for the workflow being started now; an ID is used once."""
+    options = _options.get()
+    if options is None:
+        return NextWorkflowOptions()
+    taken = NextWorkflowOptions(options.workflow_id, options.timeout_seconds, options.has_timeout)
+    options.workflow_id = None
+    return taken
+
+
+class SetWorkflowID:
+    """Give the next workflow started in this block the ID ``workflow_id``.
+
+    Workflow IDs are idempotency keys: starting a workflow with an ID that exists returns the
+    existing execution's handle or result instead of running it again.
+
+    Example:
+        >>> with SetWorkflowID("order-42"):
+        ...     checkout("order-42")
+    """
+
+    def __init__(self, workflow_id: str) -> None:
+        if not isinstance(workflow_id, str) or not workflow_id:
+            raise ValueError(f"SetWorkflowID needs a non-empty string, got {workflow_id!r}")
+        self.workflow_id = workflow_id
+        self._token: Token[NextWorkflowOptions | None] | None = None
+
+    def __enter__(self) -> SetWorkflowID:
+        previous = _options.get()
+        options = NextWorkflowOptions(
+            self.workflow_id,
+            previous.timeout_seconds if previous else None,
+            previous.has_timeout if previous else False,
+        )
+        self._token = _options.set(options)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._token is not None  # noqa: S101 - __exit__ follows __enter__
+        _options.reset(self._token)
+
+
+class SetWorkflowTimeout:
+    """Cancel workflows started in this block (and their children) after ``timeout_seconds``.
+
+    The deadline is stored with the workflow, so it holds across restarts. ``None`` removes an
+    inherited timeout.
+    """
+
+    def __init__(self, timeout_seconds: float | None) -> None:
+        if timeout_seconds is not None and (
+            isinstance(timeout_seconds, bool)
+            or not isinstance(timeout_seconds, (int, float))
+            or timeout_seconds <= 0
+        ):
+            raise ValueError(
+                f"SetWorkflowTimeout needs a positive number of seconds or None, "
+                f"got {timeout_seconds!r}"
+            )
+        self.timeout_seconds = timeout_seconds
+        self._token: Token[NextWorkflowOptions | None] | None = None
+
+    def __enter__(self) -> SetWorkflowTimeout:
+        previous = _options.get()
+        options = NextWorkflowOptions(
+            previous.workflow_id if previous else None, self.timeout_seconds, True
+        )
+        self._token = _options.set(options)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._token is not None  # noqa: S101 - __exit__ follows __enter__
+        _options.reset(self._token)

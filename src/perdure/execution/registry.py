@@ -1,0 +1,122 @@
+"""Registered workflow functions, configured instances, and the lookups recovery needs."""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from perdure.error import DBOSWorkflowFunctionNotFoundError
+
+
+class MethodKind:
+    """How a registered function is bound when called."""
+
+    FUNCTION = "function"
+    INSTANCE = "instance"  # method of a DBOSConfiguredInstance subclass
+    CLASS = "class"  # classmethod
+
+
+@dataclass
+class RegisteredWorkflow:
+    """A function decorated with ``@DBOS.workflow``."""
+
+    name: str
+    func: Callable[..., Any]
+    max_recovery_attempts: int
+    is_async: bool
+    kind: str = MethodKind.FUNCTION
+    class_name: str | None = None
+
+
+class Registry:
+    """Everything decorators registered, looked up by name when recovering workflows."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.workflows: dict[str, RegisteredWorkflow] = {}
+        self.classes: dict[str, type] = {}
+        self.instances: dict[tuple[str, str], object] = {}
+
+    def add_workflow(
+        self, name: str, func: Callable[..., Any], *, max_recovery_attempts: int
+    ) -> RegisteredWorkflow:
+        """Register ``func`` under ``name``; a later registration of the same name replaces it."""
+        entry = RegisteredWorkflow(
+            name=name,
+            func=func,
+            max_recovery_attempts=max_recovery_attempts,
+            is_async=inspect.iscoroutinefunction(func),
+        )
+        with self._lock:
+            self.workflows[name] = entry
+        return entry
+
+    def add_class(self, cls: type) -> None:
+        """Register a ``@DBOS.dbos_class`` and mark how its workflow methods bind."""
+        with self._lock:
+            self.classes[cls.__qualname__] = cls
+            for attr in vars(cls).values():
+                inner = attr.__func__ if isinstance(attr, (classmethod, staticmethod)) else attr
+                entry: RegisteredWorkflow | None = getattr(inner, "__perdure_workflow__", None)
+                if entry is None:
+                    continue
+                entry.class_name = cls.__qualname__
+                if isinstance(attr, classmethod):
+                    entry.kind = MethodKind.CLASS
+                elif not isinstance(attr, staticmethod):
+                    entry.kind = MethodKind.INSTANCE
+
+    def add_instance(self, config_name: str, instance: object) -> None:
+        """Register a configured instance so recovery finds it by (any of its) class and name."""
+        with self._lock:
+            for cls in type(instance).__mro__:
+                self.instances[(cls.__qualname__, config_name)] = instance
+
+    def find_workflow(self, workflow_id: str, name: str) -> RegisteredWorkflow:
+        """The workflow registered as ``name``, or a clear error naming the workflow ID."""
+        entry = self.workflows.get(name)
+        if entry is None:
+            raise DBOSWorkflowFunctionNotFoundError(
+                workflow_id,
+                f"Workflow {workflow_id!r} was recorded as running function {name!r}, but no "
+                f"@DBOS.workflow named {name!r} is registered in this process. Import the module "
+                "that defines it before DBOS.launch() (its recorded work is kept and will "
+                "resume once it is registered).",
+            )
+        return entry
+
+    def bound_target(
+        self, workflow_id: str, entry: RegisteredWorkflow, config_name: str | None
+    ) -> object | None:
+        """The object a method workflow binds to on recovery (instance or class), if any."""
+        if entry.kind == MethodKind.FUNCTION:
+            return None
+        class_name = entry.class_name or ""
+        if entry.kind == MethodKind.CLASS:
+            cls = self.classes.get(class_name)
+            if cls is None:
+                raise DBOSWorkflowFunctionNotFoundError(
+                    workflow_id,
+                    f"Workflow {workflow_id!r} needs class {class_name!r}, which is not "
+                    "registered. Decorate it with @DBOS.dbos_class() and import it before launch.",
+                )
+            return cls
+        instance = self.instances.get((class_name, config_name or ""))
+        if instance is None:
+            raise DBOSWorkflowFunctionNotFoundError(
+                workflow_id,
+                f"Workflow {workflow_id!r} runs on instance {config_name!r} of {class_name!r}, "
+                "which does not exist in this process. Create that DBOSConfiguredInstance "
+                "(same config_name) before DBOS.launch().",
+            )
+        return instance
+
+    def clear(self) -> None:
+        """Forget every registration (``DBOS.destroy(destroy_registry=True)``)."""
+        with self._lock:
+            self.workflows.clear()
+            self.classes.clear()
+            self.instances.clear()

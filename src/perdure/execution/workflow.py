@@ -1,0 +1,458 @@
+"""Starting, running, finishing and awaiting workflows: the engine behind ``@DBOS.workflow``."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from perdure.clock import now_ms
+from perdure.error import (
+    DBOSAwaitedWorkflowCancelledError,
+    DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded,
+    DBOSConflictingWorkflowError,
+    DBOSNonExistentWorkflowError,
+    DBOSUnexpectedStepError,
+    DBOSWorkflowCancelledError,
+    DBOSWorkflowConflictIDError,
+)
+from perdure.execution.context import (
+    WorkflowContext,
+    current_workflow,
+    reset_step,
+    reset_workflow,
+    set_step,
+    set_workflow,
+    take_next_options,
+)
+from perdure.execution.pool import WorkerPool
+from perdure.execution.registry import MethodKind, RegisteredWorkflow, Registry
+from perdure.logs import get_logger
+from perdure.serialization import Payloads
+from perdure.storage.interface import (
+    StepRow,
+    SystemStore,
+    Unrecorded,
+    WorkflowRow,
+)
+from perdure.storage.interface import WorkflowStatusString as S
+
+logger = get_logger(__name__)
+
+_TERMINAL = (S.SUCCESS, S.ERROR, S.CANCELLED, S.MAX_RECOVERY_ATTEMPTS_EXCEEDED)
+
+
+@dataclass
+class Invocation:
+    """A call of a registered workflow: the function, what it is bound to, and its arguments."""
+
+    entry: RegisteredWorkflow
+    bound: object | None
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+    def call(self) -> Any:
+        """Call the user's function (a coroutine for async workflows)."""
+        if self.bound is not None:
+            return self.entry.func(self.bound, *self.args, **self.kwargs)
+        return self.entry.func(*self.args, **self.kwargs)
+
+
+@dataclass
+class ActiveWorkflow:
+    """A workflow executing in this process; waiters block on ``done``."""
+
+    ctx: WorkflowContext
+    done: threading.Event = field(default_factory=threading.Event)
+    value: Any = None
+    error: BaseException | None = None
+    # False when the execution stopped without an outcome (a conflict, an interrupt): waiters
+    # then read the outcome of the other execution from the database.
+    outcome_known: bool = False
+
+
+@dataclass
+class Started:
+    """What starting a workflow decided: run it here (``active`` set) or await another run."""
+
+    workflow_id: str
+    active: ActiveWorkflow | None
+
+
+class WorkflowEngine:
+    """Runs workflows durably against one system store."""
+
+    def __init__(
+        self,
+        *,
+        store: SystemStore,
+        payloads: Payloads,
+        registry: Registry,
+        pool: WorkerPool,
+        executor_id: str,
+        app_version: str,
+        poll_interval_sec: float,
+    ) -> None:
+        self.store = store
+        self.payloads = payloads
+        self.registry = registry
+        self.pool = pool
+        self.executor_id = executor_id
+        self.app_version = app_version
+        # Unique per launch: tells this process's workflows from those of a dead predecessor.
+        self.instance_id = uuid.uuid4().hex
+        self.poll_interval_sec = poll_interval_sec
+        self._lock = threading.Lock()
+        self._active: dict[str, ActiveWorkflow] = {}
+
+    # -- starting ------------------------------------------------------------------------------
+
+    def start(self, call: Invocation) -> Started:
+        """Durably record a new workflow (one round trip) or find the existing one by ID."""
+        parent = current_workflow()
+        options = take_next_options()
+        position = parent.take_position() if parent is not None else None
+        if parent is not None and position is not None:
+            parent.check_live()
+            recorded = self.replayed_step(parent, position, call.entry.name)
+            if recorded is not None:
+                if recorded.child_workflow_id is None:
+                    raise DBOSUnexpectedStepError(
+                        parent.workflow_id, position, call.entry.name, recorded.function_name
+                    )
+                return Started(recorded.child_workflow_id, None)
+        workflow_id = options.workflow_id or (
+            f"{parent.workflow_id}-{position}" if parent is not None else str(uuid.uuid4())
+        )
+        row = self._new_row(workflow_id, call, parent, options.timeout_seconds, options.has_timeout)
+        if parent is not None and position is not None:
+            link = StepRow(
+                workflow_id=parent.workflow_id,
+                function_id=position,
+                function_name=call.entry.name,
+                output=None,
+                error=None,
+                child_workflow_id=workflow_id,
+                serialization=self.payloads.format,
+                started_at_epoch_ms=row.created_at,
+                completed_at_epoch_ms=row.created_at,
+            )
+            outcome = self.store.insert_child_workflow(row, link)
+        else:
+            outcome = self.store.insert_workflow(row)
+        if not outcome.created:
+            self._check_same_function(outcome.row, call)
+            return Started(workflow_id, None)
+        return Started(workflow_id, self._activate(row, recorded={}))
+
+    def _new_row(
+        self,
+        workflow_id: str,
+        call: Invocation,
+        parent: WorkflowContext | None,
+        timeout_seconds: float | None,
+        has_timeout: bool,
+    ) -> WorkflowRow:
+        now = now_ms()
+        inputs = self.payloads.encode(
+            {"args": call.args, "kwargs": call.kwargs},
+            what=f"input of workflow {call.entry.name!r}",
+            workflow_id=workflow_id,
+        )
+        timeout_ms = round(timeout_seconds * 1000) if timeout_seconds else None
+        if has_timeout:
+            deadline = now + timeout_ms if timeout_ms is not None else None
+        else:  # children inherit the parent's deadline unless they set their own
+            deadline = parent.deadline_epoch_ms if parent is not None else None
+        return WorkflowRow(
+            workflow_id=workflow_id,
+            status=S.PENDING,
+            name=call.entry.name,
+            class_name=call.entry.class_name,
+            config_name=_config_name(call),
+            inputs=inputs,
+            output=None,
+            error=None,
+            serialization=self.payloads.format,
+            executor_id=self.executor_id,
+            instance_id=self.instance_id,
+            app_version=self.app_version,
+            queue_name=None,
+            authenticated_user=None,
+            created_at=now,
+            updated_at=now,
+            recovery_attempts=1,
+            workflow_timeout_ms=timeout_ms,
+            workflow_deadline_epoch_ms=deadline,
+            parent_workflow_id=parent.workflow_id if parent is not None else None,
+            forked_from=None,
+            deduplication_id=None,
+            priority=0,
+        )
+
+    @staticmethod
+    def _check_same_function(row: WorkflowRow, call: Invocation) -> None:
+        if row.name != call.entry.name:
+            raise DBOSConflictingWorkflowError(
+                row.workflow_id,
+                f"Workflow ID {row.workflow_id!r} already belongs to workflow {row.name!r}, so "
+                f"it cannot be used to start {call.entry.name!r}. Use a different workflow ID.",
+            )
+
+    def _activate(self, row: WorkflowRow, recorded: dict[int, StepRow]) -> ActiveWorkflow | None:
+        """Mark a workflow as executing here; None if this process already executes it."""
+        ctx = WorkflowContext(
+            workflow_id=row.workflow_id,
+            name=row.name,
+            recorded=recorded,
+            deadline_epoch_ms=row.workflow_deadline_epoch_ms,
+        )
+        with self._lock:
+            if row.workflow_id in self._active:
+                return None
+            active = ActiveWorkflow(ctx)
+            self._active[row.workflow_id] = active
+            return active
+
+    def resume(self, row: WorkflowRow) -> ActiveWorkflow | None:
+        """Prepare to re-execute a recovered workflow: its recorded steps load in one query."""
+        active = self._activate(row, recorded={})
+        if active is not None:
+            active.ctx.recorded = {s.function_id: s for s in self.store.load_steps(row.workflow_id)}
+        return active
+
+    def invocation_of(self, row: WorkflowRow) -> Invocation:
+        """Rebuild the call recorded in ``row`` (function, bound object and arguments)."""
+        entry = self.registry.find_workflow(row.workflow_id, row.name)
+        bound = self.registry.bound_target(row.workflow_id, entry, row.config_name)
+        inputs = self.payloads.decode(
+            row.inputs or b"",
+            row.serialization,
+            what="workflow inputs",
+            workflow_id=row.workflow_id,
+        )
+        return Invocation(entry, bound, tuple(inputs["args"]), dict(inputs["kwargs"]))
+
+    # -- executing -----------------------------------------------------------------------------
+
+    def execute(self, active: ActiveWorkflow, call: Invocation) -> Any:
+        """Run a sync workflow body in this thread and record its outcome."""
+        workflow_token = set_workflow(active.ctx)
+        step_token = set_step(None)
+        try:
+            value = call.call()
+        except BaseException as exc:
+            self._finish_error(active, exc)
+            raise
+        finally:
+            reset_step(step_token)
+            reset_workflow(workflow_token)
+        return self._finish_success(active, value)
+
+    async def execute_async(self, active: ActiveWorkflow, call: Invocation) -> Any:
+        """Run an async workflow body in the current task and record its outcome."""
+        workflow_token = set_workflow(active.ctx)
+        step_token = set_step(None)
+        try:
+            value = await call.call()
+        except BaseException as exc:
+            self._finish_error(active, exc)
+            raise
+        finally:
+            reset_step(step_token)
+            reset_workflow(workflow_token)
+        return self._finish_success(active, value)
+
+    def execute_in_background(self, active: ActiveWorkflow, call: Invocation) -> None:
+        """Run the workflow on the worker pool; its outcome reaches waiters through ``active``."""
+
+        def run() -> None:
+            try:
+                if call.entry.is_async:
+                    asyncio.run(self.execute_async(active, call))
+                else:
+                    self.execute(active, call)
+            except (Exception, DBOSWorkflowCancelledError) as exc:  # noqa: BLE001 - see below
+                # Recorded in the database and handed to waiters; nothing else awaits it here.
+                logger.debug("Background workflow %s ended with %r", active.ctx.workflow_id, exc)
+
+        self.pool.submit(run)
+
+    def _finish_success(self, active: ActiveWorkflow, value: Any) -> Any:
+        workflow_id = active.ctx.workflow_id
+        try:
+            output = self.payloads.encode(
+                value, what=f"output of workflow {active.ctx.name!r}", workflow_id=workflow_id
+            )
+        except Exception as exc:
+            self._finish_error(active, exc)
+            raise
+        if self.store.complete_workflow(workflow_id, status=S.SUCCESS, output=output, error=None):
+            active.value = value
+        else:
+            active.error = self._not_completed_error(workflow_id)
+        active.outcome_known = not isinstance(active.error, DBOSWorkflowConflictIDError)
+        self._release(active)
+        if active.error is not None:
+            raise active.error
+        return value
+
+    def _finish_error(self, active: ActiveWorkflow, exc: BaseException) -> None:
+        workflow_id = active.ctx.workflow_id
+        if isinstance(exc, Exception) and not isinstance(exc, DBOSWorkflowConflictIDError):
+            error = self.payloads.encode_error(exc, workflow_id=workflow_id)
+            if self.store.complete_workflow(workflow_id, status=S.ERROR, output=None, error=error):
+                active.error = exc
+            else:
+                active.error = self._not_completed_error(workflow_id)
+            active.outcome_known = not isinstance(active.error, DBOSWorkflowConflictIDError)
+        elif isinstance(exc, DBOSWorkflowCancelledError):
+            # A deadline noticed in memory is made durable; a cancel from elsewhere already is.
+            self.store.set_status(workflow_id, S.CANCELLED, only_from=(S.PENDING,))
+            active.error = DBOSAwaitedWorkflowCancelledError(workflow_id)
+            active.outcome_known = True
+        # Otherwise (a conflict, KeyboardInterrupt, interpreter exit) the workflow stays PENDING
+        # for its other execution or for recovery; waiters read the outcome from the database.
+        self._release(active)
+
+    def _not_completed_error(self, workflow_id: str) -> Exception:
+        row = self.store.get_workflow(workflow_id)
+        if row is not None and row.status == S.CANCELLED:
+            return DBOSAwaitedWorkflowCancelledError(workflow_id)
+        return DBOSWorkflowConflictIDError(workflow_id)
+
+    def _release(self, active: ActiveWorkflow) -> None:
+        with self._lock:
+            self._active.pop(active.ctx.workflow_id, None)
+        active.done.set()
+
+    def cancel_local(self, workflow_id: str) -> None:
+        """Signal a workflow executing here to stop at its next step or wait."""
+        with self._lock:
+            active = self._active.get(workflow_id)
+        if active is not None:
+            active.ctx.cancelled.set()
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def replayed_step(self, ctx: WorkflowContext, position: int, name: str) -> StepRow | None:
+        """The recorded step at ``position`` if this is a replay; checks it has ``name``."""
+        recorded = ctx.recorded.get(position)
+        if recorded is not None and recorded.function_name != name:
+            raise DBOSUnexpectedStepError(ctx.workflow_id, position, name, recorded.function_name)
+        return recorded
+
+    def replay_value(self, ctx: WorkflowContext, step: StepRow) -> Any:
+        """The recorded output of ``step``, or raise its recorded error."""
+        if step.error is not None:
+            raise self.payloads.decode_error(
+                step.error, step.serialization, workflow_id=ctx.workflow_id
+            )
+        if step.output is None:
+            return None
+        what = f"output of step {step.function_name!r}"
+        return self.payloads.decode(
+            step.output, step.serialization, what=what, workflow_id=ctx.workflow_id
+        )
+
+    def step_row(
+        self,
+        ctx: WorkflowContext,
+        position: int,
+        name: str,
+        started_ms: int,
+        *,
+        value: Any = None,
+        error: BaseException | None = None,
+    ) -> StepRow:
+        """The checkpoint of a finished operation, its output or error encoded for storage."""
+        output = encoded_error = None
+        if error is not None:
+            encoded_error = self.payloads.encode_error(error, workflow_id=ctx.workflow_id)
+        elif value is not None:
+            what = f"output of step {name!r}"
+            output = self.payloads.encode(value, what=what, workflow_id=ctx.workflow_id)
+        return StepRow(
+            workflow_id=ctx.workflow_id,
+            function_id=position,
+            function_name=name,
+            output=output,
+            error=encoded_error,
+            child_workflow_id=None,
+            serialization=self.payloads.format,
+            started_at_epoch_ms=started_ms,
+            completed_at_epoch_ms=now_ms(),
+        )
+
+    def record_step(self, ctx: WorkflowContext, step: StepRow) -> None:
+        """Checkpoint a step (one round trip); stop the workflow if it was cancelled meanwhile."""
+        reason = self.store.record_step(step)
+        if reason is None:
+            return
+        if reason == Unrecorded.CANCELLED:
+            ctx.cancelled.set()
+            raise DBOSWorkflowCancelledError(ctx.workflow_id)
+        existing = self.store.get_step(step.workflow_id, step.function_id)
+        if existing is not None and (existing.output, existing.error) == (step.output, step.error):
+            return  # our own write, retried after its acknowledgement was lost
+        raise DBOSWorkflowConflictIDError(ctx.workflow_id)
+
+    # -- awaiting ------------------------------------------------------------------------------
+
+    def await_result(self, workflow_id: str) -> Any:
+        """Block until the workflow ends; return its output or raise its error."""
+        with self._lock:
+            active = self._active.get(workflow_id)
+        if active is not None:
+            active.done.wait()
+            if active.outcome_known:
+                if active.error is not None:
+                    raise active.error
+                return active.value
+        return self.wait_recorded_outcome(workflow_id)
+
+    def wait_recorded_outcome(
+        self, workflow_id: str, sleep: Callable[[float], object] | None = None
+    ) -> Any:
+        """Poll the database until the workflow is terminal (another process is running it)."""
+        delay = 0.005
+        waiter = threading.Event()
+        while True:
+            row = self.store.get_workflow(workflow_id)
+            if row is None:
+                raise DBOSNonExistentWorkflowError(workflow_id)
+            if row.status in _TERMINAL:
+                return self.recorded_outcome(row)
+            (sleep or waiter.wait)(delay)
+            delay = min(delay * 2, self.poll_interval_sec)
+
+    def recorded_outcome(self, row: WorkflowRow) -> Any:
+        """The output of a finished workflow, or raise the error it ended with."""
+        if row.status == S.SUCCESS:
+            if row.output is None:
+                return None
+            what = f"output of workflow {row.name!r}"
+            return self.payloads.decode(
+                row.output, row.serialization, what=what, workflow_id=row.workflow_id
+            )
+        if row.status == S.ERROR:
+            raise self.payloads.decode_error(
+                row.error or b"", row.serialization, workflow_id=row.workflow_id
+            )
+        if row.status == S.CANCELLED:
+            raise DBOSAwaitedWorkflowCancelledError(row.workflow_id)
+        raise DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded(row.workflow_id)
+
+    def is_active(self, workflow_id: str) -> bool:
+        """Whether this process is executing the workflow now."""
+        with self._lock:
+            return workflow_id in self._active
+
+
+def _config_name(call: Invocation) -> str | None:
+    if call.entry.kind == MethodKind.INSTANCE and call.bound is not None:
+        return getattr(call.bound, "config_name", None)
+    return None

@@ -1,0 +1,234 @@
+"""One configured Perdure instance: owns storage, the worker pool and background threads."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from perdure.config import Settings, apply_log_level
+from perdure.error import (
+    DBOSAwaitedWorkflowCancelledError,
+    DBOSInitializationError,
+    DBOSWorkflowCancelledError,
+    DBOSWorkflowConflictIDError,
+)
+from perdure.execution.context import current_workflow
+from perdure.execution.handles import WorkflowHandle, WorkflowHandleAsync
+from perdure.execution.pool import WorkerPool
+from perdure.execution.recovery import recover_pending_workflows
+from perdure.execution.registry import MethodKind, RegisteredWorkflow, Registry
+from perdure.execution.transaction import ApplicationDatabase
+from perdure.execution.workflow import Invocation, WorkflowEngine
+from perdure.logs import get_logger
+from perdure.serialization import Payloads
+from perdure.storage import open_store, redact_url
+from perdure.storage.interface import SystemStore, WorkflowStatusString
+
+logger = get_logger(__name__)
+
+
+class Runtime:
+    """Everything one ``DBOS(config=...)`` owns once launched."""
+
+    def __init__(self, settings: Settings, registry: Registry) -> None:
+        self.settings = settings
+        self.registry = registry
+        self._engine: WorkflowEngine | None = None
+        self._app_db: ApplicationDatabase | None = None
+        self._store: SystemStore | None = None
+        self._pool: WorkerPool | None = None
+        self._recovery: threading.Thread | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def launch(self) -> None:
+        """Migrate the system database, then start recovering this executor's PENDING work."""
+        if self._engine is not None:
+            return
+        apply_log_level(self.settings)
+        settings = self.settings
+        store = open_store(
+            settings.system_database_url, max_connections=settings.max_executor_threads + 4
+        )
+        try:
+            store.migrate()
+            self._app_db = ApplicationDatabase(
+                settings.application_database_url,
+                system_url=settings.system_database_url,
+                table_prefix=""
+                if settings.system_database_url.startswith("sqlite")
+                else "perdure.",
+            )
+        except BaseException:
+            store.close()
+            raise
+        self._store = store
+        self._pool = WorkerPool(settings.max_executor_threads, name="perdure-workflow")
+        self._engine = WorkflowEngine(
+            store=store,
+            payloads=Payloads(settings.serializer, settings.payload_codec),
+            registry=self.registry,
+            pool=self._pool,
+            executor_id=settings.executor_id,
+            app_version=settings.application_version,
+            poll_interval_sec=settings.notification_listener_polling_interval_sec,
+        )
+        self._recovery = threading.Thread(
+            target=self._recover, name="perdure-recovery", daemon=True
+        )
+        self._recovery.start()
+        logger.info(
+            "Perdure launched: app %r, executor %r, system database %s",
+            settings.name,
+            settings.executor_id,
+            redact_url(store.url),
+        )
+
+    def _recover(self) -> None:
+        engine = self._engine
+        if engine is None:
+            return
+        try:
+            restarted = recover_pending_workflows(engine)
+        except Exception:
+            logger.exception("Recovery of pending workflows failed; it is retried at next launch")
+            return
+        if restarted:
+            logger.info("Recovered %d pending workflow(s)", len(restarted))
+
+    def wait_for_recovery(self, timeout_sec: float | None = None) -> None:
+        """Block until the launch-time recovery scan has started every workflow it found."""
+        if self._recovery is not None:
+            self._recovery.join(timeout_sec)
+
+    def destroy(self, workflow_completion_timeout_sec: float = 0) -> None:
+        """Stop background work and close connections; running workflows stay PENDING."""
+        if self._pool is not None:
+            self._pool.stop(workflow_completion_timeout_sec)
+        if self._recovery is not None:
+            self._recovery.join(timeout=5)
+        if self._app_db is not None:
+            self._app_db.dispose()
+        if self._store is not None:
+            self._store.close()
+        self._engine = self._store = self._pool = self._app_db = self._recovery = None
+
+    def reset_system_database(self) -> None:
+        """Drop every Perdure table in the system database (before launch only)."""
+        if self._engine is not None:
+            raise DBOSInitializationError(
+                "DBOS.reset_system_database() must be called before DBOS.launch(): it deletes "
+                "every workflow record. Call DBOS.destroy() first if you really mean it."
+            )
+        store = open_store(self.settings.system_database_url, max_connections=2)
+        try:
+            store.reset()
+        finally:
+            store.close()
+
+    @property
+    def engine(self) -> WorkflowEngine:
+        """The launched engine, or a clear error if ``DBOS.launch()`` was not called."""
+        if self._engine is None:
+            raise DBOSInitializationError(
+                "Perdure is not launched: call DBOS.launch() after DBOS(config=...) and before "
+                "running or starting workflows."
+            )
+        return self._engine
+
+    @property
+    def app_db(self) -> ApplicationDatabase:
+        """The database of ``@DBOS.transaction`` functions."""
+        self.engine  # noqa: B018 - raises the "not launched" error
+        assert self._app_db is not None  # noqa: S101 - set together with the engine
+        return self._app_db
+
+    # -- running workflows -------------------------------------------------------------------------
+
+    def call_workflow(
+        self, entry: RegisteredWorkflow, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """A direct call of a sync workflow: runs in this thread and returns its result."""
+        engine = self.engine
+        call = invocation(entry, args, kwargs)
+        started = engine.start(call)
+        try:
+            if started.active is None:
+                return engine.await_result(started.workflow_id)
+            return engine.execute(started.active, call)
+        except DBOSWorkflowConflictIDError:
+            return engine.await_result(started.workflow_id)
+        except DBOSWorkflowCancelledError as exc:
+            raise _for_caller(exc) from None
+
+    async def call_workflow_async(
+        self, entry: RegisteredWorkflow, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """A direct await of an async workflow: runs in this task and returns its result."""
+        engine = self.engine
+        call = invocation(entry, args, kwargs)
+        started = engine.start(call)
+        try:
+            if started.active is None:
+                return await asyncio.to_thread(engine.await_result, started.workflow_id)
+            return await engine.execute_async(started.active, call)
+        except DBOSWorkflowConflictIDError:
+            return await asyncio.to_thread(engine.await_result, started.workflow_id)
+        except DBOSWorkflowCancelledError as exc:
+            raise _for_caller(exc) from None
+
+    def start_workflow(self, call: Invocation) -> WorkflowHandle[Any]:
+        """Record the workflow durably, then run it on the worker pool."""
+        engine = self.engine
+        started = engine.start(call)
+        if started.active is not None:
+            engine.execute_in_background(started.active, call)
+        return WorkflowHandle(engine, started.workflow_id)
+
+    async def start_workflow_async(self, call: Invocation) -> WorkflowHandleAsync[Any]:
+        """Record the workflow durably, then run it: async ones as a task on this loop."""
+        engine = self.engine
+        started = engine.start(call)
+        if started.active is not None:
+            if call.entry.is_async:
+                task = asyncio.create_task(self._run_task(started.active, call))
+                self._tasks.add(task)  # keep a reference until done: the loop holds only weak ones
+                task.add_done_callback(self._tasks.discard)
+            else:
+                engine.execute_in_background(started.active, call)
+        return WorkflowHandleAsync(engine, started.workflow_id)
+
+    async def _run_task(self, active: Any, call: Invocation) -> None:
+        try:
+            await self.engine.execute_async(active, call)
+        except (Exception, DBOSWorkflowCancelledError) as exc:  # noqa: BLE001 - recorded in the database
+            logger.debug("Workflow task %s ended with %r", active.ctx.workflow_id, exc)
+
+    def cancel_workflow(self, workflow_id: str) -> None:
+        """Mark the workflow CANCELLED; it stops at its next step or wait."""
+        engine = self.engine
+        engine.store.set_status(
+            workflow_id,
+            WorkflowStatusString.CANCELLED,
+            only_from=(WorkflowStatusString.PENDING, WorkflowStatusString.ENQUEUED),
+        )
+        engine.cancel_local(workflow_id)
+
+
+def invocation(
+    entry: RegisteredWorkflow, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Invocation:
+    """Split a method's bound object (instance or class) from its recorded arguments."""
+    if entry.kind in (MethodKind.INSTANCE, MethodKind.CLASS) and args:
+        return Invocation(entry, args[0], tuple(args[1:]), kwargs)
+    return Invocation(entry, None, tuple(args), kwargs)
+
+
+def _for_caller(exc: DBOSWorkflowCancelledError) -> BaseException:
+    """Inside a cancelled workflow the signal propagates; elsewhere it becomes catchable."""
+    caller = current_workflow()
+    if caller is not None and caller.cancelled.is_set():
+        return exc
+    return DBOSAwaitedWorkflowCancelledError(exc.workflow_id)

@@ -1,0 +1,550 @@
+"""Serializers that turn workflow inputs, outputs and errors into stored bytes and back."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import logging
+import math
+import pickle
+import sys
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from enum import Enum
+from typing import Any, Protocol
+
+from perdure.error import DBOSSerializationError
+
+__all__ = [
+    "JsonSerializer",
+    "PayloadCodec",
+    "Payloads",
+    "PickleSerializer",
+    "Serializer",
+    "UnserializableError",
+]
+
+_logger = logging.getLogger(__name__)
+
+# The reserved key of a tagged JSON object: {"$t": "<tag>", ...}.
+_TAG = "$t"
+_TAG_BYTES = b'"$t"'
+# Beyond ~4300 decimal digits, int <-> str conversion raises on Python 3.11+; hex has no limit.
+_BIG_INT = 1 << 8192
+# Starts an error payload that is a JSON description of an exception the configured serializer
+# could not store. No JSON text and no pickle (protocol 2+ starts with 0x80) begins with "~".
+_FALLBACK_MARKER = b"~perdure-error-fallback:json~"
+
+
+class Serializer(Protocol):
+    """Turns a value into bytes and back. `name` is stored with every row it writes.
+
+    `dumps` raises on values it cannot store; `loads` rebuilds a value from `dumps` output.
+    """
+
+    name: str
+
+    def dumps(self, value: Any) -> bytes: ...
+    def loads(self, data: bytes) -> Any: ...
+
+
+class PayloadCodec(Protocol):
+    """Optional transform over every stored payload (e.g. encryption).
+
+    `encode` runs on serialized bytes before they are stored; `decode` reverses it on read.
+    """
+
+    def encode(self, data: bytes) -> bytes: ...
+    def decode(self, data: bytes) -> bytes: ...
+
+
+class UnserializableError(Exception):
+    """Stand-in for a stored exception whose own type could not be stored or found again.
+
+    Attributes:
+        original_type: The original exception class as ``module:qualname``.
+    """
+
+    def __init__(self, message: str, original_type: str = "") -> None:
+        self.original_type = original_type
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (self.__class__, (str(self), self.original_type))
+
+
+class _UnsupportedTypeError(TypeError):
+    """Raised while encoding; carries the innermost type that has no JSON form."""
+
+    def __init__(self, type_: type, reason: str = "it has no JSON form") -> None:
+        self.type_name = _type_name(type_)
+        self.reason = reason
+        super().__init__(f"cannot store a value of type {self.type_name!r}: {reason}")
+
+
+def _type_name(type_: type) -> str:
+    if type_.__module__ == "builtins":
+        return type_.__qualname__
+    return f"{type_.__module__}.{type_.__qualname__}"
+
+
+def _class_ref(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _find_class(ref: str) -> object:
+    """Looks `module:qualname` up among loaded modules; returns None when it is not there.
+
+    Reads namespaces with ``__dict__`` rather than getattr: a module ``__getattr__`` could run
+    code, even import things, and reading stored data must never run code.
+    """
+    module_name, _, qualname = ref.partition(":")
+    obj: object = sys.modules.get(module_name)
+    if obj is None or not qualname:
+        return None
+    for part in qualname.split("."):
+        namespace = getattr(obj, "__dict__", None)
+        if not isinstance(namespace, Mapping):
+            return None
+        obj = namespace.get(part)  # None stops the walk at the next getattr
+    return obj
+
+
+def _ref_for_encoding(value: object) -> str:
+    cls = type(value)
+    ref = _class_ref(cls)
+    # Failing now, at write time, beats storing a value that no process can read back.
+    if _find_class(ref) is not cls:
+        raise _UnsupportedTypeError(
+            cls, f"its class cannot be found again by the name {ref!r} (define it at module level)"
+        )
+    return ref
+
+
+def _pydantic_base() -> type | None:
+    # Pydantic is optional: if it was never imported, no value can be a pydantic model.
+    pydantic = sys.modules.get("pydantic")
+    base = getattr(pydantic, "BaseModel", None) if pydantic is not None else None
+    return base if isinstance(base, type) else None
+
+
+def _enc(value: Any) -> Any:  # noqa: PLR0911 - a flat type dispatch reads best
+    """Returns the JSON-ready tree for `value`."""
+    t = type(value)
+    if t is str or t is bool or value is None:
+        return value
+    if t is int:
+        return value if -_BIG_INT < value < _BIG_INT else {_TAG: "int", "v": format(value, "x")}
+    if t is float:
+        return value if math.isfinite(value) else {_TAG: "float", "v": repr(value)}
+    if t is list:
+        return [_enc(item) for item in value]
+    if t is dict:
+        if _TAG not in value and all(type(key) is str for key in value):
+            return {key: _enc(item) for key, item in value.items()}
+        return {_TAG: "dict", "v": [[_enc(k), _enc(v)] for k, v in value.items()]}
+    encoder = _ENCODERS.get(t)
+    if encoder is not None:
+        return encoder(value)
+    if isinstance(value, Enum):
+        return {_TAG: "enum", "c": _ref_for_encoding(value), "v": _enc(value.value)}
+    if isinstance(value, BaseException):
+        return _enc_exception(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {_TAG: "dataclass", "c": _ref_for_encoding(value), "v": _enc_fields(value)}
+    model_base = _pydantic_base()
+    if model_base is not None and isinstance(value, model_base):
+        return _enc_model(value)
+    raise _UnsupportedTypeError(t)
+
+
+def _enc_model(model: Any) -> dict[str, Any]:
+    # by_alias: model_validate expects aliases; round_trip: Json[...] fields validate again.
+    dumped = model.model_dump(mode="python", by_alias=True, round_trip=True)
+    return {_TAG: "model", "c": _ref_for_encoding(model), "v": _enc(dumped)}
+
+
+def _enc_fields(value: Any) -> dict[str, Any]:
+    encoded: dict[str, Any] = {}
+    for field in dataclasses.fields(value):
+        # An init=False field without a default may never have been set; nothing to keep.
+        if hasattr(value, field.name):
+            encoded[field.name] = _enc(getattr(value, field.name))
+    return encoded
+
+
+def _enc_exception(exc: BaseException) -> dict[str, Any]:
+    # An error is stored while something already went wrong; failing again here would lose it.
+    # So args that cannot be encoded collapse to the message and such attributes are dropped:
+    # the type and the message are what callers rely on.
+    message = _safe_str(exc)
+    try:
+        args = [_enc(arg) for arg in exc.args]
+    except Exception:  # noqa: BLE001 - any failure in user values means "keep the message"
+        args = [message]
+    attrs: dict[str, Any] = {}
+    for name, attr in vars(exc).items():
+        if not isinstance(name, str) or (name.startswith("__") and name.endswith("__")):
+            continue
+        try:
+            attrs[name] = _enc(attr)
+        except Exception:  # noqa: BLE001, S112 - drop the attribute, keep the error
+            continue
+    return {_TAG: "exc", "c": _class_ref(type(exc)), "m": message, "a": args, "d": attrs}
+
+
+def _safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not lose the error itself
+        return f"<unprintable {type(exc).__qualname__}>"
+
+
+_ENCODERS: dict[type, Callable[[Any], Any]] = {
+    tuple: lambda v: {_TAG: "tuple", "v": [_enc(item) for item in v]},
+    set: lambda v: {_TAG: "set", "v": [_enc(item) for item in v]},
+    frozenset: lambda v: {_TAG: "frozenset", "v": [_enc(item) for item in v]},
+    bytes: lambda v: {_TAG: "bytes", "v": base64.b64encode(v).decode("ascii")},
+    bytearray: lambda v: {_TAG: "bytearray", "v": base64.b64encode(v).decode("ascii")},
+    # isoformat keeps the UTC offset; a ZoneInfo zone comes back as a fixed-offset timezone.
+    datetime: lambda v: {_TAG: "datetime", "v": v.isoformat()},
+    date: lambda v: {_TAG: "date", "v": v.isoformat()},
+    time: lambda v: {_TAG: "time", "v": v.isoformat()},
+    timedelta: lambda v: {_TAG: "timedelta", "v": [v.days, v.seconds, v.microseconds]},
+    Decimal: lambda v: {_TAG: "decimal", "v": str(v)},
+    uuid.UUID: lambda v: {_TAG: "uuid", "v": str(v)},
+}
+
+
+def _dec(tree: Any) -> Any:
+    """Rebuilds a value from its JSON tree."""
+    t = type(tree)
+    if t is list:
+        return [_dec(item) for item in tree]
+    if t is dict:
+        if _TAG not in tree:
+            return {key: _dec(item) for key, item in tree.items()}
+        decoder = _DECODERS.get(tree[_TAG])
+        if decoder is None:
+            raise ValueError(f"unknown tag {tree[_TAG]!r} (written by a newer Perdure?)")
+        return decoder(tree)
+    return tree
+
+
+def _loaded_class(tree: dict[str, Any], kind: str, check: Callable[[type], bool]) -> Any:
+    ref = tree["c"]
+    cls = _find_class(ref)
+    if isinstance(cls, type) and check(cls):
+        return cls
+    problem = "is not loaded in this process" if cls is None else f"is not a {kind} class"
+    raise DBOSSerializationError(
+        f"The stored {kind} class {ref!r} {problem}. Import the module that defines it before "
+        'reading this value (or use serializer="pickle"); Perdure never imports modules while '
+        "reading stored data, because importing runs code."
+    )
+
+
+def _dec_dataclass(tree: dict[str, Any]) -> Any:
+    cls = _loaded_class(tree, "dataclass", dataclasses.is_dataclass)
+    values = {name: _dec(item) for name, item in tree["v"].items()}
+    fields = dataclasses.fields(cls)
+    obj = cls(**{f.name: values[f.name] for f in fields if f.init and f.name in values})
+    for field in fields:
+        if not field.init and field.name in values:
+            # Frozen dataclasses reject plain assignment.
+            object.__setattr__(obj, field.name, values[field.name])
+    return obj
+
+
+def _dec_model(tree: dict[str, Any]) -> Any:
+    base = _pydantic_base()
+    cls = _loaded_class(tree, "pydantic model", lambda c: base is not None and issubclass(c, base))
+    return cls.model_validate(_dec(tree["v"]))
+
+
+def _dec_enum(tree: dict[str, Any]) -> Any:
+    cls = _loaded_class(tree, "Enum", lambda c: issubclass(c, Enum))
+    return cls(_dec(tree["v"]))
+
+
+def _dec_exception(tree: dict[str, Any]) -> BaseException:
+    # Losing an error's type is better than losing the error, so every failure here degrades
+    # to UnserializableError instead of raising.
+    ref: str = tree["c"]
+    message: str = tree.get("m", "")
+    cls = _find_class(ref)
+    if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+        return UnserializableError(f"{ref}: {message}", ref)
+    try:
+        args = tuple(_dec(arg) for arg in tree.get("a", []))
+    except Exception:  # noqa: BLE001 - e.g. an arg whose class is not loaded
+        args = (message,)
+    try:
+        exc = cls(*args)
+    except Exception:  # noqa: BLE001 - custom __init__ signatures fail in arbitrary ways
+        try:
+            exc = cls.__new__(cls)
+        except Exception:  # noqa: BLE001 - a custom __new__ that insists on its arguments
+            return UnserializableError(f"{ref}: {message}", ref)
+    # Even when __init__ accepted the args it may have read them differently (a message taken
+    # for a workflow ID, say); the stored args and attributes are the truth.
+    exc.args = args
+    for name, item in tree.get("d", {}).items():
+        try:
+            exc.__dict__[name] = _dec(item)
+        except Exception:  # noqa: BLE001, S112 - drop what cannot be read, keep the error
+            continue
+    return exc
+
+
+_DECODERS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "int": lambda t: int(t["v"], 16),
+    "float": lambda t: float(t["v"]),
+    "dict": lambda t: {_dec(k): _dec(v) for k, v in t["v"]},
+    "tuple": lambda t: tuple(_dec(item) for item in t["v"]),
+    "set": lambda t: {_dec(item) for item in t["v"]},
+    "frozenset": lambda t: frozenset(_dec(item) for item in t["v"]),
+    "bytes": lambda t: base64.b64decode(t["v"], validate=True),
+    "bytearray": lambda t: bytearray(base64.b64decode(t["v"], validate=True)),
+    "datetime": lambda t: datetime.fromisoformat(t["v"]),
+    "date": lambda t: date.fromisoformat(t["v"]),
+    "time": lambda t: time.fromisoformat(t["v"]),
+    "timedelta": lambda t: timedelta(days=t["v"][0], seconds=t["v"][1], microseconds=t["v"][2]),
+    "decimal": lambda t: Decimal(t["v"]),
+    "uuid": lambda t: uuid.UUID(t["v"]),
+    "enum": _dec_enum,
+    "dataclass": _dec_dataclass,
+    "model": _dec_model,
+    "exc": _dec_exception,
+}
+
+# Reused encoders: json.dumps with options builds a new encoder on every call.
+_JSON_UTF8 = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False
+)
+_JSON_ASCII = json.JSONEncoder(separators=(",", ":"), allow_nan=False, check_circular=False)
+
+
+class JsonSerializer:
+    """The safe default: tagged JSON that never runs stored code when read.
+
+    Plain JSON values stay plain JSON. Other supported types become tagged objects
+    ``{"$t": "<tag>", ...}``; classes are stored by ``module:qualname`` and, when read, are
+    looked up only in modules this process has already imported.
+    """
+
+    name = "json"
+
+    def dumps(self, value: Any) -> bytes:
+        """Encodes `value` as compact UTF-8 JSON; raises TypeError for unsupported types."""
+        t = type(value)
+        # Scalars are the common case (step outputs, IDs, counters): skip the tree walk.
+        if value is None:
+            return b"null"
+        if t is bool:
+            return b"true" if value else b"false"
+        if t is int and -_BIG_INT < value < _BIG_INT:
+            return int.__repr__(value).encode("ascii")
+        if t is float and math.isfinite(value):
+            return float.__repr__(value).encode("ascii")
+        tree = value if t is str else _enc(value)
+        try:
+            return _JSON_UTF8.encode(tree).encode("utf-8")
+        except UnicodeEncodeError:
+            # Lone surrogates have no UTF-8 form; \u escapes carry them through intact.
+            return _JSON_ASCII.encode(tree).encode("ascii")
+
+    def loads(self, data: bytes) -> Any:
+        """Decodes bytes written by `dumps`."""
+        tree = json.loads(data)
+        # Without a tag anywhere the parsed JSON already is the value; skip the walk.
+        if _TAG_BYTES not in data:
+            return tree
+        return _dec(tree)
+
+
+class PickleSerializer:
+    """Opt-in pickle serializer: stores almost any Python object.
+
+    Reading a pickle runs code named in it, so only use it when nobody untrusted can write
+    to the system database.
+    """
+
+    name = "pickle"
+    protocol = pickle.HIGHEST_PROTOCOL
+
+    def dumps(self, value: Any) -> bytes:
+        """Pickles `value`."""
+        return pickle.dumps(value, protocol=self.protocol)
+
+    def loads(self, data: bytes) -> Any:
+        """Unpickles `data`."""
+        return pickle.loads(data)  # noqa: S301 - opt-in; the database is trusted by config
+
+
+_JSON = JsonSerializer()
+_CODEC_SUFFIX = "+codec"
+
+
+def _for_workflow(workflow_id: str | None) -> str:
+    return f" (workflow ID {workflow_id!r})" if workflow_id is not None else ""
+
+
+class Payloads:
+    """Encodes values with the configured serializer and codec; decodes rows by their format.
+
+    New payloads are written with the configured serializer and optional codec; any stored row
+    is read by the format recorded with it: "json", "pickle" or the configured serializer's
+    name, each optionally followed by "+codec".
+
+    Errors: `encode_error` first tries the configured serializer and checks that the bytes read
+    back as an exception. If not (unpicklable, or a custom ``__init__`` that breaks unpickling),
+    it stores the ASCII marker ``~perdure-error-fallback:json~`` followed by the JSON form of an
+    `UnserializableError` whose message is ``"<module:qualname>: <str(exc)>"``, passed through
+    the codec like any payload, under the usual `format`. `decode_error` recognises the marker.
+
+    Args:
+        serializer: Writes every new payload; its name is the recorded format.
+        codec: Optional transform (e.g. encryption) applied after serializing.
+    """
+
+    def __init__(self, serializer: Serializer, codec: PayloadCodec | None = None) -> None:
+        self._serializer = serializer
+        self._codec = codec
+        self.format: str = serializer.name + (_CODEC_SUFFIX if codec is not None else "")
+        self._readers: dict[str, Serializer] = {
+            "json": _JSON,
+            "pickle": PickleSerializer(),
+            serializer.name: serializer,
+        }
+
+    def encode(self, value: Any, *, what: str, workflow_id: str | None = None) -> bytes:
+        """Serializes `value` for storage in `self.format`.
+
+        Args:
+            value: The value to store.
+            what: Describes the value for error messages, e.g. "output of step 'charge'".
+            workflow_id: The owning workflow, named in error messages.
+
+        Raises:
+            DBOSSerializationError: The value cannot be serialized; the message names its type.
+        """
+        where = f"{what}{_for_workflow(workflow_id)}"
+        try:
+            data = self._serializer.dumps(value)
+        except Exception as exc:
+            if isinstance(exc, _UnsupportedTypeError):
+                type_name, reason = exc.type_name, exc.reason
+            else:
+                type_name, reason = _type_name(type(value)), f"{type(exc).__name__}: {exc}"
+            raise DBOSSerializationError(
+                f"Cannot store the {where}: the {self._serializer.name!r} serializer cannot "
+                f"serialize a value of type {type_name!r} ({reason}). To fix this, pass "
+                'serializer="pickle" in the DBOS config, or a custom Serializer, or convert the '
+                "value to a supported type."
+            ) from exc
+        try:
+            return self._codec.encode(data) if self._codec is not None else data
+        except Exception as exc:
+            raise DBOSSerializationError(
+                f"Cannot store the {where}: the payload codec failed "
+                f"({type(exc).__name__}: {exc}). Check the codec in the DBOS config."
+            ) from exc
+
+    def decode(self, data: bytes, fmt: str, *, what: str, workflow_id: str | None = None) -> Any:
+        """Reads a stored payload with the serializer (and codec) named by its format.
+
+        Args:
+            data: The stored bytes.
+            fmt: The format recorded with the row, e.g. "json" or "pickle+codec".
+            what: Describes the value for error messages.
+            workflow_id: The owning workflow, named in error messages.
+
+        Raises:
+            DBOSSerializationError: Unknown format, missing codec, or unreadable bytes.
+        """
+        where = f"{what}{_for_workflow(workflow_id)}"
+        reader, raw = self._unwrap(data, fmt, where)
+        return _load(reader, raw, fmt, where)
+
+    def encode_error(self, exc: BaseException, *, workflow_id: str | None = None) -> bytes:
+        """Serializes an exception for storage; never raises (see the class docstring)."""
+        try:
+            data = self._serializer.dumps(exc)
+            # Some exceptions pickle fine but fail to unpickle; find out now, not on read.
+            if isinstance(self._serializer.loads(data), BaseException):
+                return self._codec.encode(data) if self._codec is not None else data
+        except Exception:  # noqa: BLE001, S110 - any failure means "use the fallback below"
+            pass
+        ref = _class_ref(type(exc))
+        _logger.warning("Storing error %s of workflow %s as UnserializableError", ref, workflow_id)
+        fallback = _FALLBACK_MARKER + _JSON.dumps(
+            UnserializableError(f"{ref}: {_safe_str(exc)}", ref)
+        )
+        try:
+            return self._codec.encode(fallback) if self._codec is not None else fallback
+        except Exception:  # noqa: BLE001 - never raise, and never store the message unencoded
+            withheld = f"{ref}: <message withheld: the payload codec failed>"
+            return _FALLBACK_MARKER + _JSON.dumps(UnserializableError(withheld, ref))
+
+    def decode_error(
+        self, data: bytes, fmt: str, *, workflow_id: str | None = None
+    ) -> BaseException:
+        """Reads an exception stored by `encode_error`.
+
+        Raises:
+            DBOSSerializationError: The row cannot be read, or does not hold an exception.
+        """
+        where = f"recorded error{_for_workflow(workflow_id)}"
+        reader: Serializer = _JSON
+        raw = data  # a marker before any codec means the codec failed at write time
+        if not data.startswith(_FALLBACK_MARKER):
+            reader, raw = self._unwrap(data, fmt, where)
+        if raw.startswith(_FALLBACK_MARKER):
+            reader, raw = _JSON, raw[len(_FALLBACK_MARKER) :]
+        value = _load(reader, raw, fmt, where)
+        if not isinstance(value, BaseException):
+            raise DBOSSerializationError(
+                f"The {where} holds a {_type_name(type(value))!r}, not an exception; the row "
+                "was not written by Perdure's encode_error."
+            )
+        return value
+
+    def _unwrap(self, data: bytes, fmt: str, where: str) -> tuple[Serializer, bytes]:
+        name = fmt.removesuffix(_CODEC_SUFFIX)
+        reader = self._readers.get(name)
+        if reader is None:
+            raise DBOSSerializationError(
+                f"Cannot read the {where}: its format {fmt!r} is unknown. Pass a Serializer "
+                f"named {name!r} as serializer in the DBOS config to read it."
+            )
+        if name == fmt:
+            return reader, data
+        if self._codec is None:
+            raise DBOSSerializationError(
+                f"Cannot read the {where}: it was stored in format {fmt!r}, through a payload "
+                "codec, but none is configured. Configure the codec that wrote it."
+            )
+        try:
+            return reader, self._codec.decode(data)
+        except Exception as exc:
+            raise DBOSSerializationError(
+                f"Cannot read the {where} (format {fmt!r}): the payload codec failed "
+                f"({type(exc).__name__}: {exc}). Configure the codec (and keys) that wrote it."
+            ) from exc
+
+
+def _load(reader: Serializer, raw: bytes, fmt: str, where: str) -> Any:
+    try:
+        return reader.loads(raw)
+    except DBOSSerializationError as exc:  # already says what to do
+        raise DBOSSerializationError(f"Cannot read the {where}: {exc}") from exc
+    except Exception as exc:
+        raise DBOSSerializationError(
+            f"Cannot read the {where} stored in format {fmt!r}: {type(exc).__name__}: {exc}. "
+            "If a class is missing, import the module that defines it before reading; "
+            "otherwise configure the serializer and codec that wrote the row."
+        ) from exc

@@ -1,0 +1,146 @@
+"""The storage contract: the records Perdure keeps and the operations the core needs on them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class WorkflowStatusString:
+    """The status strings stored in ``workflow_status.status``."""
+
+    PENDING = "PENDING"
+    SUCCESS = "SUCCESS"
+    ERROR = "ERROR"
+    ENQUEUED = "ENQUEUED"
+    CANCELLED = "CANCELLED"
+    MAX_RECOVERY_ATTEMPTS_EXCEEDED = "MAX_RECOVERY_ATTEMPTS_EXCEEDED"
+
+
+@dataclass
+class WorkflowRow:
+    """One row of ``workflow_status``: a workflow execution and its outcome."""
+
+    workflow_id: str
+    status: str
+    name: str
+    class_name: str | None
+    config_name: str | None
+    inputs: bytes | None
+    output: bytes | None
+    error: bytes | None
+    serialization: str
+    executor_id: str
+    instance_id: str
+    app_version: str
+    queue_name: str | None
+    authenticated_user: str | None
+    created_at: int
+    updated_at: int
+    recovery_attempts: int
+    workflow_timeout_ms: int | None
+    workflow_deadline_epoch_ms: int | None
+    parent_workflow_id: str | None
+    forked_from: str | None
+    deduplication_id: str | None
+    priority: int
+
+
+WORKFLOW_COLUMNS = tuple(WorkflowRow.__dataclass_fields__)
+
+
+@dataclass
+class StepRow:
+    """One row of ``operation_outputs``: the checkpoint of one operation of a workflow."""
+
+    workflow_id: str
+    function_id: int
+    function_name: str
+    output: bytes | None
+    error: bytes | None
+    child_workflow_id: str | None
+    serialization: str
+    started_at_epoch_ms: int
+    completed_at_epoch_ms: int
+
+
+STEP_COLUMNS = tuple(StepRow.__dataclass_fields__)
+
+
+@dataclass
+class StartOutcome:
+    """Result of inserting a workflow: whether this call created it, and the stored row."""
+
+    created: bool
+    row: WorkflowRow
+
+
+class Unrecorded:
+    """Why a step checkpoint was not written."""
+
+    CONFLICT = "conflict"  # another execution recorded this position first
+    CANCELLED = "cancelled"  # the workflow was cancelled (or timed out) meanwhile
+
+
+class SystemStore(Protocol):
+    """Everything the durable core asks of a system database.
+
+    Each method is one round trip on the success path unless its docstring says otherwise.
+    Implementations translate driver errors into Perdure errors at this boundary.
+    """
+
+    url: str
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema; concurrent callers serialise."""
+
+    def close(self) -> None:
+        """Release connections. The store is unusable afterwards."""
+
+    def reset(self) -> None:
+        """Drop every table Perdure owns (tests and ``reset_system_database``)."""
+
+    def insert_workflow(self, row: WorkflowRow) -> StartOutcome:
+        """Insert ``row`` unless its ID exists; return the stored row either way."""
+
+    def insert_child_workflow(self, row: WorkflowRow, parent_step: StepRow) -> StartOutcome:
+        """Insert a child workflow and the parent's step naming it, in one transaction.
+
+        Raises `DBOSWorkflowConflictIDError` if the parent position is already recorded.
+        """
+
+    def record_step(self, step: StepRow) -> str | None:
+        """Write a step checkpoint if its workflow is PENDING.
+
+        Returns None when written, else an `Unrecorded` reason (read in a second query, only on
+        that failure path).
+        """
+
+    def load_steps(self, workflow_id: str) -> list[StepRow]:
+        """All recorded steps of a workflow, ordered by position."""
+
+    def get_step(self, workflow_id: str, function_id: int) -> StepRow | None:
+        """One recorded step, or None."""
+
+    def get_workflow(self, workflow_id: str) -> WorkflowRow | None:
+        """The workflow's row, or None if unknown."""
+
+    def complete_workflow(
+        self, workflow_id: str, *, status: str, output: bytes | None, error: bytes | None
+    ) -> bool:
+        """Record the final status if still PENDING; False if it was not (e.g. cancelled)."""
+
+    def set_status(self, workflow_id: str, status: str, *, only_from: tuple[str, ...]) -> bool:
+        """Change the status if it currently is one of ``only_from``."""
+
+    def pending_workflow_ids(self, executor_id: str, instance_id: str) -> list[str]:
+        """IDs of PENDING workflows of ``executor_id`` owned by another (dead) instance."""
+
+    def claim_for_recovery(
+        self, workflow_id: str, instance_id: str, *, max_recovery_attempts: int
+    ) -> WorkflowRow | None:
+        """Take over a PENDING workflow from a dead instance, counting the attempt.
+
+        Returns the claimed row (status MAX_RECOVERY_ATTEMPTS_EXCEEDED when attempts ran out),
+        or None if another instance claimed it first or it is no longer PENDING.
+        """

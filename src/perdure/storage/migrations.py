@@ -1,0 +1,46 @@
+"""Finds the numbered ``.sql`` migrations of a backend and decides which ones to apply."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+from perdure.error import DBOSInitializationError
+
+_FILE_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema change: its number and its SQL statements."""
+
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+def load_migrations(backend: str) -> list[Migration]:
+    """All migrations of ``backend`` ("sqlite" or "postgres"), ordered by number."""
+    folder = resources.files("perdure.storage") / backend / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        match = _FILE_NAME.match(entry.name)
+        if match is None:
+            continue
+        # Statements are separated by a semicolon at the end of a line; migrations are ours.
+        text = entry.read_text(encoding="utf-8")
+        statements = tuple(s.strip() for s in re.split(r";\s*$", text, flags=re.M) if s.strip())
+        found.append(Migration(int(match.group(1)), entry.name, statements))
+    return sorted(found, key=lambda m: m.version)
+
+
+def pending_migrations(migrations: list[Migration], current: int, *, url: str) -> list[Migration]:
+    """The migrations newer than ``current``; refuse a schema newer than this code knows."""
+    latest = migrations[-1].version if migrations else 0
+    if current > latest:
+        raise DBOSInitializationError(
+            f"The system database {url} has schema version {current}, newer than the "
+            f"{latest} this version of Perdure understands. Upgrade the perdure package."
+        )
+    return [m for m in migrations if m.version > current]

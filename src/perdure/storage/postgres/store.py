@@ -1,0 +1,138 @@
+"""PostgreSQL system store: schema ``perdure``, psycopg 3 with a connection pool."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from perdure.error import DBOSInitializationError
+from perdure.storage import redact_url
+from perdure.storage.migrations import load_migrations, pending_migrations
+from perdure.storage.sql_store import Params, Rows, SqlStore, Statements
+
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
+
+SCHEMA = "perdure"
+# Any constant works: it only has to be the same for every Perdure process.
+MIGRATION_LOCK_KEY = 0x7065_7264_7572
+# How long operations keep retrying while the database is unreachable (e.g. restarting).
+RECONNECT_DEADLINE_SEC = 60.0
+
+
+def psycopg_conninfo(url: str) -> str:
+    """A libpq URL from a SQLAlchemy-style one (``postgresql+psycopg://`` -> ``postgresql://``)."""
+    return re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", url)
+
+
+class _Statements(Statements):
+    def __init__(self, store: PostgresStore, conn: psycopg.Connection[Any]) -> None:
+        self._store = store
+        self._conn = conn
+
+    def run(self, sql_text: str, params: Params) -> tuple[Rows, int]:
+        return self._store._run(self._conn, sql_text, params)
+
+
+class PostgresStore(SqlStore):
+    """`SystemStore` on PostgreSQL, shared by any number of processes."""
+
+    prefix = f"{SCHEMA}."
+    placeholder = "%s"
+
+    def __init__(self, url: str, *, max_connections: int = 16) -> None:
+        super().__init__()
+        self.url = url
+        self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            psycopg_conninfo(url),
+            min_size=1,
+            max_size=max(2, max_connections),
+            # prepare_threshold=0: every statement is prepared server-side on first use.
+            kwargs={"autocommit": True, "prepare_threshold": 0},
+            name="perdure-system-db",
+            open=False,
+        )
+        try:
+            self._pool.open(wait=True, timeout=10.0)
+        except PoolTimeout as exc:
+            self._pool.close()
+            raise DBOSInitializationError(
+                f"Cannot connect to the system database {redact_url(url)}: no connection within 10 "
+                "seconds. Check that PostgreSQL is running and the URL (host, port, user, "
+                "password, database) is right."
+            ) from exc
+
+    def _run(
+        self, conn: psycopg.Connection[Any], sql_text: str, params: Params
+    ) -> tuple[Rows, int]:
+        self._notify_statement(sql_text)
+        cursor = conn.execute(sql_text, params)
+        rows = cursor.fetchall() if cursor.description is not None else []
+        return rows, cursor.rowcount
+
+    def _retrying(self, attempt: Callable[[], T]) -> T:
+        """Run ``attempt``, retrying while the connection is lost (e.g. a server restart)."""
+        deadline = time.monotonic() + RECONNECT_DEADLINE_SEC
+        delay = 0.05
+        while True:
+            try:
+                return attempt()
+            except psycopg.OperationalError as exc:
+                if time.monotonic() > deadline:
+                    raise
+                logger.warning("System database unreachable (%s); retrying in %.2fs", exc, delay)
+                time.sleep(delay)  # back-off before reconnecting, not synchronisation
+                delay = min(delay * 2, 2.0)
+
+    def _autocommit(self, sql_text: str, params: Params) -> tuple[Rows, int]:
+        def attempt() -> tuple[Rows, int]:
+            with self._pool.connection() as conn:
+                return self._run(conn, sql_text, params)
+
+        return self._retrying(attempt)
+
+    def _transaction(self, work: Callable[[Statements], T]) -> T:
+        def attempt() -> T:
+            with self._pool.connection() as conn:
+                self._notify_statement("BEGIN")
+                with conn.transaction():
+                    result = work(_Statements(self, conn))
+                    self._notify_statement("COMMIT")
+                return result
+
+        return self._retrying(attempt)
+
+    def migrate(self) -> None:
+        def apply(tx: Statements) -> None:
+            # Serialises concurrent launches; released when this transaction ends.
+            tx.run("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+            tx.run(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}", ())
+            tx.run(
+                f"CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_migrations "
+                "(version INTEGER PRIMARY KEY)",
+                (),
+            )
+            rows, _ = tx.run(
+                f"SELECT COALESCE(MAX(version), 0) FROM {SCHEMA}.schema_migrations", ()
+            )
+            todo = pending_migrations(
+                load_migrations("postgres"), rows[0][0], url=redact_url(self.url)
+            )
+            for migration in todo:
+                for statement in migration.statements:
+                    tx.run(statement, ())
+                tx.run(
+                    f"INSERT INTO {SCHEMA}.schema_migrations (version) VALUES (%s)",
+                    (migration.version,),
+                )
+
+        self._transaction(apply)
+
+    def close(self) -> None:
+        self._pool.close()
