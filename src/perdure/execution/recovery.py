@@ -22,7 +22,9 @@ def recover_pending_workflows(engine: WorkflowEngine) -> list[str]:
     Returns the IDs of the workflows restarted.
     """
     restarted = []
-    for workflow_id in engine.store.pending_workflow_ids(engine.executor_id, engine.instance_id):
+    for workflow_id, owner in engine.store.pending_workflows(
+        engine.executor_id, engine.instance_id
+    ):
         row = engine.store.get_workflow(workflow_id)
         if row is None:
             continue
@@ -34,6 +36,7 @@ def recover_pending_workflows(engine: WorkflowEngine) -> list[str]:
         claimed = engine.store.claim_for_recovery(
             workflow_id,
             engine.instance_id,
+            dead_owner=owner,
             max_recovery_attempts=call.entry.max_recovery_attempts,
         )
         if claimed is None:

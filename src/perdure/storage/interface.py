@@ -133,13 +133,16 @@ class SystemStore(Protocol):
     def set_status(self, workflow_id: str, status: str, *, only_from: tuple[str, ...]) -> bool:
         """Change the status if it currently is one of ``only_from``."""
 
-    def pending_workflow_ids(self, executor_id: str, instance_id: str) -> list[str]:
-        """IDs of PENDING workflows of ``executor_id`` owned by another (dead) instance."""
+    def pending_workflows(self, executor_id: str, instance_id: str) -> list[tuple[str, str]]:
+        """(ID, owner instance) of PENDING workflows of ``executor_id`` owned by other instances."""
 
     def claim_for_recovery(
-        self, workflow_id: str, instance_id: str, *, max_recovery_attempts: int
+        self, workflow_id: str, instance_id: str, *, dead_owner: str, max_recovery_attempts: int
     ) -> WorkflowRow | None:
-        """Take over a PENDING workflow from a dead instance, counting the attempt.
+        """Take over a PENDING workflow still owned by ``dead_owner``, counting the attempt.
+
+        Comparing with the owner seen dead (not the current one) means a workflow that another
+        launch has just claimed is never taken from it.
 
         Returns the claimed row (status MAX_RECOVERY_ATTEMPTS_EXCEEDED when attempts ran out),
         or None if another instance claimed it first or it is no longer PENDING.

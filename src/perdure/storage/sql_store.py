@@ -130,22 +130,19 @@ class SqlStore(abc.ABC):
         params = (status, now_ms(), workflow_id, *only_from)
         return self._autocommit(self._q(statement), params)[1] == 1
 
-    def pending_workflow_ids(self, executor_id: str, instance_id: str) -> list[str]:
+    def pending_workflows(self, executor_id: str, instance_id: str) -> list[tuple[str, str]]:
         rows, _ = self._autocommit(self._q(sql.PENDING_OF_EXECUTOR), (executor_id, instance_id))
-        return [r[0] for r in rows]
+        return [(r[0], r[1]) for r in rows]
 
     def claim_for_recovery(
-        self, workflow_id: str, instance_id: str, *, max_recovery_attempts: int
+        self, workflow_id: str, instance_id: str, *, dead_owner: str, max_recovery_attempts: int
     ) -> WorkflowRow | None:
-        current = self.get_workflow(workflow_id)
-        if current is None or current.status != WorkflowStatusString.PENDING:
-            return None
         params = (
             instance_id,
             now_ms(),
             max_recovery_attempts + 1,  # the first execution counts as attempt 1
             workflow_id,
-            current.instance_id,
+            dead_owner,
         )
         rows, _ = self._autocommit(self._q(sql.CLAIM_FOR_RECOVERY), params)
         return _workflow_row(rows[0]) if rows else None

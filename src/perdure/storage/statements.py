@@ -43,7 +43,7 @@ COMPLETE_WORKFLOW = (
 SET_STATUS = "UPDATE {p}workflow_status SET status = ?, updated_at = ? WHERE workflow_id = ? AND "
 
 PENDING_OF_EXECUTOR = (
-    "SELECT workflow_id FROM {p}workflow_status "
+    "SELECT workflow_id, instance_id FROM {p}workflow_status "
     "WHERE status = 'PENDING' AND executor_id = ? AND instance_id <> ? ORDER BY created_at"
 )
 # Compare-and-set on the owner, so two instances recovering at once never both take a workflow.

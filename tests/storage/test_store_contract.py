@@ -1,0 +1,139 @@
+"""The `SystemStore` contract, checked directly against both backends."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from perdure.error import DBOSInitializationError, DBOSWorkflowConflictIDError
+from perdure.storage import open_store
+from perdure.storage.interface import StepRow, SystemStore, Unrecorded, WorkflowRow
+from perdure.storage.interface import WorkflowStatusString as S
+from perdure.storage.migrations import Migration, pending_migrations
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[SystemStore]:
+    opened = open_store(db_url)
+    opened.migrate()
+    yield opened
+    opened.close()
+
+
+def workflow(workflow_id: str, *, instance_id: str = "i1", name: str = "wf") -> WorkflowRow:
+    return WorkflowRow(
+        workflow_id=workflow_id, status=S.PENDING, name=name, class_name=None, config_name=None,
+        inputs=b"[]", output=None, error=None, serialization="json", executor_id="local",
+        instance_id=instance_id, app_version="", queue_name=None, authenticated_user=None,
+        created_at=1, updated_at=1, recovery_attempts=1, workflow_timeout_ms=None,
+        workflow_deadline_epoch_ms=None, parent_workflow_id=None, forked_from=None,
+        deduplication_id=None, priority=0,
+    )  # fmt: skip
+
+
+def step(workflow_id: str, position: int, output: bytes = b"1") -> StepRow:
+    return StepRow(workflow_id, position, "s", output, None, None, "json", 1, 2)
+
+
+def test_insert_is_idempotent_and_returns_the_stored_row(store: SystemStore) -> None:
+    first = store.insert_workflow(workflow("w"))
+    again = store.insert_workflow(workflow("w", name="other"))
+    assert first.created
+    assert not again.created
+    assert again.row.name == "wf"
+
+
+def test_steps_record_once_and_only_while_pending(store: SystemStore) -> None:
+    store.insert_workflow(workflow("w"))
+    assert store.record_step(step("w", 0)) is None
+    assert store.record_step(step("w", 0, b"2")) == Unrecorded.CONFLICT
+    assert store.set_status("w", S.CANCELLED, only_from=(S.PENDING,))
+    assert store.record_step(step("w", 1)) == Unrecorded.CANCELLED
+    assert [s.output for s in store.load_steps("w")] == [b"1"]
+
+
+def test_complete_only_a_pending_workflow(store: SystemStore) -> None:
+    store.insert_workflow(workflow("w"))
+    assert store.complete_workflow("w", status=S.SUCCESS, output=b"7", error=None)
+    assert not store.complete_workflow("w", status=S.ERROR, output=None, error=b"x")
+    row = store.get_workflow("w")
+    assert row is not None
+    assert (row.status, row.output) == (S.SUCCESS, b"7")
+
+
+def test_child_insert_links_parent_step_atomically(store: SystemStore) -> None:
+    store.insert_workflow(workflow("p"))
+    link = StepRow("p", 0, "child", None, None, "p-0", "json", 1, 1)
+    assert store.insert_child_workflow(workflow("p-0"), link).created
+    assert store.get_step("p", 0) == link
+    with pytest.raises(DBOSWorkflowConflictIDError):
+        store.insert_child_workflow(workflow("p-0b"), link)
+    assert store.get_workflow("p-0b") is None  # rolled back with the failed link
+
+
+def test_recovery_claim_is_compare_and_set(store: SystemStore) -> None:
+    store.insert_workflow(workflow("w", instance_id="dead"))
+    assert store.pending_workflows("local", "me") == [("w", "dead")]
+    winners: list[WorkflowRow] = []
+    barrier = threading.Barrier(4)
+
+    def claim(instance: str) -> None:
+        barrier.wait()
+        row = store.claim_for_recovery("w", instance, dead_owner="dead", max_recovery_attempts=5)
+        if row is not None:
+            winners.append(row)
+
+    threads = [threading.Thread(target=claim, args=(f"i{n}",)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(winners) == 1
+    assert winners[0].recovery_attempts == 2
+
+
+def test_claim_dead_letters_after_max_attempts(store: SystemStore) -> None:
+    store.insert_workflow(workflow("w", instance_id="a"))
+    first = store.claim_for_recovery("w", "b", dead_owner="a", max_recovery_attempts=1)
+    stale = store.claim_for_recovery("w", "c", dead_owner="a", max_recovery_attempts=1)
+    second = store.claim_for_recovery("w", "c", dead_owner="b", max_recovery_attempts=1)
+    assert stale is None
+    assert first is not None
+    assert first.status == S.PENDING
+    assert second is not None
+    assert (second.status, second.recovery_attempts) == (S.MAX_RECOVERY_ATTEMPTS_EXCEEDED, 3)
+    assert store.pending_workflows("local", "z") == []
+
+
+def test_migrate_is_idempotent_and_concurrent_launches_serialise(db_url: str) -> None:
+    stores = [open_store(db_url) for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def migrate(target: SystemStore) -> None:
+        try:
+            target.migrate()
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=migrate, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s in stores:
+        s.close()
+    assert errors == []
+    again = open_store(db_url)
+    again.migrate()
+    assert again.insert_workflow(workflow("w")).created
+    again.close()
+
+
+def test_a_schema_newer_than_the_code_is_refused() -> None:
+    known = [Migration(1, "0001_initial.sql", ("SELECT 1",))]
+    assert pending_migrations(known, 0, url="x") == known
+    assert pending_migrations(known, 1, url="x") == []
+    with pytest.raises(DBOSInitializationError, match="newer"):
+        pending_migrations(known, 2, url="sqlite:///app.sqlite")
