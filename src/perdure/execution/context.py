@@ -101,14 +101,27 @@ def current_step() -> StepContext | None:
     return _step.get()
 
 
-def set_workflow(ctx: WorkflowContext | None) -> Token[WorkflowContext | None]:
-    """Enter a workflow context (steps cleared); undo with `reset_workflow`."""
-    return _workflow.set(ctx)
+@dataclass(frozen=True)
+class _EnteredWorkflow:
+    workflow: Token[WorkflowContext | None]
+    step: Token[StepContext | None]
+    options: Token[NextWorkflowOptions | None]
 
 
-def reset_workflow(token: Token[WorkflowContext | None]) -> None:
-    """Leave the workflow context entered with `set_workflow`."""
-    _workflow.reset(token)
+def enter_workflow(ctx: WorkflowContext) -> _EnteredWorkflow:
+    """Run as workflow ``ctx`` from here: not inside a step, and with no pending options.
+
+    Options set around the call (SetWorkflowID, SetWorkflowTimeout) belong to this workflow,
+    not to the children its body starts: those inherit its deadline instead.
+    """
+    return _EnteredWorkflow(_workflow.set(ctx), _step.set(None), _options.set(None))
+
+
+def leave_workflow(entered: _EnteredWorkflow) -> None:
+    """Undo `enter_workflow`."""
+    _options.reset(entered.options)
+    _step.reset(entered.step)
+    _workflow.reset(entered.workflow)
 
 
 def set_step(step: StepContext | None) -> Token[StepContext | None]:

@@ -22,10 +22,8 @@ from perdure.error import (
 from perdure.execution.context import (
     WorkflowContext,
     current_workflow,
-    reset_step,
-    reset_workflow,
-    set_step,
-    set_workflow,
+    enter_workflow,
+    leave_workflow,
     take_next_options,
 )
 from perdure.execution.pool import WorkerPool
@@ -240,30 +238,26 @@ class WorkflowEngine:
 
     def execute(self, active: ActiveWorkflow, call: Invocation) -> Any:
         """Run a sync workflow body in this thread and record its outcome."""
-        workflow_token = set_workflow(active.ctx)
-        step_token = set_step(None)
+        entered = enter_workflow(active.ctx)
         try:
             value = call.call()
         except BaseException as exc:
             self._finish_error(active, exc)
             raise
         finally:
-            reset_step(step_token)
-            reset_workflow(workflow_token)
+            leave_workflow(entered)
         return self._finish_success(active, value)
 
     async def execute_async(self, active: ActiveWorkflow, call: Invocation) -> Any:
         """Run an async workflow body in the current task and record its outcome."""
-        workflow_token = set_workflow(active.ctx)
-        step_token = set_step(None)
+        entered = enter_workflow(active.ctx)
         try:
             value = await call.call()
         except BaseException as exc:
             self._finish_error(active, exc)
             raise
         finally:
-            reset_step(step_token)
-            reset_workflow(workflow_token)
+            leave_workflow(entered)
         return self._finish_success(active, value)
 
     def execute_in_background(self, active: ActiveWorkflow, call: Invocation) -> None:

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from perdure.error import DBOSInitializationError
@@ -24,11 +26,43 @@ SCHEMA = "perdure"
 MIGRATION_LOCK_KEY = 0x7065_7264_7572
 # How long operations keep retrying while the database is unreachable (e.g. restarting).
 RECONNECT_DEADLINE_SEC = 60.0
+CONNECT_TIMEOUT_SEC = 5
 
 
 def psycopg_conninfo(url: str) -> str:
     """A libpq URL from a SQLAlchemy-style one (``postgresql+psycopg://`` -> ``postgresql://``)."""
     return re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", url)
+
+
+def _create_database(url: str) -> None:
+    """Create the database ``url`` names, connecting to the server's ``postgres`` database."""
+    info = conninfo_to_dict(psycopg_conninfo(url))
+    name = str(info.pop("dbname"))
+    info["dbname"] = "postgres"
+    with psycopg.connect(make_conninfo("", **info), autocommit=True) as conn:
+        try:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            logger.info("Created system database %r", name)
+        except psycopg.errors.DuplicateDatabase:
+            pass  # another process created it first
+
+
+def _check_reachable(url: str) -> None:
+    """Connect once (creating a missing database), so a bad URL fails fast and clearly."""
+    try:
+        try:
+            psycopg.connect(psycopg_conninfo(url), connect_timeout=CONNECT_TIMEOUT_SEC).close()
+        except psycopg.OperationalError as exc:
+            if "does not exist" not in str(exc) or "database" not in str(exc):
+                raise
+            _create_database(url)
+    except psycopg.Error as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DBOSInitializationError(
+            f"Cannot connect to the system database {redact_url(url)}: {reason}. Check that "
+            "PostgreSQL is running and that the URL's host, port, user, password and database "
+            "are right."
+        ) from exc
 
 
 class _Statements(Statements):
@@ -49,6 +83,7 @@ class PostgresStore(SqlStore):
     def __init__(self, url: str, *, max_connections: int = 16) -> None:
         super().__init__()
         self.url = url
+        _check_reachable(url)
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             psycopg_conninfo(url),
             min_size=1,
