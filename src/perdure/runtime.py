@@ -13,12 +13,12 @@ from perdure.error import (
     DBOSWorkflowCancelledError,
     DBOSWorkflowConflictIDError,
 )
+from perdure.execution.app_database import ApplicationDatabase
 from perdure.execution.context import current_workflow
 from perdure.execution.handles import WorkflowHandle, WorkflowHandleAsync
 from perdure.execution.pool import WorkerPool
 from perdure.execution.recovery import recover_pending_workflows
 from perdure.execution.registry import MethodKind, RegisteredWorkflow, Registry
-from perdure.execution.transaction import ApplicationDatabase
 from perdure.execution.workflow import Invocation, WorkflowEngine
 from perdure.logs import get_logger
 from perdure.serialization import Payloads
@@ -55,12 +55,9 @@ class Runtime:
         try:
             store.migrate()
             self._app_db = ApplicationDatabase(
-                settings.application_database_url,
-                system_url=settings.system_database_url,
-                table_prefix=""
-                if settings.system_database_url.startswith("sqlite")
-                else "perdure.",
+                settings.application_database_url, system_url=settings.system_database_url
             )
+            self._app_db.ensure_schema()
         except BaseException:
             store.close()
             raise

@@ -24,6 +24,8 @@ class WorkflowContext:
     recorded: dict[int, StepRow]
     deadline_epoch_ms: int | None
     cancelled: threading.Event = field(default_factory=threading.Event)
+    # True when re-executing after a crash or restart (recorded steps may exist).
+    resumed: bool = False
     next_position: int = 0
     # Positions are handed out under a lock: async steps gathered in one workflow may start
     # from several tasks.

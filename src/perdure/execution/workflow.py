@@ -219,6 +219,7 @@ class WorkflowEngine:
         """Prepare to re-execute a recovered workflow: its recorded steps load in one query."""
         active = self._activate(row, recorded={})
         if active is not None:
+            active.ctx.resumed = True
             active.ctx.recorded = {s.function_id: s for s in self.store.load_steps(row.workflow_id)}
         return active
 

@@ -1,0 +1,134 @@
+"""The database of ``@DBOS.transaction`` functions, reached through SQLAlchemy.
+
+A transaction's checkpoint commits inside the user's own transaction. When the application
+database is the system database (the default), it goes straight into ``operation_outputs``;
+otherwise into a ``transaction_outputs`` table in the application database, copied into the
+system database after commit and looked up there if a crash came in between.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from perdure.storage.interface import STEP_COLUMNS, StepRow
+
+# PostgreSQL SQLSTATEs worth retrying: serialization_failure, deadlock_detected.
+_RETRYABLE_SQLSTATES = ("40001", "40P01")
+_APP_COLUMNS = ("workflow_id", "function_id", "function_name", "output", "error", "serialization")
+
+
+def sqlalchemy_url(url: str) -> str:
+    """A SQLAlchemy URL using the psycopg 3 driver for PostgreSQL."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+class ApplicationDatabase:
+    """SQLAlchemy engine for transactions and the SQL of their in-transaction checkpoint."""
+
+    def __init__(self, url: str, *, system_url: str) -> None:
+        self.is_sqlite = url.startswith("sqlite")
+        self.is_system_database = url == system_url
+        self.engine = sa.create_engine(sqlalchemy_url(url))
+        if self.is_sqlite:
+            _begin_immediate(self.engine)
+        prefix = "" if self.is_sqlite else "perdure."
+        if self.is_system_database:
+            columns = ", ".join(STEP_COLUMNS)
+            params = ", ".join(f":{c}" for c in STEP_COLUMNS)
+            # Written only while the workflow is PENDING, so a cancel also rolls back the writes.
+            self.checkpoint_sql = sa.text(
+                f"INSERT INTO {prefix}operation_outputs ({columns}) SELECT {params} "
+                f"WHERE EXISTS (SELECT 1 FROM {prefix}workflow_status "
+                "WHERE workflow_id = :workflow_id AND status = 'PENDING') "
+                "ON CONFLICT (workflow_id, function_id) DO NOTHING"
+            )
+        else:
+            table = (
+                "perdure_transaction_outputs" if self.is_sqlite else "perdure.transaction_outputs"
+            )
+            self._table = table
+            self.checkpoint_sql = sa.text(
+                f"INSERT INTO {table} ({', '.join(_APP_COLUMNS)}) "
+                f"VALUES ({', '.join(':' + c for c in _APP_COLUMNS)}) "
+                "ON CONFLICT (workflow_id, function_id) DO NOTHING"
+            )
+            self._lookup_sql = sa.text(
+                f"SELECT output, error, serialization, function_name FROM {table} "
+                "WHERE workflow_id = :workflow_id AND function_id = :function_id"
+            )
+
+    def ensure_schema(self) -> None:
+        """Create the checkpoint table in a separate application database if missing."""
+        if self.is_system_database:
+            return
+        with self.engine.begin() as conn:
+            if not self.is_sqlite:
+                # Serialises concurrent launches creating the schema.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7070657264757265)"))
+                conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS perdure"))
+            blob = "BLOB" if self.is_sqlite else "BYTEA"
+            conn.execute(
+                sa.text(
+                    f"CREATE TABLE IF NOT EXISTS {self._table} (workflow_id TEXT NOT NULL, "
+                    "function_id INTEGER NOT NULL, function_name TEXT NOT NULL, "
+                    f"output {blob}, error {blob}, serialization TEXT NOT NULL, "
+                    "PRIMARY KEY (workflow_id, function_id))"
+                )
+            )
+
+    def committed_checkpoint(self, workflow_id: str, function_id: int) -> StepRow | None:
+        """A transaction checkpoint committed here but perhaps not yet copied to the system."""
+        if self.is_system_database:
+            return None
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                self._lookup_sql, {"workflow_id": workflow_id, "function_id": function_id}
+            ).first()
+        if row is None:
+            return None
+        output, error, serialization, name = row
+        return StepRow(workflow_id, function_id, name, output, error, None, serialization, 0, 0)
+
+    @contextmanager
+    def session(self, isolation_level: str) -> Iterator[Session]:
+        """A session in one transaction: committed on success, rolled back on error."""
+        options = {} if self.is_sqlite else {"isolation_level": isolation_level}
+        with (
+            self.engine.connect().execution_options(**options) as conn,
+            Session(bind=conn) as session,
+            session.begin(),
+        ):
+            yield session
+
+    def is_retryable(self, exc: sa.exc.DBAPIError) -> bool:
+        """Serialization failures, deadlocks, lost connections; a busy SQLite database."""
+        if exc.connection_invalidated:
+            return True
+        if self.is_sqlite:
+            return "locked" in str(exc.orig) or "busy" in str(exc.orig)
+        return getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
+
+    def dispose(self) -> None:
+        """Close the engine's connections."""
+        self.engine.dispose()
+
+
+def _begin_immediate(engine: sa.Engine) -> None:
+    """Make SQLite transactions take the write lock at BEGIN (no lock-upgrade deadlocks)."""
+
+    @event.listens_for(engine, "connect")
+    def _no_driver_transactions(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        dbapi_connection.execute("PRAGMA busy_timeout = 30000")
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
