@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,6 +104,9 @@ class WorkflowEngine:
         self.poll_interval_sec = poll_interval_sec
         self._lock = threading.Lock()
         self._active: dict[str, ActiveWorkflow] = {}
+        # Bumped whenever a workflow ends here, to wake waiters polling the database.
+        self._completed = threading.Condition()
+        self._completions = 0
 
     # -- starting ------------------------------------------------------------------------------
 
@@ -323,6 +325,9 @@ class WorkflowEngine:
         with self._lock:
             self._active.pop(active.ctx.workflow_id, None)
         active.done.set()
+        with self._completed:
+            self._completions += 1
+            self._completed.notify_all()
 
     def cancel_local(self, workflow_id: str) -> None:
         """Signal a workflow executing here to stop at its next step or wait."""
@@ -409,20 +414,27 @@ class WorkflowEngine:
                 return active.value
         return self.wait_recorded_outcome(workflow_id)
 
-    def wait_recorded_outcome(
-        self, workflow_id: str, sleep: Callable[[float], object] | None = None
-    ) -> Any:
-        """Poll the database until the workflow is terminal (another process is running it)."""
+    def wait_recorded_outcome(self, workflow_id: str) -> Any:
+        """Wait until the workflow is terminal in the database.
+
+        A workflow that ends in this process (e.g. one that recovery picked up meanwhile) wakes
+        the wait at once; one running elsewhere is polled with a growing interval.
+        """
         delay = 0.005
-        waiter = threading.Event()
         while True:
+            with self._completed:
+                seen = self._completions
             row = self.store.get_workflow(workflow_id)
             if row is None:
                 raise DBOSNonExistentWorkflowError(workflow_id)
             if row.status in _TERMINAL:
                 return self.recorded_outcome(row)
-            (sleep or waiter.wait)(delay)
+            self._wait_for_completion_after(seen, delay)
             delay = min(delay * 2, self.poll_interval_sec)
+
+    def _wait_for_completion_after(self, seen: int, timeout: float) -> None:
+        with self._completed:
+            self._completed.wait_for(lambda: self._completions != seen, timeout=timeout)
 
     def recorded_outcome(self, row: WorkflowRow) -> Any:
         """The output of a finished workflow, or raise the error it ended with."""
