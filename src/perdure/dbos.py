@@ -221,7 +221,7 @@ class DBOS(metaclass=_DBOSMeta):
         """Register a class whose methods are workflows, so recovery can find them."""
 
         def decorate(klass: type[R]) -> type[R]:
-            cls._registry.add_class(klass)
+            cls._registry.add_class(klass, class_name)
             return klass
 
         return decorate

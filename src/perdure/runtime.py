@@ -226,6 +226,9 @@ def invocation(
 def _for_caller(exc: DBOSWorkflowCancelledError) -> BaseException:
     """Inside a cancelled workflow the signal propagates; elsewhere it becomes catchable."""
     caller = current_workflow()
-    if caller is not None and caller.cancelled.is_set():
-        return exc
+    if caller is not None:
+        try:
+            caller.check_live()  # the caller's own cancellation or deadline
+        except DBOSWorkflowCancelledError as own:
+            return own
     return DBOSAwaitedWorkflowCancelledError(exc.workflow_id)

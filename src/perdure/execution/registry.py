@@ -38,6 +38,7 @@ class Registry:
         self._lock = threading.Lock()
         self.workflows: dict[str, RegisteredWorkflow] = {}
         self.classes: dict[str, type] = {}
+        self._class_names: dict[type, str] = {}
         self.instances: dict[tuple[str, str], object] = {}
 
     def add_workflow(
@@ -54,26 +55,30 @@ class Registry:
             self.workflows[name] = entry
         return entry
 
-    def add_class(self, cls: type) -> None:
+    def add_class(self, cls: type, name: str | None = None) -> None:
         """Register a ``@DBOS.dbos_class`` and mark how its workflow methods bind."""
         with self._lock:
-            self.classes[cls.__qualname__] = cls
+            self.classes[name or cls.__qualname__] = cls
+            self._class_names[cls] = name or cls.__qualname__
             for attr in vars(cls).values():
                 inner = attr.__func__ if isinstance(attr, (classmethod, staticmethod)) else attr
                 entry: RegisteredWorkflow | None = getattr(inner, "__perdure_workflow__", None)
                 if entry is None:
                     continue
-                entry.class_name = cls.__qualname__
+                entry.class_name = name or cls.__qualname__
                 if isinstance(attr, classmethod):
                     entry.kind = MethodKind.CLASS
                 elif not isinstance(attr, staticmethod):
                     entry.kind = MethodKind.INSTANCE
 
+    def class_name_of(self, cls: type) -> str:
+        """The name a class is recorded under: its ``dbos_class`` name, else its qualname."""
+        return self._class_names.get(cls, cls.__qualname__)
+
     def add_instance(self, config_name: str, instance: object) -> None:
-        """Register a configured instance so recovery finds it by (any of its) class and name."""
+        """Register a configured instance so recovery finds it by its class and config name."""
         with self._lock:
-            for cls in type(instance).__mro__:
-                self.instances[(cls.__qualname__, config_name)] = instance
+            self.instances[(self.class_name_of(type(instance)), config_name)] = instance
 
     def find_workflow(self, workflow_id: str, name: str) -> RegisteredWorkflow:
         """The workflow registered as ``name``, or a clear error naming the workflow ID."""
@@ -89,12 +94,17 @@ class Registry:
         return entry
 
     def bound_target(
-        self, workflow_id: str, entry: RegisteredWorkflow, config_name: str | None
+        self,
+        workflow_id: str,
+        entry: RegisteredWorkflow,
+        *,
+        class_name: str | None,
+        config_name: str | None,
     ) -> object | None:
         """The object a method workflow binds to on recovery (instance or class), if any."""
         if entry.kind == MethodKind.FUNCTION:
             return None
-        class_name = entry.class_name or ""
+        class_name = class_name or entry.class_name or ""
         if entry.kind == MethodKind.CLASS:
             cls = self.classes.get(class_name)
             if cls is None:

@@ -171,7 +171,7 @@ class WorkflowEngine:
             workflow_id=workflow_id,
             status=S.PENDING,
             name=call.entry.name,
-            class_name=call.entry.class_name,
+            class_name=self._class_name(call),
             config_name=_config_name(call),
             inputs=inputs,
             output=None,
@@ -192,6 +192,14 @@ class WorkflowEngine:
             deduplication_id=None,
             priority=0,
         )
+
+    def _class_name(self, call: Invocation) -> str | None:
+        """The class recorded for a method: the instance's own class, not the defining one."""
+        if call.entry.kind == MethodKind.INSTANCE and call.bound is not None:
+            return self.registry.class_name_of(type(call.bound))
+        if call.entry.kind == MethodKind.CLASS and isinstance(call.bound, type):
+            return self.registry.class_name_of(call.bound)
+        return call.entry.class_name
 
     @staticmethod
     def _check_same_function(row: WorkflowRow, call: Invocation) -> None:
@@ -228,7 +236,9 @@ class WorkflowEngine:
     def invocation_of(self, row: WorkflowRow) -> Invocation:
         """Rebuild the call recorded in ``row`` (function, bound object and arguments)."""
         entry = self.registry.find_workflow(row.workflow_id, row.name)
-        bound = self.registry.bound_target(row.workflow_id, entry, row.config_name)
+        bound = self.registry.bound_target(
+            row.workflow_id, entry, class_name=row.class_name, config_name=row.config_name
+        )
         inputs = self.payloads.decode(
             row.inputs or b"",
             row.serialization,
