@@ -6,7 +6,9 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any, ClassVar, TypeVar, cast
+from typing import Any, ClassVar, TypeVar, cast, overload
+
+from typing_extensions import ParamSpec
 
 from perdure.config import DBOSConfig, Settings, parse_config
 from perdure.error import DBOSInitializationError
@@ -18,13 +20,14 @@ from perdure.execution.handles import (
     WorkflowStatus,
     get_status,
 )
-from perdure.execution.registry import RegisteredWorkflow, Registry
+from perdure.execution.registry import MethodKind, RegisteredWorkflow, Registry
 from perdure.execution.workflow import Invocation
 from perdure.logs import get_logger
 from perdure.runtime import Runtime, invocation
 
 F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R")
+P = ParamSpec("P")
 
 
 class _DBOSMeta(type):
@@ -130,6 +133,7 @@ class DBOS(metaclass=_DBOSMeta):
 
                 @functools.wraps(func)
                 async def run_async(*args: Any, **kwargs: Any) -> Any:
+                    _check_registered_class(entry, args)
                     return await cls._require_runtime().call_workflow_async(entry, args, kwargs)
 
                 wrapper: Any = run_async
@@ -137,6 +141,7 @@ class DBOS(metaclass=_DBOSMeta):
 
                 @functools.wraps(func)
                 def run(*args: Any, **kwargs: Any) -> Any:
+                    _check_registered_class(entry, args)
                     return cls._require_runtime().call_workflow(entry, args, kwargs)
 
                 wrapper = run
@@ -198,6 +203,12 @@ class DBOS(metaclass=_DBOSMeta):
 
         def decorate(func: F) -> F:
             tx_name = name or func.__qualname__
+            if inspect.iscoroutinefunction(func):
+                raise DBOSInitializationError(
+                    f"@DBOS.transaction() cannot decorate async function {tx_name!r}: "
+                    "SQLAlchemy sessions are synchronous. Make it a plain def (it can be called "
+                    "from async workflows), or use an async @DBOS.step() for async I/O."
+                )
 
             @functools.wraps(func)
             def run(*args: Any, **kwargs: Any) -> Any:
@@ -246,20 +257,41 @@ class DBOS(metaclass=_DBOSMeta):
                 f"{getattr(func, '__qualname__', func)!r} is not a workflow: decorate it with "
                 "@DBOS.workflow() before passing it to start_workflow."
             )
-        return invocation(entry, (bound, *args) if bound is not None else args, kwargs)
+        full_args = (bound, *args) if bound is not None else args
+        _check_registered_class(entry, full_args)
+        return invocation(entry, full_args, kwargs)
+
+    @overload
+    @classmethod
+    def start_workflow(
+        cls, func: Callable[P, Coroutine[Any, Any, R]], *args: P.args, **kwargs: P.kwargs
+    ) -> WorkflowHandle[R]: ...
+
+    @overload
+    @classmethod
+    def start_workflow(
+        cls, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs
+    ) -> WorkflowHandle[R]: ...
 
     @classmethod
-    def start_workflow(cls, func: Callable[..., R], *args: Any, **kwargs: Any) -> WorkflowHandle[R]:
+    def start_workflow(cls, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Start a workflow in the background; returns once it is durably recorded."""
         return cls._require_runtime().start_workflow(cls._invocation(func, args, kwargs))
 
+    @overload
     @classmethod
     async def start_workflow_async(
-        cls,
-        func: Callable[..., Coroutine[Any, Any, R]] | Callable[..., R],
-        *args: Any,
-        **kwargs: Any,
-    ) -> WorkflowHandleAsync[R]:
+        cls, func: Callable[P, Coroutine[Any, Any, R]], *args: P.args, **kwargs: P.kwargs
+    ) -> WorkflowHandleAsync[R]: ...
+
+    @overload
+    @classmethod
+    async def start_workflow_async(
+        cls, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs
+    ) -> WorkflowHandleAsync[R]: ...
+
+    @classmethod
+    async def start_workflow_async(cls, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Async twin of `start_workflow`; async workflows run as tasks on this event loop."""
         runtime = cls._require_runtime()
         return await runtime.start_workflow_async(cls._invocation(func, args, kwargs))
@@ -304,6 +336,23 @@ class DBOS(metaclass=_DBOSMeta):
     async def sleep_async(cls, seconds: float) -> None:
         """Async twin of `sleep`."""
         await steps.durable_sleep_async(cls._engine_if_in_workflow(), seconds)
+
+
+def _check_registered_class(entry: RegisteredWorkflow, args: tuple[Any, ...]) -> None:
+    """A method workflow whose class lacks ``@DBOS.dbos_class()`` would record ``self``."""
+    defined_in_class = "." in entry.func.__qualname__.rsplit("<locals>.", 1)[-1]
+    if entry.kind != MethodKind.FUNCTION or not args or not defined_in_class:
+        return
+    first = args[0]
+    if isinstance(first, DBOSConfiguredInstance) or (
+        isinstance(first, type) and getattr(first, entry.func.__name__, None) is not None
+    ):
+        owner = first if isinstance(first, type) else type(first)
+        raise DBOSInitializationError(
+            f"Workflow {entry.name!r} is a method of {owner.__qualname__!r}, which is not "
+            "registered: decorate the class with @DBOS.dbos_class() so recovery can find the "
+            "instance (or class) it runs on."
+        )
 
 
 class DBOSConfiguredInstance:

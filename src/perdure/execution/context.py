@@ -79,9 +79,20 @@ class NextWorkflowOptions:
     has_timeout: bool = False
 
 
+@dataclass
+class _IdSlot:
+    """The ID of a `SetWorkflowID` block, emptied by the first workflow that uses it."""
+
+    workflow_id: str | None
+
+
 _workflow: ContextVar[WorkflowContext | None] = ContextVar("perdure_workflow", default=None)
 _step: ContextVar[StepContext | None] = ContextVar("perdure_step", default=None)
-_options: ContextVar[NextWorkflowOptions | None] = ContextVar("perdure_options", default=None)
+# Separate variables, so a nested SetWorkflowTimeout shares (not copies) the pending ID.
+_next_id: ContextVar[_IdSlot | None] = ContextVar("perdure_next_id", default=None)
+_next_timeout: ContextVar[tuple[float | None] | None] = ContextVar(
+    "perdure_next_timeout", default=None
+)
 _sql_session: ContextVar[Any] = ContextVar("perdure_sql_session", default=None)
 
 
@@ -107,7 +118,8 @@ def current_step() -> StepContext | None:
 class _EnteredWorkflow:
     workflow: Token[WorkflowContext | None]
     step: Token[StepContext | None]
-    options: Token[NextWorkflowOptions | None]
+    next_id: Token[_IdSlot | None]
+    next_timeout: Token[tuple[float | None] | None]
 
 
 def enter_workflow(ctx: WorkflowContext) -> _EnteredWorkflow:
@@ -116,12 +128,15 @@ def enter_workflow(ctx: WorkflowContext) -> _EnteredWorkflow:
     Options set around the call (SetWorkflowID, SetWorkflowTimeout) belong to this workflow,
     not to the children its body starts: those inherit its deadline instead.
     """
-    return _EnteredWorkflow(_workflow.set(ctx), _step.set(None), _options.set(None))
+    return _EnteredWorkflow(
+        _workflow.set(ctx), _step.set(None), _next_id.set(None), _next_timeout.set(None)
+    )
 
 
 def leave_workflow(entered: _EnteredWorkflow) -> None:
     """Undo `enter_workflow`."""
-    _options.reset(entered.options)
+    _next_timeout.reset(entered.next_timeout)
+    _next_id.reset(entered.next_id)
     _step.reset(entered.step)
     _workflow.reset(entered.workflow)
 
@@ -153,12 +168,14 @@ def reset_sql_session(token: Token[Any]) -> None:
 
 def take_next_options() -> NextWorkflowOptions:
     """The options for the workflow being started now; an ID is used once."""
-    options = _options.get()
-    if options is None:
-        return NextWorkflowOptions()
-    taken = NextWorkflowOptions(options.workflow_id, options.timeout_seconds, options.has_timeout)
-    options.workflow_id = None
-    return taken
+    slot = _next_id.get()
+    workflow_id = slot.workflow_id if slot is not None else None
+    if slot is not None:
+        slot.workflow_id = None
+    timeout = _next_timeout.get()
+    if timeout is None:
+        return NextWorkflowOptions(workflow_id)
+    return NextWorkflowOptions(workflow_id, timeout[0], has_timeout=True)
 
 
 class SetWorkflowID:
@@ -176,16 +193,10 @@ class SetWorkflowID:
         if not isinstance(workflow_id, str) or not workflow_id:
             raise ValueError(f"SetWorkflowID needs a non-empty string, got {workflow_id!r}")
         self.workflow_id = workflow_id
-        self._token: Token[NextWorkflowOptions | None] | None = None
+        self._token: Token[_IdSlot | None] | None = None
 
     def __enter__(self) -> SetWorkflowID:
-        previous = _options.get()
-        options = NextWorkflowOptions(
-            self.workflow_id,
-            previous.timeout_seconds if previous else None,
-            previous.has_timeout if previous else False,
-        )
-        self._token = _options.set(options)
+        self._token = _next_id.set(_IdSlot(self.workflow_id))
         return self
 
     def __exit__(
@@ -195,7 +206,7 @@ class SetWorkflowID:
         tb: TracebackType | None,
     ) -> None:
         assert self._token is not None  # noqa: S101 - __exit__ follows __enter__
-        _options.reset(self._token)
+        _next_id.reset(self._token)
 
 
 class SetWorkflowTimeout:
@@ -216,14 +227,10 @@ class SetWorkflowTimeout:
                 f"got {timeout_seconds!r}"
             )
         self.timeout_seconds = timeout_seconds
-        self._token: Token[NextWorkflowOptions | None] | None = None
+        self._token: Token[tuple[float | None] | None] | None = None
 
     def __enter__(self) -> SetWorkflowTimeout:
-        previous = _options.get()
-        options = NextWorkflowOptions(
-            previous.workflow_id if previous else None, self.timeout_seconds, True
-        )
-        self._token = _options.set(options)
+        self._token = _next_timeout.set((self.timeout_seconds,))
         return self
 
     def __exit__(
@@ -233,4 +240,4 @@ class SetWorkflowTimeout:
         tb: TracebackType | None,
     ) -> None:
         assert self._token is not None  # noqa: S101 - __exit__ follows __enter__
-        _options.reset(self._token)
+        _next_timeout.reset(self._token)

