@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 
@@ -137,3 +138,20 @@ def test_a_schema_newer_than_the_code_is_refused() -> None:
     assert pending_migrations(known, 1, url="x") == []
     with pytest.raises(DBOSInitializationError, match="newer"):
         pending_migrations(known, 2, url="sqlite:///app.sqlite")
+
+
+def test_reset_keeps_the_applications_tables_in_a_shared_sqlite_file(sqlite_url: str) -> None:
+    """SQLite only: there the application's tables share the file; Postgres has a schema."""
+    db_url = sqlite_url
+    path = db_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE greetings (name TEXT)")
+        conn.execute("INSERT INTO greetings VALUES ('ann')")
+    store = open_store(db_url)
+    store.migrate()
+    store.reset()
+    store.close()
+    with sqlite3.connect(path) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert tables == {"greetings"}
+        assert conn.execute("SELECT name FROM greetings").fetchall() == [("ann",)]

@@ -35,6 +35,19 @@ def load_migrations(backend: str) -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
+def created_tables(migrations: list[Migration]) -> list[str]:
+    """Names of the tables the migrations create, in creation order."""
+    names = []
+    for migration in migrations:
+        for statement in migration.statements:
+            match = re.search(
+                r"^CREATE TABLE (?:IF NOT EXISTS )?(?:\w+\.)?(\w+)", statement, flags=re.M
+            )
+            if match:
+                names.append(match.group(1))
+    return names
+
+
 def pending_migrations(migrations: list[Migration], current: int, *, url: str) -> list[Migration]:
     """The migrations newer than ``current``; refuse a schema newer than this code knows."""
     latest = migrations[-1].version if migrations else 0

@@ -55,12 +55,6 @@ CLAIM_FOR_RECOVERY = (
     f"RETURNING {_WF_COLS}"
 )
 
-DROP_TABLES = (
-    "DROP TABLE IF EXISTS {p}operation_outputs",
-    "DROP TABLE IF EXISTS {p}workflow_status",
-)
-
-
 def render(sql: str, *, prefix: str, placeholder: str) -> str:
     """Fill in the table prefix and the driver's placeholder style."""
     return sql.replace("{p}", prefix).replace("?", placeholder)

@@ -169,5 +169,11 @@ class PostgresStore(SqlStore):
 
         self._transaction(apply)
 
+    def reset(self) -> None:
+        def drop(tx: Statements) -> None:
+            tx.run(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE", ())
+
+        self._transaction(drop)
+
     def close(self) -> None:
         self._pool.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from perdure.error import DBOSInitializationError
-from perdure.storage.migrations import load_migrations, pending_migrations
+from perdure.storage.migrations import created_tables, load_migrations, pending_migrations
 from perdure.storage.sql_store import Params, Rows, SqlStore, Statements
 
 T = TypeVar("T")
@@ -99,6 +99,16 @@ class SqliteStore(SqlStore):
                 tx.run("INSERT INTO schema_migrations (version) VALUES (?)", (migration.version,))
 
         self._transaction(apply)
+
+    def reset(self) -> None:
+        # Only Perdure's own tables: by default the application shares this file.
+        tables = [*created_tables(load_migrations("sqlite")), "schema_migrations"]
+
+        def drop(tx: Statements) -> None:
+            for name in tables:
+                tx.run(f'DROP TABLE IF EXISTS "{name}"', ())
+
+        self._transaction(drop)
 
     def close(self) -> None:
         with self._lock:
