@@ -6,7 +6,7 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any, ClassVar, TypeVar, cast, overload
+from typing import Any, TypeVar, cast, overload
 
 from typing_extensions import ParamSpec
 
@@ -20,8 +20,9 @@ from perdure.execution.handles import (
     WorkflowStatus,
     get_status,
 )
-from perdure.execution.registry import MethodKind, RegisteredWorkflow, Registry
+from perdure.execution.registry import MethodKind, RegisteredWorkflow
 from perdure.execution.workflow import Invocation
+from perdure.facade.base import FacadeBase
 from perdure.logs import get_logger
 from perdure.runtime import Runtime, invocation
 
@@ -73,26 +74,14 @@ class _DBOSMeta(type):
         return DBOS._require_runtime().settings
 
 
-class DBOS(metaclass=_DBOSMeta):
+class DBOS(FacadeBase, metaclass=_DBOSMeta):
     """Entry point of Perdure: configure with ``DBOS(config=...)``, then ``DBOS.launch()``."""
-
-    _registry: ClassVar[Registry] = Registry()
-    _runtime: ClassVar[Runtime | None] = None
 
     def __init__(self, *, config: DBOSConfig) -> None:
         settings = parse_config(config)
         if DBOS._runtime is not None:
             DBOS._runtime.destroy()
         DBOS._runtime = Runtime(settings, DBOS._registry)
-
-    @classmethod
-    def _require_runtime(cls) -> Runtime:
-        if cls._runtime is None:
-            raise DBOSInitializationError(
-                "Perdure is not configured: call DBOS(config={'name': 'my-app'}) and then "
-                "DBOS.launch() before running workflows."
-            )
-        return cls._runtime
 
     # -- lifecycle -------------------------------------------------------------------------------
 
