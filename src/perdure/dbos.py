@@ -23,6 +23,7 @@ from perdure.execution.handles import (
 from perdure.execution.registry import MethodKind, RegisteredWorkflow
 from perdure.execution.workflow import Invocation
 from perdure.facade.base import FacadeBase
+from perdure.facade.messaging import MessagingFacade
 from perdure.logs import get_logger
 from perdure.runtime import Runtime, invocation
 
@@ -74,7 +75,7 @@ class _DBOSMeta(type):
         return DBOS._require_runtime().settings
 
 
-class DBOS(FacadeBase, metaclass=_DBOSMeta):
+class DBOS(MessagingFacade, FacadeBase, metaclass=_DBOSMeta):
     """Entry point of Perdure: configure with ``DBOS(config=...)``, then ``DBOS.launch()``."""
 
     def __init__(self, *, config: DBOSConfig) -> None:

@@ -16,14 +16,18 @@ from perdure.error import (
 from perdure.execution.app_database import ApplicationDatabase
 from perdure.execution.context import current_workflow
 from perdure.execution.handles import WorkflowHandle, WorkflowHandleAsync
+from perdure.execution.notifier import Notifier
 from perdure.execution.pool import WorkerPool
 from perdure.execution.recovery import recover_pending_workflows
 from perdure.execution.registry import MethodKind, RegisteredWorkflow, Registry
 from perdure.execution.workflow import Invocation, WorkflowEngine
 from perdure.logs import get_logger
+from perdure.messaging.listener import NotificationListener
+from perdure.messaging.operations import Messaging
 from perdure.serialization import Payloads
 from perdure.storage import open_store, redact_url
 from perdure.storage.interface import SystemStore, WorkflowStatusString
+from perdure.storage.postgres.store import psycopg_conninfo
 
 logger = get_logger(__name__)
 
@@ -39,6 +43,8 @@ class Runtime:
         self._store: SystemStore | None = None
         self._pool: WorkerPool | None = None
         self._recovery: threading.Thread | None = None
+        self._listener: NotificationListener | None = None
+        self._messaging: Messaging | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -63,6 +69,12 @@ class Runtime:
             raise
         self._store = store
         self._pool = WorkerPool(settings.max_executor_threads, name="perdure-workflow")
+        self.notifier = Notifier(settings.notification_listener_polling_interval_sec)
+        if not settings.system_database_url.startswith("sqlite"):
+            self._listener = NotificationListener(
+                psycopg_conninfo(settings.system_database_url), self.notifier
+            )
+            self._listener.start()
         self._engine = WorkflowEngine(
             store=store,
             payloads=Payloads(settings.serializer, settings.payload_codec),
@@ -70,7 +82,7 @@ class Runtime:
             pool=self._pool,
             executor_id=settings.executor_id,
             app_version=settings.application_version,
-            poll_interval_sec=settings.notification_listener_polling_interval_sec,
+            notifier=self.notifier,
         )
         self._recovery = threading.Thread(
             target=self._recover, name="perdure-recovery", daemon=True
@@ -102,6 +114,8 @@ class Runtime:
 
     def destroy(self, workflow_completion_timeout_sec: float = 0) -> None:
         """Stop background work and close connections; running workflows stay PENDING."""
+        if self._listener is not None:
+            self._listener.stop()
         if self._pool is not None:
             self._pool.stop(workflow_completion_timeout_sec)
         if self._recovery is not None:
@@ -111,6 +125,7 @@ class Runtime:
         if self._store is not None:
             self._store.close()
         self._engine = self._store = self._pool = self._app_db = self._recovery = None
+        self._listener = self._messaging = None
 
     def reset_system_database(self) -> None:
         """Drop every Perdure table in the system database (before launch only)."""
@@ -134,6 +149,13 @@ class Runtime:
                 "running or starting workflows."
             )
         return self._engine
+
+    @property
+    def messaging(self) -> Messaging:
+        """Messages, events and streams over the launched engine."""
+        if self._messaging is None:
+            self._messaging = Messaging(self.engine)
+        return self._messaging
 
     @property
     def app_db(self) -> ApplicationDatabase:

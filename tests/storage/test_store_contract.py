@@ -152,6 +152,9 @@ def test_reset_keeps_the_applications_tables_in_a_shared_sqlite_file(sqlite_url:
     store.reset()
     store.close()
     with sqlite3.connect(path) as conn:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        rows = conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+        tables = {r[0] for r in rows}
         assert tables == {"greetings"}
         assert conn.execute("SELECT name FROM greetings").fetchall() == [("ann",)]

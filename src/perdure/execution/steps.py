@@ -162,7 +162,7 @@ async def run_step_async(
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
-def _wake_time(engine: WorkflowEngine, ctx: WorkflowContext, seconds: float) -> int:
+def wake_time(engine: WorkflowEngine, ctx: WorkflowContext, seconds: float) -> int:
     """The recorded wake-up time, checkpointed before the first sleep begins."""
     run, recorded, was_recorded = _begin(engine, ctx, SLEEP_STEP_NAME)
     if was_recorded:
@@ -185,7 +185,7 @@ def durable_sleep(engine: WorkflowEngine | None, seconds: float) -> None:
     if ctx is None or engine is None:
         time.sleep(seconds)
         return
-    wake_ms = _wake_time(engine, ctx, seconds)
+    wake_ms = wake_time(engine, ctx, seconds)
     while now_ms() < wake_ms:
         if ctx.cancelled.wait(_next_wait(ctx, wake_ms)):
             raise DBOSWorkflowCancelledError(ctx.workflow_id)
@@ -198,7 +198,7 @@ async def durable_sleep_async(engine: WorkflowEngine | None, seconds: float) -> 
     if ctx is None or engine is None:
         await asyncio.sleep(seconds)
         return
-    wake_ms = _wake_time(engine, ctx, seconds)
+    wake_ms = wake_time(engine, ctx, seconds)
     while now_ms() < wake_ms:
         # Short slices, so a cancellation from another thread is noticed promptly.
         await asyncio.sleep(min(_next_wait(ctx, wake_ms), 0.1))

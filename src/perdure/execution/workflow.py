@@ -25,6 +25,7 @@ from perdure.execution.context import (
     leave_workflow,
     take_next_options,
 )
+from perdure.execution.notifier import Notifier, channel
 from perdure.execution.pool import WorkerPool
 from perdure.execution.registry import MethodKind, RegisteredWorkflow, Registry
 from perdure.logs import get_logger
@@ -91,7 +92,7 @@ class WorkflowEngine:
         pool: WorkerPool,
         executor_id: str,
         app_version: str,
-        poll_interval_sec: float,
+        notifier: Notifier,
     ) -> None:
         self.store = store
         self.payloads = payloads
@@ -101,12 +102,9 @@ class WorkflowEngine:
         self.app_version = app_version
         # Unique per launch: tells this process's workflows from those of a dead predecessor.
         self.instance_id = uuid.uuid4().hex
-        self.poll_interval_sec = poll_interval_sec
+        self.notifier = notifier
         self._lock = threading.Lock()
         self._active: dict[str, ActiveWorkflow] = {}
-        # Bumped whenever a workflow ends here, to wake waiters polling the database.
-        self._completed = threading.Condition()
-        self._completions = 0
 
     # -- starting ------------------------------------------------------------------------------
 
@@ -344,9 +342,7 @@ class WorkflowEngine:
         with self._lock:
             self._active.pop(active.ctx.workflow_id, None)
         active.done.set()
-        with self._completed:
-            self._completions += 1
-            self._completed.notify_all()
+        self.notifier.signal(channel("end", active.ctx.workflow_id))
 
     def cancel_local(self, workflow_id: str) -> None:
         """Signal a workflow executing here to stop at its next step or wait."""
@@ -354,6 +350,7 @@ class WorkflowEngine:
             active = self._active.get(workflow_id)
         if active is not None:
             active.ctx.cancelled.set()
+            self.notifier.signal_all()  # a workflow blocked in a wait re-checks and stops
 
     # -- steps ---------------------------------------------------------------------------------
 
@@ -434,26 +431,21 @@ class WorkflowEngine:
         return self.wait_recorded_outcome(workflow_id)
 
     def wait_recorded_outcome(self, workflow_id: str) -> Any:
-        """Wait until the workflow is terminal in the database.
+        """Wait until the workflow is terminal in the database, woken when it ends.
 
-        A workflow that ends in this process (e.g. one that recovery picked up meanwhile) wakes
-        the wait at once; one running elsewhere is polled with a growing interval.
+        The end of a workflow in this process, or a Postgres notification from another, wakes
+        the wait at once; the notifier's polling covers other processes on SQLite.
         """
-        delay = 0.005
-        while True:
-            with self._completed:
-                seen = self._completions
+
+        def finished() -> WorkflowRow | None:
             row = self.store.get_workflow(workflow_id)
             if row is None:
                 raise DBOSNonExistentWorkflowError(workflow_id)
-            if row.status in _TERMINAL:
-                return self.recorded_outcome(row)
-            self._wait_for_completion_after(seen, delay)
-            delay = min(delay * 2, self.poll_interval_sec)
+            return row if row.status in _TERMINAL else None
 
-    def _wait_for_completion_after(self, seen: int, timeout: float) -> None:
-        with self._completed:
-            self._completed.wait_for(lambda: self._completions != seen, timeout=timeout)
+        row = self.notifier.wait_for((channel("end", workflow_id),), finished, deadline=None)
+        assert row is not None  # noqa: S101 - no deadline: returns only when finished
+        return self.recorded_outcome(row)
 
     def recorded_outcome(self, row: WorkflowRow) -> Any:
         """The output of a finished workflow, or raise the error it ended with."""
@@ -476,6 +468,12 @@ class WorkflowEngine:
         """Whether this process is executing the workflow now."""
         with self._lock:
             return workflow_id in self._active
+
+    def wait_inactive(self, workflow_id: str, timeout_sec: float) -> bool:
+        """Wait until this process no longer executes the workflow; False on timeout."""
+        with self._lock:
+            active = self._active.get(workflow_id)
+        return active is None or active.done.wait(timeout_sec)
 
 
 def _config_name(call: Invocation) -> str | None:

@@ -8,9 +8,7 @@ from perdure.storage import statements as sql
 from perdure.storage.interface import (
     StartOutcome,
     StepRow,
-    Unrecorded,
     WorkflowRow,
-    WorkflowStatusString,
 )
 from perdure.storage.sql_backend import (
     SqlBackend,
@@ -53,10 +51,7 @@ class CoreQueries(SqlBackend):
         _, count = self._autocommit(self._q(sql.INSERT_STEP_IF_PENDING), params)
         if count == 1:
             return None
-        status = self._autocommit(self._q(sql.SELECT_STATUS), (step.workflow_id,))[0]
-        if status and status[0][0] == WorkflowStatusString.CANCELLED:
-            return Unrecorded.CANCELLED
-        return Unrecorded.CONFLICT
+        return self.unrecorded_reason(step.workflow_id)
 
     def load_steps(self, workflow_id: str) -> list[StepRow]:
         rows, _ = self._autocommit(self._q(sql.SELECT_STEPS), (workflow_id,))

@@ -147,3 +147,93 @@ class SystemStore(Protocol):
         Returns the claimed row (status MAX_RECOVERY_ATTEMPTS_EXCEEDED when attempts ran out),
         or None if another instance claimed it first or it is no longer PENDING.
         """
+
+
+# -- messages, events and streams ------------------------------------------------------------
+
+
+class StepRejected(Exception):
+    """A step checkpoint sharing a transaction was refused; the transaction rolled back."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason  # an `Unrecorded` value
+        super().__init__(reason)
+
+
+@dataclass(frozen=True)
+class Payload:
+    """A stored value and the format it was written in."""
+
+    data: bytes | None
+    serialization: str
+
+
+@dataclass(frozen=True)
+class StreamEntry:
+    """One value of a stream, or its end marker (``closed``)."""
+
+    offset: int
+    value: Payload
+    closed: bool
+
+
+class MessagingStore(Protocol):
+    """What messages, events and streams need; ``step`` checkpoints share the transaction.
+
+    Methods taking a ``step`` raise ``StepRejected`` (with an `Unrecorded` reason) and roll back
+    when the workflow is no longer PENDING or the position is taken.
+    """
+
+    def send_message(
+        self,
+        *,
+        message_id: str,
+        destination_id: str,
+        topic: str | None,
+        message: bytes,
+        serialization: str,
+        step: StepRow | None = None,
+    ) -> str:
+        """Queue a message: "sent", "duplicate" or "no_destination"."""
+
+    def receive_message(
+        self, destination_id: str, topic: str | None, step: StepRow | None
+    ) -> Payload | None:
+        """Consume the oldest message of a topic (its step records the message)."""
+
+    def has_message(self, destination_id: str, topic: str | None) -> bool:
+        """Whether a message is waiting."""
+
+    def set_event(
+        self,
+        workflow_id: str,
+        key: str,
+        value: bytes,
+        serialization: str,
+        step: StepRow | None = None,
+    ) -> None:
+        """Publish or replace an event."""
+
+    def get_event(self, workflow_id: str, key: str) -> Payload | None:
+        """An event's value, or None."""
+
+    def get_all_events(self, workflow_id: str) -> dict[str, Payload]:
+        """All events of a workflow."""
+
+    def write_stream(
+        self,
+        workflow_id: str,
+        key: str,
+        value: bytes | None,
+        serialization: str,
+        *,
+        closed: bool,
+        step: StepRow | None = None,
+    ) -> None:
+        """Append to a stream (or close it)."""
+
+    def read_stream(self, workflow_id: str, key: str, from_offset: int) -> list[StreamEntry]:
+        """A stream's entries from an offset on."""
+
+    def get_workflow(self, workflow_id: str) -> WorkflowRow | None:
+        """The workflow's row, or None."""

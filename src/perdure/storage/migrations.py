@@ -28,11 +28,27 @@ def load_migrations(backend: str) -> list[Migration]:
         match = _FILE_NAME.match(entry.name)
         if match is None:
             continue
-        # Statements are separated by a semicolon at the end of a line; migrations are ours.
-        text = entry.read_text(encoding="utf-8")
-        statements = tuple(s.strip() for s in re.split(r";\s*$", text, flags=re.M) if s.strip())
+        statements = split_statements(entry.read_text(encoding="utf-8"))
         found.append(Migration(int(match.group(1)), entry.name, statements))
     return sorted(found, key=lambda m: m.version)
+
+
+def split_statements(text: str) -> tuple[str, ...]:
+    """Split a migration at semicolons ending a line, except inside ``$$`` function bodies."""
+    statements: list[str] = []
+    current: list[str] = []
+    in_body = False
+    for line in text.splitlines():
+        if line.lstrip().startswith("--") and not current:
+            continue  # a comment between statements
+        current.append(line)
+        in_body ^= line.count("$$") % 2 == 1
+        if not in_body and line.rstrip().endswith(";"):
+            statements.append("\n".join(current).rstrip().rstrip(";").strip())
+            current = []
+    if "\n".join(current).strip():
+        statements.append("\n".join(current).strip())
+    return tuple(statements)
 
 
 def created_tables(migrations: list[Migration]) -> list[str]:

@@ -8,7 +8,7 @@ from functools import cache
 from typing import Any, TypeVar
 
 from perdure.storage import statements as sql
-from perdure.storage.interface import StepRow, WorkflowRow
+from perdure.storage.interface import StepRow, Unrecorded, WorkflowRow, WorkflowStatusString
 
 T = TypeVar("T")
 Params = Sequence[Any]
@@ -61,6 +61,13 @@ class SqlBackend(abc.ABC):
     def _q(self, sql_text: str) -> str:
         """``sql_text`` with this backend's table prefix and placeholder style."""
         return _render(sql_text, self.prefix, self.placeholder)
+
+    def unrecorded_reason(self, workflow_id: str) -> str:
+        """Why a step of this workflow could not be recorded (an `Unrecorded` value)."""
+        status = self._autocommit(self._q(sql.SELECT_STATUS), (workflow_id,))[0]
+        if status and status[0][0] == WorkflowStatusString.CANCELLED:
+            return Unrecorded.CANCELLED
+        return Unrecorded.CONFLICT
 
 
 @cache

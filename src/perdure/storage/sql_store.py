@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from perdure.storage.core_queries import CoreQueries
+from perdure.storage.messaging_queries import MessagingQueries
 from perdure.storage.sql_backend import Params, Rows, Statements
 
 __all__ = ["Params", "Rows", "SqlStore", "Statements"]
 
 
-class SqlStore(CoreQueries):
+class SqlStore(CoreQueries, MessagingQueries):
     """All queries, over a backend (SQLite or PostgreSQL) that supplies connections."""

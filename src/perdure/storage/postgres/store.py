@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from perdure.error import DBOSInitializationError
 from perdure.storage import redact_url
@@ -118,6 +118,8 @@ class PostgresStore(SqlStore):
         while True:
             try:
                 return attempt()
+            except PoolClosed:
+                raise  # the store was closed on purpose: nothing to wait for
             except psycopg.OperationalError as exc:
                 if time.monotonic() > deadline:
                     raise

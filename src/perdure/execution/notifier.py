@@ -1,0 +1,80 @@
+"""In-process wake-ups: a waiter sleeps until its channel is signalled or its time is up."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import TypeVar
+
+T = TypeVar("T")
+
+# Waits start re-checking the database this soon and back off to the polling interval: the
+# fallback for writes that no signal announces (another process, on SQLite).
+_FIRST_RECHECK_SEC = 0.01
+
+
+def channel(kind: str, workflow_id: str, key: str = "") -> str:
+    """The channel name of a wake-up; matches the payload of Postgres notifications."""
+    return f"{kind}|{workflow_id}|{key}"
+
+
+class Notifier:
+    """Counts signals per channel; waiters re-check their condition whenever one arrives."""
+
+    def __init__(self, poll_interval_sec: float) -> None:
+        self.poll_interval_sec = poll_interval_sec
+        self._cond = threading.Condition()
+        self._counts: dict[str, int] = {}
+        self._everything = 0  # bumped by signal_all: every waiter re-checks
+
+    def signal(self, name: str) -> None:
+        """Wake the waiters of channel ``name``."""
+        with self._cond:
+            self._counts[name] = self._counts.get(name, 0) + 1
+            self._cond.notify_all()
+
+    def signal_all(self) -> None:
+        """Wake every waiter (after a reconnect, a cancellation, a shutdown)."""
+        with self._cond:
+            self._everything += 1
+            self._cond.notify_all()
+
+    def _snapshot(self, names: tuple[str, ...]) -> tuple[int, ...]:
+        return (self._everything, *(self._counts.get(n, 0) for n in names))
+
+    def _changed(self, names: tuple[str, ...], seen: tuple[int, ...]) -> bool:
+        return self._snapshot(names) != seen
+
+    def wait_for(
+        self,
+        names: tuple[str, ...],
+        check: Callable[[], T | None],
+        *,
+        deadline: float | None,
+        interrupted: Callable[[], None] | None = None,
+    ) -> T | None:
+        """Return ``check()``'s first non-None value, or None once ``deadline`` passes.
+
+        ``deadline`` is a ``time.monotonic()`` value (None: no limit). ``interrupted`` runs
+        after each wake-up and may raise (a cancellation) to abandon the wait.
+        """
+        recheck = _FIRST_RECHECK_SEC
+        while True:
+            with self._cond:
+                seen = self._snapshot(names)
+            value = check()
+            if value is not None:
+                return value
+            timeout = recheck
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                timeout = min(timeout, remaining)
+            with self._cond:
+                self._cond.wait_for(partial(self._changed, names, seen), timeout=timeout)
+            if interrupted is not None:
+                interrupted()
+            recheck = min(recheck * 2, self.poll_interval_sec)
