@@ -249,15 +249,16 @@ class WorkflowEngine:
 
     def execute(self, active: ActiveWorkflow, call: Invocation) -> Any:
         """Run a sync workflow body in this thread and record its outcome."""
-        entered = enter_workflow(active.ctx)
-        try:
-            value = call.call()
-        except BaseException as exc:
-            self._finish_error(active, exc)
-            raise
-        finally:
-            leave_workflow(entered)
-        return self._finish_success(active, value)
+        with self.store.hold_connection():
+            entered = enter_workflow(active.ctx)
+            try:
+                value = call.call()
+            except BaseException as exc:
+                self._finish_error(active, exc)
+                raise
+            finally:
+                leave_workflow(entered)
+            return self._finish_success(active, value)
 
     async def execute_async(self, active: ActiveWorkflow, call: Invocation) -> Any:
         """Run an async workflow body in the current task and record its outcome."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -99,6 +100,9 @@ class SystemStore(Protocol):
 
     def reset(self) -> None:
         """Drop every table Perdure owns (tests and ``reset_system_database``)."""
+
+    def hold_connection(self) -> AbstractContextManager[None]:
+        """While open, this thread's statements reuse one connection (a workflow's steps)."""
 
     def insert_workflow(self, row: WorkflowRow) -> StartOutcome:
         """Insert ``row`` unless its ID exists; return the stored row either way."""

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import psycopg
@@ -74,15 +76,39 @@ class _Statements(Statements):
         return self._store._run(self._conn, sql_text, params)
 
 
+class _Held:
+    """A pool connection one thread keeps for the length of a workflow execution."""
+
+    def __init__(self, pool: ConnectionPool[psycopg.Connection[Any]]) -> None:
+        self._pool = pool
+        self._conn: psycopg.Connection[Any] | None = None
+        self.depth = 1
+
+    def connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None:
+            self._conn = self._pool.getconn()
+        return self._conn
+
+    def discard(self) -> None:
+        self.release()
+
+    def release(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            self._pool.putconn(conn)  # the pool closes it if broken or if the pool is closed
+
+
 class PostgresStore(SqlStore):
     """`SystemStore` on PostgreSQL, shared by any number of processes."""
 
     prefix = f"{SCHEMA}."
     placeholder = "%s"
+    backend_name = "postgres"
 
     def __init__(self, url: str, *, max_connections: int = 16) -> None:
         super().__init__()
         self.url = url
+        self._held = threading.local()
         _check_reachable(url)
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             psycopg_conninfo(url),
@@ -129,10 +155,39 @@ class PostgresStore(SqlStore):
 
     def _autocommit(self, sql_text: str, params: Params) -> tuple[Rows, int]:
         def attempt() -> tuple[Rows, int]:
-            with self._pool.connection() as conn:
-                return self._run(conn, sql_text, params)
+            held: _Held | None = getattr(self._held, "value", None)
+            if held is None:
+                with self._pool.connection() as conn:
+                    return self._run(conn, sql_text, params)
+            try:
+                return self._run(held.connection(), sql_text, params)
+            except psycopg.OperationalError:
+                held.discard()  # broken: the retry takes a fresh one from the pool
+                raise
 
         return self._retrying(attempt)
+
+    @contextmanager
+    def hold_connection(self) -> Iterator[None]:
+        """Keep one pool connection for this thread while a workflow runs here.
+
+        Its steps then skip the pool's check-out and check-in (about 50 microseconds each).
+        Nested holds share the connection; it goes back to the pool when the outermost ends.
+        """
+        held: _Held | None = getattr(self._held, "value", None)
+        if held is not None:
+            held.depth += 1
+            try:
+                yield
+            finally:
+                held.depth -= 1
+            return
+        held = self._held.value = _Held(self._pool)
+        try:
+            yield
+        finally:
+            self._held.value = None
+            held.release()
 
     def _transaction(self, work: Callable[[Statements], T]) -> T:
         def attempt() -> T:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TypeVar
 
@@ -99,6 +100,10 @@ class SqliteStore(SqlStore):
                 tx.run("INSERT INTO schema_migrations (version) VALUES (?)", (migration.version,))
 
         self._transaction(apply)
+
+    def hold_connection(self) -> AbstractContextManager[None]:
+        """Nothing to hold: every thread shares the one connection."""
+        return nullcontext()
 
     def reset(self) -> None:
         # Only Perdure's own tables: by default the application shares this file.
