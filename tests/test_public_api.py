@@ -9,12 +9,15 @@ from perdure import error
 def test_top_level_names() -> None:
     assert sorted(perdure.__all__) == [
         "DBOS",
+        "DBOSClient",
         "DBOSConfig",
         "DBOSConfiguredInstance",
+        "EnqueueOptions",
         "PayloadCodec",
         "Serializer",
         "SetWorkflowID",
         "SetWorkflowTimeout",
+        "StepInfo",
         "StepStatus",
         "WorkflowHandle",
         "WorkflowHandleAsync",

@@ -5,21 +5,26 @@ so an interrupted workflow resumes from its last completed step.
 """
 
 from perdure import error
+from perdure.client import DBOSClient, EnqueueOptions
 from perdure.config import DBOSConfig
 from perdure.dbos import DBOS, DBOSConfiguredInstance
 from perdure.execution.context import SetWorkflowID, SetWorkflowTimeout, StepStatus
 from perdure.execution.handles import WorkflowHandle, WorkflowHandleAsync, WorkflowStatus
+from perdure.management import StepInfo
 from perdure.serialization import PayloadCodec, Serializer
 from perdure.storage.interface import WorkflowStatusString
 
 __all__ = [
     "DBOS",
+    "DBOSClient",
     "DBOSConfig",
     "DBOSConfiguredInstance",
+    "EnqueueOptions",
     "PayloadCodec",
     "Serializer",
     "SetWorkflowID",
     "SetWorkflowTimeout",
+    "StepInfo",
     "StepStatus",
     "WorkflowHandle",
     "WorkflowHandleAsync",

@@ -23,6 +23,7 @@ from perdure.execution.handles import (
 from perdure.execution.registry import MethodKind, RegisteredWorkflow
 from perdure.execution.workflow import Invocation
 from perdure.facade.base import FacadeBase
+from perdure.facade.management import ManagementFacade
 from perdure.facade.messaging import MessagingFacade
 from perdure.logs import get_logger
 from perdure.runtime import Runtime, invocation
@@ -75,7 +76,7 @@ class _DBOSMeta(type):
         return DBOS._require_runtime().settings
 
 
-class DBOS(MessagingFacade, FacadeBase, metaclass=_DBOSMeta):
+class DBOS(ManagementFacade, MessagingFacade, FacadeBase, metaclass=_DBOSMeta):
     """Entry point of Perdure: configure with ``DBOS(config=...)``, then ``DBOS.launch()``."""
 
     def __init__(self, *, config: DBOSConfig) -> None:
@@ -309,11 +310,6 @@ class DBOS(MessagingFacade, FacadeBase, metaclass=_DBOSMeta):
     async def get_workflow_status_async(cls, workflow_id: str) -> WorkflowStatus | None:
         """Async twin of `get_workflow_status`."""
         return cls.get_workflow_status(workflow_id)
-
-    @classmethod
-    def cancel_workflow(cls, workflow_id: str) -> None:
-        """Cancel a workflow: it stops at its next step or wait, and its waiters are told."""
-        cls._require_runtime().cancel_workflow(workflow_id)
 
     # -- durable time ----------------------------------------------------------------------------
 

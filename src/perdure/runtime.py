@@ -26,7 +26,7 @@ from perdure.messaging.listener import NotificationListener
 from perdure.messaging.operations import Messaging
 from perdure.serialization import Payloads
 from perdure.storage import open_store, redact_url
-from perdure.storage.interface import SystemStore, WorkflowStatusString
+from perdure.storage.interface import SystemStore
 from perdure.storage.postgres.store import psycopg_conninfo
 
 logger = get_logger(__name__)
@@ -224,16 +224,6 @@ class Runtime:
             await self.engine.execute_async(active, call)
         except (Exception, DBOSWorkflowCancelledError) as exc:  # noqa: BLE001 - recorded in the database
             logger.debug("Workflow task %s ended with %r", active.ctx.workflow_id, exc)
-
-    def cancel_workflow(self, workflow_id: str) -> None:
-        """Mark the workflow CANCELLED; it stops at its next step or wait."""
-        engine = self.engine
-        engine.store.set_status(
-            workflow_id,
-            WorkflowStatusString.CANCELLED,
-            only_from=(WorkflowStatusString.PENDING, WorkflowStatusString.ENQUEUED),
-        )
-        engine.cancel_local(workflow_id)
 
 
 def invocation(

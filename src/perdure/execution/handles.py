@@ -10,6 +10,7 @@ from perdure.error import DBOSNonExistentWorkflowError
 from perdure.execution.context import current_workflow
 from perdure.execution.steps import RetryPolicy, run_step
 from perdure.execution.workflow import WorkflowEngine
+from perdure.serialization import Payloads
 from perdure.storage.interface import WorkflowRow
 
 R = TypeVar("R")
@@ -46,7 +47,12 @@ class WorkflowStatus:
 
 def status_from_row(engine: WorkflowEngine, row: WorkflowRow) -> WorkflowStatus:
     """Decode a stored row into a `WorkflowStatus`."""
-    payloads, wid, fmt = engine.payloads, row.workflow_id, row.serialization
+    return decode_status(engine.payloads, row)
+
+
+def decode_status(payloads: Payloads, row: WorkflowRow) -> WorkflowStatus:
+    """Decode a stored row with ``payloads`` (no engine needed: clients and the CLI use it)."""
+    wid, fmt = row.workflow_id, row.serialization
     inputs = (
         payloads.decode(row.inputs, fmt, what="workflow inputs", workflow_id=wid)
         if row.inputs

@@ -241,3 +241,94 @@ class MessagingStore(Protocol):
 
     def get_workflow(self, workflow_id: str) -> WorkflowRow | None:
         """The workflow's row, or None."""
+
+
+# -- management: listing, cancel, resume, fork, delete, garbage collection -----------------
+
+
+@dataclass(frozen=True)
+class WorkflowQuery:
+    """Filters, order and paging of a workflow listing; None means "any".
+
+    Times are ``created_at`` bounds in epoch milliseconds, both inclusive. Without
+    ``with_inputs`` / ``with_outputs`` those columns are not read (the rows hold None).
+    """
+
+    workflow_ids: tuple[str, ...] | None = None
+    statuses: tuple[str, ...] | None = None
+    names: tuple[str, ...] | None = None
+    app_versions: tuple[str, ...] | None = None
+    users: tuple[str, ...] | None = None
+    queue_names: tuple[str, ...] | None = None
+    queued_only: bool = False
+    workflow_id_prefix: str | None = None
+    created_from_ms: int | None = None
+    created_to_ms: int | None = None
+    limit: int | None = None
+    offset: int | None = None
+    newest_first: bool = False
+    with_inputs: bool = True
+    with_outputs: bool = True
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    """How many workflows of one queue wait (ENQUEUED) and run (PENDING)."""
+
+    queue_name: str
+    enqueued: int
+    pending: int
+
+
+class ManagementStore(Protocol):
+    """What operators' calls need beyond the core (`SystemStore` covers reads of one row)."""
+
+    def get_workflow(self, workflow_id: str) -> WorkflowRow | None:
+        """The workflow's row, or None."""
+
+    def load_steps(self, workflow_id: str) -> list[StepRow]:
+        """All recorded steps of a workflow, ordered by position."""
+
+    def list_workflows(self, query: WorkflowQuery) -> list[WorkflowRow]:
+        """Workflows matching ``query``, ordered by creation time (then ID)."""
+
+    def queue_counts(self) -> list[QueueCounts]:
+        """Waiting and running counts of every queue that has unfinished workflows."""
+
+    def cancel_workflow_tree(self, workflow_id: str) -> list[str] | None:
+        """Cancel a workflow and all its descendants that are PENDING or ENQUEUED.
+
+        Returns the IDs of the workflow and all its descendants (cancelled or already
+        finished), or None if the workflow does not exist.
+        """
+
+    def resume_workflow(
+        self, workflow_id: str, *, executor_id: str, instance_id: str, recovery_attempts: int
+    ) -> WorkflowRow | None:
+        """Make a CANCELLED, dead-lettered, ENQUEUED or PENDING workflow PENDING again.
+
+        It is taken off its queue, owned by ``instance_id`` of ``executor_id``, and its
+        deadline is cleared. Returns the updated row, or None if it does not exist or finished.
+        """
+
+    def fork_workflow(self, row: WorkflowRow, *, source_id: str, start_step: int) -> bool:
+        """Insert ``row`` and copy the source's steps before ``start_step``, atomically.
+
+        Returns False (and changes nothing) if a workflow with ``row``'s ID already exists.
+        """
+
+    def delete_workflows(self, workflow_ids: tuple[str, ...], *, with_children: bool) -> list[str]:
+        """Delete workflows (and their descendants if asked) with their steps; the IDs deleted."""
+
+    def newest_created_at(self, rank: int) -> int | None:
+        """The ``created_at`` of the ``rank``-th newest workflow (1-based), or None."""
+
+    def delete_finished_batch(self, *, created_before_ms: int, limit: int) -> int:
+        """Delete up to ``limit`` of the oldest finished workflows created before a time.
+
+        One short transaction; PENDING and ENQUEUED workflows are never deleted. Returns the
+        number deleted.
+        """
+
+    def schema_version(self) -> int | None:
+        """The applied migration number, or None if the database has no Perdure schema."""

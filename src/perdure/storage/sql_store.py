@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from perdure.storage.core_queries import CoreQueries
+from perdure.storage.management_queries import ManagementQueries
 from perdure.storage.messaging_queries import MessagingQueries
 from perdure.storage.sql_backend import Params, Rows, Statements
 
 __all__ = ["Params", "Rows", "SqlStore", "Statements"]
 
 
-class SqlStore(CoreQueries, MessagingQueries):
+class SqlStore(CoreQueries, MessagingQueries, ManagementQueries):
     """All queries, over a backend (SQLite or PostgreSQL) that supplies connections."""

@@ -1,0 +1,248 @@
+"""`WorkflowManager`: the management calls over a store, shared by `DBOS`, the client and the CLI.
+
+With an engine (a launched process) resumed and forked workflows run here at once. Without
+one (`DBOSClient`, the command line) they are handed to their executor: set PENDING under the
+owner `RESUMED_OWNER`, which no live process has, so the next launch of that executor recovers
+them. Queues will offer a prompter hand-over (issue 5); until then, that is the limitation.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from typing import Any
+
+from perdure.clock import now_ms
+from perdure.error import (
+    DBOSConflictingWorkflowError,
+    DBOSException,
+    DBOSNonExistentWorkflowError,
+)
+from perdure.execution.handles import WorkflowStatus
+from perdure.execution.workflow import Invocation, WorkflowEngine
+from perdure.logs import get_logger
+from perdure.management.filters import workflow_query
+from perdure.management.records import RowDecoder, StepInfo
+from perdure.serialization import Payloads
+from perdure.storage.interface import ManagementStore, QueueCounts, WorkflowRow
+from perdure.storage.interface import WorkflowStatusString as S
+
+logger = get_logger(__name__)
+
+# The owner of a workflow resumed or forked by a process that cannot run it: no launch ever
+# has this instance ID, so recovery treats it as the owner of a dead execution and takes over.
+RESUMED_OWNER = "resumed"
+# Garbage collection deletes at most this many workflows per transaction: no long locks.
+GC_BATCH_SIZE = 1000
+# How long resume waits for a cancelled execution in this process to reach its next step.
+LOCAL_STOP_TIMEOUT_SEC = 10.0
+
+
+class WorkflowManager:
+    """List, inspect and steer workflows stored in one system database.
+
+    Args:
+        store: The system store (both backends implement `ManagementStore`).
+        payloads: Decodes stored inputs, outputs and errors.
+        engine: The launched engine, to run resumed and forked workflows in this process and
+            to signal cancellations to executions here; None in clients.
+        lenient: Show undecodable payloads as `Unreadable` text instead of raising (CLI).
+    """
+
+    def __init__(
+        self,
+        store: ManagementStore,
+        payloads: Payloads,
+        *,
+        engine: WorkflowEngine | None = None,
+        lenient: bool = False,
+    ) -> None:
+        self.store = store
+        self.engine = engine
+        self._decode = RowDecoder(payloads, lenient=lenient)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def list_workflows(self, **filters: Any) -> list[WorkflowStatus]:
+        """Workflows matching the filters of `perdure.management.filters.workflow_query`."""
+        rows = self.store.list_workflows(workflow_query(**filters))
+        return [self._decode.status(row) for row in rows]
+
+    def list_queued_workflows(self, **filters: Any) -> list[WorkflowStatus]:
+        """Workflows waiting on or running from a queue (ENQUEUED, or PENDING with a queue)."""
+        return self.list_workflows(queued_only=True, **filters)
+
+    def get_workflow_status(self, workflow_id: str) -> WorkflowStatus | None:
+        """One workflow's status, or None if unknown."""
+        row = self.store.get_workflow(workflow_id)
+        return self._decode.status(row) if row is not None else None
+
+    def list_workflow_steps(self, workflow_id: str) -> list[StepInfo]:
+        """The recorded steps of a workflow, by position (empty if none or unknown)."""
+        return [self._decode.step(row) for row in self.store.load_steps(workflow_id)]
+
+    def queue_counts(self) -> list[QueueCounts]:
+        """Waiting and running counts of every queue with unfinished workflows."""
+        return self.store.queue_counts()
+
+    # -- steering --------------------------------------------------------------------------------
+
+    def cancel_workflow(self, workflow_id: str) -> None:
+        """Cancel a workflow and its unfinished descendants; executions here stop at once.
+
+        Executions in other processes stop when they next record a step (their checkpoint is
+        refused because the workflow is no longer PENDING).
+        """
+        cancelled = self.store.cancel_workflow_tree(workflow_id)
+        if cancelled is None:
+            raise DBOSNonExistentWorkflowError(workflow_id)
+        logger.info(
+            "Cancelled workflow %s (%d unfinished in its tree)", workflow_id, len(cancelled)
+        )
+        if self.engine is not None:
+            for cancelled_id in {workflow_id, *cancelled}:
+                self.engine.cancel_local(cancelled_id)
+
+    def resume_workflow(self, workflow_id: str) -> str:
+        """Continue a CANCELLED, dead-lettered, ENQUEUED or interrupted workflow.
+
+        It re-executes from the start, replaying its recorded steps, so finished steps do not
+        run again. Its deadline is cleared (a timeout applied to the run that was cancelled),
+        its queue is left, and its recovery attempts restart. A workflow that already succeeded
+        or failed is left as it is.
+        """
+        row = self.store.get_workflow(workflow_id)
+        if row is None:
+            raise DBOSNonExistentWorkflowError(workflow_id)
+        if row.status in (S.SUCCESS, S.ERROR):
+            return workflow_id
+        engine = self.engine
+        if engine is None:
+            self.store.resume_workflow(
+                workflow_id, executor_id=row.executor_id, instance_id=RESUMED_OWNER,
+                recovery_attempts=0,
+            )  # fmt: skip
+            return workflow_id
+        if row.status == S.PENDING and engine.is_active(workflow_id):
+            return workflow_id  # running here already
+        call = engine.invocation_of(row)  # an unregistered workflow fails before any change
+        if not engine.wait_inactive(workflow_id, LOCAL_STOP_TIMEOUT_SEC):
+            raise DBOSException(
+                f"Workflow {workflow_id!r} was cancelled but its current step is still running "
+                f"in this process after {LOCAL_STOP_TIMEOUT_SEC:.0f}s; resume it once that step "
+                "has returned."
+            )
+        claimed = self.store.resume_workflow(
+            workflow_id, executor_id=engine.executor_id, instance_id=engine.instance_id,
+            recovery_attempts=1,
+        )  # fmt: skip
+        if claimed is not None:
+            self._run_here(claimed, call)
+        return workflow_id
+
+    def fork_workflow(
+        self,
+        workflow_id: str,
+        start_step: int,
+        *,
+        application_version: str | None = None,
+        new_workflow_id: str | None = None,
+    ) -> str:
+        """Start a new workflow that reuses the source's steps before ``start_step``.
+
+        The copy has the same function, inputs, class and configured instance; its steps at
+        positions below ``start_step`` are copied (outputs, errors, child workflow IDs), so
+        only the steps from ``start_step`` on execute. Returns the new workflow's ID.
+        """
+        if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
+            raise ValueError(f"start_step must be a non-negative integer, not {start_step!r}")
+        source = self.store.get_workflow(workflow_id)
+        if source is None:
+            raise DBOSNonExistentWorkflowError(workflow_id)
+        row = self._forked_row(source, new_workflow_id or str(uuid.uuid4()), application_version)
+        call = self.engine.invocation_of(row) if self.engine is not None else None
+        if not self.store.fork_workflow(row, source_id=workflow_id, start_step=start_step):
+            existing = self.store.get_workflow(row.workflow_id)
+            if existing is not None and existing.name != source.name:
+                raise DBOSConflictingWorkflowError(
+                    row.workflow_id,
+                    f"Workflow ID {row.workflow_id!r} already belongs to workflow "
+                    f"{existing.name!r}, so it cannot be used for a fork of {source.name!r}.",
+                )
+            return row.workflow_id  # the fork with this ID exists: IDs are idempotency keys
+        logger.info(
+            "Forked workflow %s from %s at step %d", row.workflow_id, workflow_id, start_step
+        )
+        if call is not None:
+            self._run_here(row, call)
+        return row.workflow_id
+
+    def _forked_row(
+        self, source: WorkflowRow, workflow_id: str, application_version: str | None
+    ) -> WorkflowRow:
+        now = now_ms()
+        engine = self.engine
+        timeout = source.workflow_timeout_ms
+        return replace(
+            source,
+            workflow_id=workflow_id,
+            status=S.PENDING,
+            output=None,
+            error=None,
+            executor_id=engine.executor_id if engine is not None else source.executor_id,
+            instance_id=engine.instance_id if engine is not None else RESUMED_OWNER,
+            app_version=source.app_version if application_version is None else application_version,
+            queue_name=None,
+            created_at=now,
+            updated_at=now,
+            recovery_attempts=1 if engine is not None else 0,
+            workflow_deadline_epoch_ms=now + timeout if timeout else None,
+            parent_workflow_id=None,
+            forked_from=source.workflow_id,
+            deduplication_id=None,
+        )
+
+    def _run_here(self, row: WorkflowRow, call: Invocation) -> None:
+        engine = self.engine
+        assert engine is not None  # noqa: S101 - only called with an engine
+        active = engine.resume(row)
+        if active is not None:
+            engine.execute_in_background(active, call)
+
+    # -- deleting --------------------------------------------------------------------------------
+
+    def delete_workflow(self, workflow_id: str, *, delete_children: bool = False) -> None:
+        """Delete a workflow's records (and its descendants' if asked); unknown IDs are ignored."""
+        deleted = self.store.delete_workflows((workflow_id,), with_children=delete_children)
+        logger.info("Deleted %d workflow(s) starting at %s", len(deleted), workflow_id)
+
+    def garbage_collect(
+        self, cutoff_epoch_ms: int | None = None, rows_threshold: int | None = None
+    ) -> int:
+        """Delete finished workflows created before a time and/or beyond the newest N.
+
+        PENDING and ENQUEUED workflows are always kept. Deletes in batches of
+        `GC_BATCH_SIZE`, one short transaction each. Returns the number deleted.
+        """
+        cutoffs = []
+        if cutoff_epoch_ms is not None:
+            cutoffs.append(int(cutoff_epoch_ms))
+        if rows_threshold is not None:
+            if isinstance(rows_threshold, bool) or rows_threshold < 1:
+                raise ValueError(
+                    f"rows_threshold must be a positive integer, not {rows_threshold!r}"
+                )
+            nth_newest = self.store.newest_created_at(rows_threshold)
+            if nth_newest is not None:
+                cutoffs.append(nth_newest)
+        if not cutoffs:
+            return 0
+        cutoff, total = max(cutoffs), 0
+        while True:
+            deleted = self.store.delete_finished_batch(
+                created_before_ms=cutoff, limit=GC_BATCH_SIZE
+            )
+            total += deleted
+            if deleted < GC_BATCH_SIZE:
+                logger.info("Garbage collection deleted %d workflow(s)", total)
+                return total

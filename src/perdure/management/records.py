@@ -1,0 +1,100 @@
+"""What management calls return: `StepInfo`, and decoding of stored rows for display."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from perdure.error import DBOSSerializationError
+from perdure.execution.handles import WorkflowStatus, decode_status
+from perdure.serialization import Payloads
+from perdure.storage.interface import StepRow, WorkflowRow
+
+
+@dataclass
+class StepInfo:
+    """One recorded operation of a workflow (a step, transaction, sleep or child start).
+
+    Attributes:
+        function_id: Its position in the workflow (0, 1, 2, ...).
+        function_name: The step's name, e.g. ``"charge_card"`` or ``"DBOS.sleep"``.
+        output: Its decoded output (None for an error or a child workflow).
+        error: The exception it ended with, or None.
+        child_workflow_id: The ID of the child workflow it started, if any.
+        started_at_epoch_ms: When it started (epoch milliseconds).
+        completed_at_epoch_ms: When its outcome was recorded (epoch milliseconds).
+    """
+
+    function_id: int
+    function_name: str
+    output: Any
+    error: BaseException | None
+    child_workflow_id: str | None
+    started_at_epoch_ms: int
+    completed_at_epoch_ms: int
+
+
+class Unreadable(str):
+    """Stands in for a payload this process cannot decode (e.g. its class is not importable).
+
+    Only the lenient decoding of the command line uses it; the API raises instead.
+    """
+
+    __slots__ = ()
+
+
+class RowDecoder:
+    """Decodes stored rows; leniently (``Unreadable`` placeholders) or raising."""
+
+    def __init__(self, payloads: Payloads, *, lenient: bool) -> None:
+        self.payloads = payloads
+        self.lenient = lenient
+
+    def status(self, row: WorkflowRow) -> WorkflowStatus:
+        """The `WorkflowStatus` of a stored row."""
+        try:
+            return decode_status(self.payloads, row)
+        except DBOSSerializationError:
+            if not self.lenient:
+                raise
+        unread = dataclasses.replace(row, inputs=None, output=None, error=None)
+        bare = decode_status(self.payloads, unread)
+        wid, fmt = row.workflow_id, row.serialization
+        bare.input = self._value(row.inputs, fmt, "workflow inputs", wid)
+        bare.output = self._value(row.output, fmt, "workflow output", wid)
+        bare.error = self._error(row.error, fmt, wid)
+        return bare
+
+    def step(self, row: StepRow) -> StepInfo:
+        """The `StepInfo` of a stored step row."""
+        wid, fmt = row.workflow_id, row.serialization
+        return StepInfo(
+            function_id=row.function_id,
+            function_name=row.function_name,
+            output=self._value(row.output, fmt, f"output of step {row.function_name!r}", wid),
+            error=self._error(row.error, fmt, wid),
+            child_workflow_id=row.child_workflow_id,
+            started_at_epoch_ms=row.started_at_epoch_ms,
+            completed_at_epoch_ms=row.completed_at_epoch_ms,
+        )
+
+    def _value(self, data: bytes | None, fmt: str, what: str, workflow_id: str) -> Any:
+        if not data:
+            return None
+        try:
+            return self.payloads.decode(data, fmt, what=what, workflow_id=workflow_id)
+        except DBOSSerializationError as exc:
+            if not self.lenient:
+                raise
+            return Unreadable(f"<unreadable: {exc}>")
+
+    def _error(self, data: bytes | None, fmt: str, workflow_id: str) -> BaseException | None:
+        if not data:
+            return None
+        try:
+            return self.payloads.decode_error(data, fmt, workflow_id=workflow_id)
+        except DBOSSerializationError as exc:
+            if not self.lenient:
+                raise
+            return exc

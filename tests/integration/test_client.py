@@ -1,0 +1,222 @@
+"""`DBOSClient` against a database a launched app uses: in this process and from another one."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from perdure import DBOS, DBOSClient, SetWorkflowID
+from perdure.error import (
+    DBOSAwaitedWorkflowCancelledError,
+    DBOSException,
+    DBOSInitializationError,
+    DBOSNonExistentWorkflowError,
+)
+from perdure.storage import open_store
+from tests.fixtures.app import wait_until
+from tests.integration.system_tables import relaunch, run_sql, workflow_row
+
+WAIT = 10.0
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def client(dbos: type[DBOS], db_url: str) -> DBOSClient:
+    opened = DBOSClient(db_url)
+    yield opened  # type: ignore[misc]
+    opened.destroy()
+
+
+def _blocked_workflow(ran: list[str]):  # type: ignore[no-untyped-def]
+    """A workflow whose first step waits for its gate; returns (workflow, entered, gate)."""
+    entered, gate = threading.Event(), threading.Event()
+
+    @DBOS.step()
+    def first() -> None:
+        entered.set()
+        assert gate.wait(WAIT)
+        ran.append("first")
+
+    @DBOS.step()
+    def second() -> str:
+        ran.append("second")
+        return "finished"
+
+    @DBOS.workflow()
+    def blocked() -> str:
+        first()
+        return second()
+
+    return blocked, entered, gate
+
+
+def test_client_lists_retrieves_and_cancels(client: DBOSClient) -> None:
+    @DBOS.workflow()
+    def double(n: int) -> int:
+        return 2 * n
+
+    with SetWorkflowID("done"):
+        double(21)
+    ran: list[str] = []
+    blocked, entered, gate = _blocked_workflow(ran)
+    with SetWorkflowID("running"):
+        handle = DBOS.start_workflow(blocked)
+    assert entered.wait(WAIT)
+
+    assert [s.workflow_id for s in client.list_workflows()] == ["done", "running"]
+    assert [s.workflow_id for s in client.list_workflows(status="PENDING")] == ["running"]
+    assert client.list_queued_workflows() == []
+    assert client.retrieve_workflow("done").get_result() == 42
+    assert client.retrieve_workflow("done").get_status().output == 42
+    assert [s.function_id for s in client.list_workflow_steps("running")] == []
+
+    client.cancel_workflow("running")
+    gate.set()
+    with pytest.raises(DBOSAwaitedWorkflowCancelledError):
+        handle.get_result()
+    with pytest.raises(DBOSAwaitedWorkflowCancelledError):
+        client.retrieve_workflow("running").get_result(timeout_sec=WAIT)
+    assert ran == ["first"]
+    with pytest.raises(DBOSNonExistentWorkflowError):
+        client.retrieve_workflow("nobody")
+    with pytest.raises(DBOSNonExistentWorkflowError):
+        client.cancel_workflow("nobody")
+
+
+def test_client_result_waits_for_a_running_workflow(client: DBOSClient) -> None:
+    ran: list[str] = []
+    blocked, entered, gate = _blocked_workflow(ran)
+    handle = DBOS.start_workflow(blocked)
+    assert entered.wait(WAIT)
+    remote = client.retrieve_workflow(handle.workflow_id)
+    with pytest.raises(TimeoutError, match="still running"):
+        remote.get_result(timeout_sec=0.05)
+    gate.set()
+    assert remote.get_result(timeout_sec=WAIT) == "finished"
+
+
+def test_client_resume_and_fork_run_at_the_next_launch(client: DBOSClient, db_url: str) -> None:
+    counts: Counter[str] = Counter()
+
+    @DBOS.step()
+    def tick(name: str) -> str:
+        counts[name] += 1
+        return name
+
+    @DBOS.workflow()
+    def ticks() -> list[str]:
+        return [tick("a"), tick("b"), tick("c")]
+
+    with SetWorkflowID("source"):
+        ticks()
+    run_sql(db_url, "UPDATE {p}workflow_status SET status = 'CANCELLED', output = NULL "
+            "WHERE workflow_id = 'source'")  # fmt: skip
+    run_sql(db_url, "DELETE FROM {p}operation_outputs WHERE workflow_id = 'source' "
+            "AND function_id = 2")  # fmt: skip
+    counts.clear()
+
+    client.resume_workflow("source")
+    row = workflow_row(db_url, "source")
+    assert (row.status, row.instance_id, row.executor_id) == ("PENDING", "resumed", "local")
+    forked = client.fork_workflow("source", 1)
+    assert forked.get_status().forked_from == "source"
+    assert forked.get_status().status == "PENDING"
+
+    relaunch(db_url)  # the executor's next launch recovers both
+    assert client.retrieve_workflow("source").get_result(timeout_sec=WAIT) == ["a", "b", "c"]
+    assert forked.get_result(timeout_sec=WAIT) == ["a", "b", "c"]
+    assert counts == Counter({"b": 1, "c": 2})  # resume re-ran c; the fork re-ran b and c
+
+    client.delete_workflow(forked.workflow_id)
+    assert DBOS.get_workflow_status(forked.workflow_id) is None
+
+
+def test_enqueue_is_not_available_until_queues_exist(client: DBOSClient) -> None:
+    with pytest.raises(DBOSException, match="queues"):
+        client.enqueue({"workflow_name": "w", "queue_name": "q"})
+
+
+def test_client_async_twins(client: DBOSClient) -> None:
+    @DBOS.workflow()
+    def hello() -> str:
+        return "hi"
+
+    with SetWorkflowID("hello"):
+        hello()
+
+    async def main() -> None:
+        assert [s.workflow_id for s in await client.list_workflows_async()] == ["hello"]
+        assert await client.list_queued_workflows_async() == []
+        assert await client.list_workflow_steps_async("hello") == []
+        handle = await client.retrieve_workflow_async("hello")
+        assert await handle.get_result() == "hi"
+        assert (await handle.get_status()).status == "SUCCESS"
+        await client.cancel_workflow_async("hello")  # finished: unchanged
+        resumed = await client.resume_workflow_async("hello")
+        assert await resumed.get_result() == "hi"
+        forked = await client.fork_workflow_async("hello", 0)
+        assert (await forked.get_status()).status == "PENDING"
+        await client.delete_workflow_async(forked.workflow_id)
+
+    asyncio.run(main())
+    assert [s.workflow_id for s in DBOS.list_workflows()] == ["hello"]
+
+
+def test_client_refuses_a_missing_or_newer_schema(db_url: str) -> None:
+    if db_url.startswith("sqlite"):
+        missing = db_url + ".absent"
+        with pytest.raises(DBOSInitializationError, match="does not exist"):
+            DBOSClient(missing)
+        assert not Path(missing.removeprefix("sqlite:///")).exists()
+        store = open_store(db_url)  # an empty file
+        store.close()
+    with pytest.raises(DBOSInitializationError, match="no Perdure schema"):
+        DBOSClient(db_url)
+
+    store = open_store(db_url)
+    store.migrate()
+    store.close()
+    run_sql(db_url, "INSERT INTO {p}schema_migrations (version) VALUES (999)")
+    with pytest.raises(DBOSInitializationError, match="newer"):
+        DBOSClient(db_url)
+
+
+_CANCEL_PROGRAM = """
+import sys
+from perdure import DBOSClient
+client = DBOSClient(sys.argv[1])
+client.cancel_workflow(sys.argv[2])
+print(client.retrieve_workflow(sys.argv[2]).get_status().status)
+client.destroy()
+"""
+
+
+def test_cancel_from_another_process(dbos: type[DBOS], db_url: str) -> None:
+    ran: list[str] = []
+    blocked, entered, gate = _blocked_workflow(ran)
+    with SetWorkflowID("remote-cancel"):
+        handle = DBOS.start_workflow(blocked)
+    assert entered.wait(WAIT)
+
+    done = subprocess.run(
+        [sys.executable, "-c", _CANCEL_PROGRAM, db_url, "remote-cancel"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "CANCELLED"
+    gate.set()  # the step ends; its checkpoint is refused, so the workflow stops there
+    with pytest.raises(DBOSAwaitedWorkflowCancelledError):
+        handle.get_result()
+    assert ran == ["first"]
+    wait_until(lambda: not dbos._require_runtime().engine.is_active("remote-cancel"))
+    assert handle.get_status().status == "CANCELLED"
