@@ -76,12 +76,23 @@ def _record(
     engine.record_step(run.ctx, step)
 
 
-def _give_up(name: str, policy: RetryPolicy, last: Exception) -> Exception:
-    if not policy.retries_allowed:
-        return last
-    error = DBOSMaxStepRetriesExceeded(name, policy.attempts)
-    error.__cause__ = last
-    return error
+def _after_failure(
+    engine: WorkflowEngine, run: _StepRun, policy: RetryPolicy, attempt: int, exc: Exception
+) -> float:
+    """After a failed attempt: the delay before the next one, or record the failure and raise."""
+    if attempt < policy.attempts:
+        delay = policy.delay_after(attempt)
+        logger.warning(
+            "Step %r attempt %d failed (%r); retrying in %.2fs", run.name, attempt, exc, delay
+        )
+        return delay
+    error: Exception = exc
+    if policy.retries_allowed:
+        error = DBOSMaxStepRetriesExceeded(run.name, policy.attempts)
+    _record(engine, run, error=error)
+    if error is exc:
+        raise exc
+    raise error from exc
 
 
 def run_step(
@@ -104,15 +115,8 @@ def run_step(
         token = set_step(StepContext(run.position, attempt, policy.attempts))
         try:
             value = func(*args, **kwargs)
-        except Exception as exc:
-            if attempt == policy.attempts:
-                error = _give_up(name, policy, exc)
-                _record(engine, run, error=error)
-                raise error from exc
-            delay = policy.delay_after(attempt)
-            logger.warning(
-                "Step %r attempt %d failed (%r); retrying in %.2fs", name, attempt, exc, delay
-            )
+        except Exception as exc:  # noqa: BLE001 - _after_failure retries, or records and raises
+            delay = _after_failure(engine, run, policy, attempt, exc)
         else:
             _record(engine, run, value=value)
             return value
@@ -143,15 +147,8 @@ async def run_step_async(
         token = set_step(StepContext(run.position, attempt, policy.attempts))
         try:
             value = await func(*args, **kwargs)
-        except Exception as exc:
-            if attempt == policy.attempts:
-                error = _give_up(name, policy, exc)
-                _record(engine, run, error=error)
-                raise error from exc
-            delay = policy.delay_after(attempt)
-            logger.warning(
-                "Step %r attempt %d failed (%r); retrying in %.2fs", name, attempt, exc, delay
-            )
+        except Exception as exc:  # noqa: BLE001 - _after_failure retries, or records and raises
+            delay = _after_failure(engine, run, policy, attempt, exc)
         else:
             _record(engine, run, value=value)
             return value

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -296,33 +298,18 @@ class WorkflowEngine:
         except Exception as exc:
             self._finish_error(active, exc)
             raise
-        try:
-            if self.store.complete_workflow(
-                workflow_id, status=S.SUCCESS, output=output, error=None
-            ):
-                active.value = value
-            else:
-                active.error = self._not_completed_error(workflow_id)
-            active.outcome_known = not isinstance(active.error, DBOSWorkflowConflictIDError)
-        finally:
-            # Even if the database write failed: waiters then fall back to the database.
-            self._release(active)
+        with self._released(active):
+            self._complete(active, S.SUCCESS, output=output, error=None, outcome=value)
         if active.error is not None:
             raise active.error
         return value
 
     def _finish_error(self, active: ActiveWorkflow, exc: BaseException) -> None:
         workflow_id = active.ctx.workflow_id
-        try:
+        with self._released(active):
             if isinstance(exc, Exception) and not isinstance(exc, DBOSWorkflowConflictIDError):
                 error = self.payloads.encode_error(exc, workflow_id=workflow_id)
-                if self.store.complete_workflow(
-                    workflow_id, status=S.ERROR, output=None, error=error
-                ):
-                    active.error = exc
-                else:
-                    active.error = self._not_completed_error(workflow_id)
-                active.outcome_known = not isinstance(active.error, DBOSWorkflowConflictIDError)
+                self._complete(active, S.ERROR, output=None, error=error, outcome=exc)
             elif isinstance(exc, DBOSWorkflowCancelledError):
                 # A deadline noticed in memory is made durable; a cancel from elsewhere already is.
                 self.store.set_status(workflow_id, S.CANCELLED, only_from=(S.PENDING,))
@@ -330,6 +317,33 @@ class WorkflowEngine:
                 active.outcome_known = True
             # Otherwise (a conflict, KeyboardInterrupt, interpreter exit) the workflow stays
             # PENDING for its other execution or for recovery; waiters read the database.
+
+    def _complete(
+        self,
+        active: ActiveWorkflow,
+        status: str,
+        *,
+        output: bytes | None,
+        error: bytes | None,
+        outcome: Any,
+    ) -> None:
+        """Record the final status; what waiters get depends on whether it was still PENDING."""
+        workflow_id = active.ctx.workflow_id
+        if self.store.complete_workflow(workflow_id, status=status, output=output, error=error):
+            if status == S.SUCCESS:
+                active.value = outcome
+            else:
+                active.error = outcome
+        else:
+            active.error = self._not_completed_error(workflow_id)
+        active.outcome_known = not isinstance(active.error, DBOSWorkflowConflictIDError)
+
+    @contextmanager
+    def _released(self, active: ActiveWorkflow) -> Iterator[None]:
+        """Release ``active`` afterwards even if the database write failed: waiters then
+        fall back to reading the database."""
+        try:
+            yield
         finally:
             self._release(active)
 

@@ -1,0 +1,123 @@
+"""Entry point of the ``perdure`` command: global options, error handling, top-level commands."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+from perdure.cli.tables import format_table
+from perdure.cli.target import Target, emit_json, json_option, pass_target
+from perdure.cli.workflows import workflow
+from perdure.config import SYSTEM_DATABASE_URL_ENV
+from perdure.error import DBOSException
+from perdure.storage import open_store, redact_url
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--db",
+    "db_url",
+    envvar=SYSTEM_DATABASE_URL_ENV,
+    metavar="URL",
+    help=f"System database URL (default: ${SYSTEM_DATABASE_URL_ENV}).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.pass_context
+def cli(ctx: click.Context, db_url: str | None, as_json: bool) -> None:
+    """Inspect and steer the workflows of a Perdure system database."""
+    ctx.obj = Target(db_url, as_json)
+
+
+@cli.command()
+@pass_target
+def migrate(target: Target) -> None:
+    """Create or upgrade the system database schema."""
+    url = target.url()
+    store = open_store(url, max_connections=2)
+    try:
+        store.migrate()
+    finally:
+        store.close()
+    click.echo(f"System database {redact_url(url)} is migrated.")
+
+
+@cli.command()
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_target
+def reset(target: Target, yes: bool) -> None:
+    """Delete every Perdure table (all workflow records) in the system database."""
+    url = target.url()
+    if not yes:
+        click.confirm(
+            f"Delete every workflow record in {redact_url(url)}? This cannot be undone",
+            abort=True,
+        )
+    store = open_store(url, max_connections=2)
+    try:
+        store.reset()
+    finally:
+        store.close()
+    click.echo(f"System database {redact_url(url)} is reset; run `perdure migrate` to recreate it.")
+
+
+@cli.group()
+def queue() -> None:
+    """Queues: depth and running counts."""
+
+
+@queue.command("list")
+@json_option
+@pass_target
+def queue_list(target: Target) -> None:
+    """Workflows waiting (ENQUEUED) and running (PENDING) per queue."""
+    counts = target.manager().queue_counts()
+    if target.as_json:
+        emit_json(
+            [
+                {"queue_name": c.queue_name, "enqueued": c.enqueued, "running": c.pending}
+                for c in counts
+            ]
+        )
+        return
+    click.echo(
+        format_table(
+            ["QUEUE", "ENQUEUED", "RUNNING"],
+            [(c.queue_name, c.enqueued, c.pending) for c in counts],
+        )
+    )
+
+
+cli.add_command(workflow)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the command line; errors print one line on stderr and exit with status 1."""
+    try:
+        code = cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="perdure",
+            standalone_mode=False,
+        )
+    except click.exceptions.Abort:
+        click.echo("perdure: aborted", err=True)
+        sys.exit(1)
+    except click.UsageError as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        click.echo(f"perdure: error: {_one_line(exc)}", err=True)
+        sys.exit(exc.exit_code)
+    except DBOSException as exc:
+        click.echo(f"perdure: error: {_one_line(exc)}", err=True)
+        sys.exit(1)
+    except Exception as exc:  # noqa: BLE001 - a driver or OS error: one line, never a traceback
+        click.echo(f"perdure: error: {type(exc).__name__}: {_one_line(exc)}", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
