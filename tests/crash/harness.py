@@ -204,3 +204,26 @@ class Witness:
     def outcomes(self) -> list[dict[str, Any]]:
         """What programs reported through `Program.record_outcome`, in order."""
         return [json.loads(detail) for detail in self.milestones.details("outcome")]
+
+
+# -- Messaging: what the messaging tests read from Perdure's tables -----------------------------
+
+
+def consumed_flags(witness: Witness, destination_id: str, topic: str) -> list[int]:
+    """The ``consumed`` flag of each message sent to a workflow on ``topic``, oldest first."""
+    rows = witness._system_rows(
+        f"SELECT consumed FROM {witness.db.system}notifications "
+        "WHERE destination_id = ? AND topic = ? ORDER BY seq",
+        (destination_id, topic),
+    )
+    return [int(consumed) for (consumed,) in rows]
+
+
+def event_updated_ms(witness: Witness, workflow_id: str, key: str) -> int | None:
+    """When the workflow last set the event ``key`` (epoch ms), as stored with it."""
+    rows = witness._system_rows(
+        f"SELECT updated_at_epoch_ms FROM {witness.db.system}workflow_events "
+        "WHERE workflow_id = ? AND key = ?",
+        (workflow_id, key),
+    )
+    return int(rows[0][0]) if rows else None

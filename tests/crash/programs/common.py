@@ -211,3 +211,38 @@ def start_program(arguments: argparse.ArgumentParser) -> ProgramContext:
 def block_forever() -> None:
     """Block this thread until the process is killed (an event nobody ever sets)."""
     threading.Event().wait()
+
+
+# -- Programs of the messaging tests (events, messages, streams across processes) --------------
+
+# How often a waiter re-checks the database for writes no notification announced. On SQLite
+# polling is the only way to see another process's write, so it is frequent; on PostgreSQL
+# LISTEN/NOTIFY must wake waiters, so polling is made so rare that a prompt wake-up can only
+# come from a notification.
+SQLITE_POLLING_INTERVAL_SEC = 0.2
+POSTGRES_POLLING_INTERVAL_SEC = 10.0
+
+
+def configure_messaging(program: ProgramContext, *, executor_id: str | None = None) -> None:
+    """`ProgramContext.configure` with the polling interval of the messaging programs.
+
+    A second process on the same database needs its own ``executor_id``: a launch recovers
+    every PENDING workflow of its executor that is owned by another launch.
+    """
+    url = program.args.url
+    polling = (
+        SQLITE_POLLING_INTERVAL_SEC if url.startswith("sqlite") else POSTGRES_POLLING_INTERVAL_SEC
+    )
+    config: DBOSConfig = {
+        "name": "crash-test",
+        "system_database_url": url,
+        "notification_listener_polling_interval_sec": polling,
+    }
+    if executor_id is not None:
+        config["executor_id"] = executor_id
+    DBOS(config=config)
+
+
+def epoch_ms() -> int:
+    """The wall clock in epoch milliseconds, comparable across processes and with the database."""
+    return time.time_ns() // 1_000_000
