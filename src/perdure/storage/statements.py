@@ -55,6 +55,7 @@ CLAIM_FOR_RECOVERY = (
     f"RETURNING {_WF_COLS}"
 )
 
+
 def render(sql: str, *, prefix: str, placeholder: str) -> str:
     """Fill in the table prefix and the driver's placeholder style."""
     return sql.replace("{p}", prefix).replace("?", placeholder)
