@@ -70,9 +70,7 @@ class MessagingFacade(FacadeBase):
         return cls._require_runtime().messaging.get_event(workflow_id, key, timeout_seconds)
 
     @classmethod
-    async def get_event_async(
-        cls, workflow_id: str, key: str, timeout_seconds: float = 60
-    ) -> Any:
+    async def get_event_async(cls, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
         """Async twin of `get_event`."""
         return await asyncio.to_thread(cls.get_event, workflow_id, key, timeout_seconds)
 

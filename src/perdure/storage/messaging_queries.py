@@ -26,8 +26,7 @@ CONSUME = (
     "RETURNING message, serialization"
 )
 PEEK = (
-    "SELECT 1 FROM {p}notifications WHERE destination_id = ? AND topic = ? AND consumed = 0 "
-    "LIMIT 1"
+    "SELECT 1 FROM {p}notifications WHERE destination_id = ? AND topic = ? AND consumed = 0 LIMIT 1"
 )
 UPSERT_EVENT = (
     "INSERT INTO {p}workflow_events (workflow_id, key, value, serialization, "
