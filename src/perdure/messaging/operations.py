@@ -60,8 +60,9 @@ class Messaging:
         ctx.check_live()
         return position, self.engine.replayed_step(ctx, position, name)
 
-    def _step(self, ctx: WorkflowContext, position: int, name: str,
-              payload: Payload | None = None) -> StepRow:
+    def _step(
+        self, ctx: WorkflowContext, position: int, name: str, payload: Payload | None = None
+    ) -> StepRow:
         now = now_ms()
         return StepRow(
             workflow_id=ctx.workflow_id,
@@ -99,8 +100,9 @@ class Messaging:
 
     # -- messages ------------------------------------------------------------------------------
 
-    def send(self, destination_id: str, message: Any, topic: str | None,
-             idempotency_key: str | None) -> None:
+    def send(
+        self, destination_id: str, message: Any, topic: str | None, idempotency_key: str | None
+    ) -> None:
         """Queue ``message`` for ``destination_id``; exactly once from a workflow."""
         ctx = current_workflow()
         what = f"message to workflow {destination_id!r}"
@@ -120,8 +122,12 @@ class Messaging:
             message_id = f"{destination_id}|{given}" if given else str(uuid.uuid4())
         try:
             outcome = self.store.send_message(
-                message_id=message_id, destination_id=destination_id, topic=topic,
-                message=payload.data or b"", serialization=payload.serialization, step=step,
+                message_id=message_id,
+                destination_id=destination_id,
+                topic=topic,
+                message=payload.data or b"",
+                serialization=payload.serialization,
+                step=step,
             )
         except StepRejected as exc:
             assert ctx is not None  # noqa: S101 - only raised with a step
@@ -157,8 +163,10 @@ class Messaging:
 
         try:
             payload = self.notifier.wait_for(
-                (channel("msg", ctx.workflow_id, topic or ""),), receive,
-                deadline=deadline, interrupted=ctx.check_live,
+                (channel("msg", ctx.workflow_id, topic or ""),),
+                receive,
+                deadline=deadline,
+                interrupted=ctx.check_live,
             )
             if payload is None:  # timed out: that, too, is the recorded outcome
                 self.engine.record_step(ctx, self._step(ctx, position, RECV))
@@ -186,8 +194,9 @@ class Messaging:
                 return
             step = self._step(ctx, position, SET_EVENT)
         try:
-            self.store.set_event(workflow_id, key, payload.data or b"", payload.serialization,
-                                 step=step)
+            self.store.set_event(
+                workflow_id, key, payload.data or b"", payload.serialization, step=step
+            )
         except StepRejected as exc:
             assert ctx is not None  # noqa: S101 - only raised with a step
             raise self._rejected(ctx, exc) from None
@@ -234,7 +243,8 @@ class Messaging:
                 "of its steps: a stream belongs to the workflow that writes it."
             )
         payload = (
-            Payload(None, self.payloads.format) if close
+            Payload(None, self.payloads.format)
+            if close
             else self._encode(value, f"stream {key!r} value", workflow_id)
         )
         ctx = current_workflow()
@@ -246,8 +256,9 @@ class Messaging:
                 return
             step = self._step(ctx, position, name)
         try:
-            self.store.write_stream(workflow_id, key, payload.data, payload.serialization,
-                                    closed=close, step=step)
+            self.store.write_stream(
+                workflow_id, key, payload.data, payload.serialization, closed=close, step=step
+            )
         except StepRejected as exc:
             assert ctx is not None  # noqa: S101 - only raised with a step
             raise self._rejected(ctx, exc) from None
