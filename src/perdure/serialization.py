@@ -421,6 +421,25 @@ class Payloads:
             serializer.name: serializer,
         }
 
+    def in_format(self, fmt: str, *, workflow_id: str | None = None) -> Payloads:
+        """Payloads that write in ``fmt``: a workflow's output keeps the format of its row.
+
+        Raises:
+            DBOSSerializationError: This process has no serializer or codec for ``fmt``.
+        """
+        if fmt == self.format:
+            return self
+        name = fmt.removesuffix(_CODEC_SUFFIX)
+        needs_codec = fmt.endswith(_CODEC_SUFFIX)
+        serializer = self._readers.get(name)
+        if serializer is None or (needs_codec and self._codec is None):
+            raise DBOSSerializationError(
+                f"A workflow{_for_workflow(workflow_id)} was recorded in format {fmt!r}, which "
+                "this process cannot write. Configure the same serializer (and payload_codec) "
+                "as the process that started it."
+            )
+        return Payloads(serializer, self._codec if needs_codec else None)
+
     def encode(self, value: Any, *, what: str, workflow_id: str | None = None) -> bytes:
         """Serializes `value` for storage in `self.format`.
 

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from perdure.error import DBOSInitializationError, DBOSWorkflowConflictIDError
+from perdure.error import DBOSInitializationError
 from perdure.storage import open_store
-from perdure.storage.interface import StepRow, SystemStore, Unrecorded, WorkflowRow
+from perdure.storage.interface import StepRejected, StepRow, SystemStore, Unrecorded, WorkflowRow
 from perdure.storage.interface import WorkflowStatusString as S
 from perdure.storage.migrations import Migration, pending_migrations
 
@@ -69,9 +69,16 @@ def test_child_insert_links_parent_step_atomically(store: SystemStore) -> None:
     link = StepRow("p", 0, "child", None, None, "p-0", "json", 1, 1)
     assert store.insert_child_workflow(workflow("p-0"), link).created
     assert store.get_step("p", 0) == link
-    with pytest.raises(DBOSWorkflowConflictIDError):
+    with pytest.raises(StepRejected) as taken:
         store.insert_child_workflow(workflow("p-0b"), link)
+    assert taken.value.reason == Unrecorded.CONFLICT
     assert store.get_workflow("p-0b") is None  # rolled back with the failed link
+    assert store.set_status("p", S.CANCELLED, only_from=(S.PENDING,))
+    later = StepRow("p", 1, "child", None, None, "p-1", "json", 1, 1)
+    with pytest.raises(StepRejected) as cancelled:
+        store.insert_child_workflow(workflow("p-1"), later)
+    assert cancelled.value.reason == Unrecorded.CANCELLED
+    assert store.get_workflow("p-1") is None  # a cancelled parent starts no child
 
 
 def test_recovery_claim_is_compare_and_set(store: SystemStore) -> None:

@@ -54,7 +54,7 @@ def reset(target: Target, yes: bool) -> None:
             f"Delete every workflow record in {redact_url(url)}? This cannot be undone",
             abort=True,
         )
-    store = open_store(url, max_connections=2)
+    store = open_store(url, max_connections=2, create=False)
     try:
         store.reset()
     finally:

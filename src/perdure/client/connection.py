@@ -44,7 +44,7 @@ def open_existing_store(url: str, *, max_connections: int = 4) -> OpenedStore:
                 f"No system database at {shown}: the file does not exist. Launch the "
                 "application once, or run `perdure migrate --db URL`, to create it."
             )
-    system = open_store(url, max_connections=max_connections)
+    system = open_store(url, max_connections=max_connections, create=False)
     # Both SQL backends implement the management queries next to the core ones.
     opened = OpenedStore(system, cast(ManagementStore, system))
     try:

@@ -33,6 +33,7 @@ from perdure.execution.registry import MethodKind, RegisteredWorkflow, Registry
 from perdure.logs import get_logger
 from perdure.serialization import Payloads
 from perdure.storage.interface import (
+    StepRejected,
     StepRow,
     SystemStore,
     Unrecorded,
@@ -66,6 +67,9 @@ class ActiveWorkflow:
     """A workflow executing in this process; waiters block on ``done``."""
 
     ctx: WorkflowContext
+    # Writes the outcome in the format of the workflow's row (its inputs' format), even if
+    # this process's default serializer differs.
+    payloads: Payloads
     done: threading.Event = field(default_factory=threading.Event)
     value: Any = None
     error: BaseException | None = None
@@ -140,7 +144,10 @@ class WorkflowEngine:
                 started_at_epoch_ms=row.created_at,
                 completed_at_epoch_ms=row.created_at,
             )
-            outcome = self.store.insert_child_workflow(row, link)
+            try:
+                outcome = self.store.insert_child_workflow(row, link)
+            except StepRejected as exc:
+                raise rejected_step_error(parent, exc) from None
         else:
             outcome = self.store.insert_workflow(row)
         if not outcome.created:
@@ -218,10 +225,11 @@ class WorkflowEngine:
             recorded=recorded,
             deadline_epoch_ms=row.workflow_deadline_epoch_ms,
         )
+        payloads = self.payloads.in_format(row.serialization, workflow_id=row.workflow_id)
         with self._lock:
             if row.workflow_id in self._active:
                 return None
-            active = ActiveWorkflow(ctx)
+            active = ActiveWorkflow(ctx, payloads)
             self._active[row.workflow_id] = active
             return active
 
@@ -239,6 +247,7 @@ class WorkflowEngine:
         bound = self.registry.bound_target(
             row.workflow_id, entry, class_name=row.class_name, config_name=row.config_name
         )
+        self.payloads.in_format(row.serialization, workflow_id=row.workflow_id)  # can resume?
         inputs = self.payloads.decode(
             row.inputs or b"",
             row.serialization,
@@ -292,7 +301,7 @@ class WorkflowEngine:
     def _finish_success(self, active: ActiveWorkflow, value: Any) -> Any:
         workflow_id = active.ctx.workflow_id
         try:
-            output = self.payloads.encode(
+            output = active.payloads.encode(
                 value, what=f"output of workflow {active.ctx.name!r}", workflow_id=workflow_id
             )
         except Exception as exc:
@@ -308,7 +317,7 @@ class WorkflowEngine:
         workflow_id = active.ctx.workflow_id
         with self._released(active):
             if isinstance(exc, Exception) and not isinstance(exc, DBOSWorkflowConflictIDError):
-                error = self.payloads.encode_error(exc, workflow_id=workflow_id)
+                error = active.payloads.encode_error(exc, workflow_id=workflow_id)
                 self._complete(active, S.ERROR, output=None, error=error, outcome=exc)
             elif isinstance(exc, DBOSWorkflowCancelledError):
                 # A deadline noticed in memory is made durable; a cancel from elsewhere already is.
@@ -495,3 +504,11 @@ def _config_name(call: Invocation) -> str | None:
     if call.entry.kind == MethodKind.INSTANCE and call.bound is not None:
         return getattr(call.bound, "config_name", None)
     return None
+
+
+def rejected_step_error(ctx: WorkflowContext, exc: StepRejected) -> BaseException:
+    """What a refused checkpoint means for the running workflow: cancelled, or overtaken."""
+    if exc.reason == Unrecorded.CANCELLED:
+        ctx.cancelled.set()
+        return DBOSWorkflowCancelledError(ctx.workflow_id)
+    return DBOSWorkflowConflictIDError(ctx.workflow_id)

@@ -12,8 +12,6 @@ from perdure.clock import now_ms
 from perdure.error import (
     DBOSException,
     DBOSNonExistentWorkflowError,
-    DBOSWorkflowCancelledError,
-    DBOSWorkflowConflictIDError,
 )
 from perdure.execution.context import (
     WorkflowContext,
@@ -23,13 +21,12 @@ from perdure.execution.context import (
 )
 from perdure.execution.notifier import channel
 from perdure.execution.steps import wake_time
-from perdure.execution.workflow import WorkflowEngine
+from perdure.execution.workflow import WorkflowEngine, rejected_step_error
 from perdure.storage.interface import (
     MessagingStore,
     Payload,
     StepRejected,
     StepRow,
-    Unrecorded,
     WorkflowStatusString,
 )
 
@@ -75,12 +72,6 @@ class Messaging:
             started_at_epoch_ms=now,
             completed_at_epoch_ms=now,
         )
-
-    def _rejected(self, ctx: WorkflowContext, exc: StepRejected) -> BaseException:
-        if exc.reason == Unrecorded.CANCELLED:
-            ctx.cancelled.set()
-            return DBOSWorkflowCancelledError(ctx.workflow_id)
-        return DBOSWorkflowConflictIDError(ctx.workflow_id)
 
     def _decode(self, payload: Payload | None, what: str, workflow_id: str) -> Any:
         if payload is None or payload.data is None:
@@ -131,7 +122,7 @@ class Messaging:
             )
         except StepRejected as exc:
             assert ctx is not None  # noqa: S101 - only raised with a step
-            raise self._rejected(ctx, exc) from None
+            raise rejected_step_error(ctx, exc) from None
         if outcome == "no_destination":
             raise DBOSNonExistentWorkflowError(
                 destination_id,
@@ -172,7 +163,7 @@ class Messaging:
                 self.engine.record_step(ctx, self._step(ctx, position, RECV))
                 return None
         except StepRejected as exc:
-            raise self._rejected(ctx, exc) from None
+            raise rejected_step_error(ctx, exc) from None
         return self._decode(payload, "received message", ctx.workflow_id)
 
     # -- events --------------------------------------------------------------------------------
@@ -199,7 +190,7 @@ class Messaging:
             )
         except StepRejected as exc:
             assert ctx is not None  # noqa: S101 - only raised with a step
-            raise self._rejected(ctx, exc) from None
+            raise rejected_step_error(ctx, exc) from None
         self.notifier.signal(channel("event", workflow_id, key))
 
     def get_event(self, workflow_id: str, key: str, timeout_seconds: float) -> Any:
@@ -261,7 +252,7 @@ class Messaging:
             )
         except StepRejected as exc:
             assert ctx is not None  # noqa: S101 - only raised with a step
-            raise self._rejected(ctx, exc) from None
+            raise rejected_step_error(ctx, exc) from None
         self.notifier.signal(channel("stream", workflow_id, key))
 
     def read_stream(self, workflow_id: str, key: str) -> Iterator[Any]:

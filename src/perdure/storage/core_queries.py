@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from perdure.clock import now_ms
-from perdure.error import DBOSWorkflowConflictIDError
 from perdure.storage import statements as sql
 from perdure.storage.interface import (
     StartOutcome,
+    StepRejected,
     StepRow,
     WorkflowRow,
 )
@@ -34,13 +34,20 @@ class CoreQueries(SqlBackend):
 
     def insert_child_workflow(self, row: WorkflowRow, parent_step: StepRow) -> StartOutcome:
         def insert(tx: Statements) -> bool:
-            _, recorded = tx.run(self._q(sql.INSERT_STEP), step_params(parent_step))
+            # The link is written only while the parent is PENDING: a parent cancelled by
+            # another process starts no more children.
+            params = (*step_params(parent_step), parent_step.workflow_id)
+            _, recorded = tx.run(self._q(sql.INSERT_STEP_IF_PENDING), params)
             if recorded == 0:
-                raise DBOSWorkflowConflictIDError(parent_step.workflow_id)
+                raise StepRejected("unrecorded")
             _, created = tx.run(self._q(sql.INSERT_WORKFLOW), workflow_params(row))
             return created == 1
 
-        if self._transaction(insert):
+        try:
+            created = self._transaction(insert)
+        except StepRejected:
+            raise StepRejected(self.unrecorded_reason(parent_step.workflow_id)) from None
+        if created:
             return StartOutcome(created=True, row=row)
         existing = self.get_workflow(row.workflow_id)
         assert existing is not None, "a child workflow row vanished inside its parent's insert"  # noqa: S101

@@ -110,7 +110,8 @@ class SystemStore(Protocol):
     def insert_child_workflow(self, row: WorkflowRow, parent_step: StepRow) -> StartOutcome:
         """Insert a child workflow and the parent's step naming it, in one transaction.
 
-        Raises `DBOSWorkflowConflictIDError` if the parent position is already recorded.
+        Raises `StepRejected` (and inserts nothing) if the parent is no longer PENDING or its
+        position is already recorded.
         """
 
     def record_step(self, step: StepRow) -> str | None:

@@ -49,13 +49,13 @@ def _create_database(url: str) -> None:
             pass  # another process created it first
 
 
-def _check_reachable(url: str) -> None:
-    """Connect once (creating a missing database), so a bad URL fails fast and clearly."""
+def _check_reachable(url: str, *, create: bool) -> None:
+    """Connect once (creating a missing database if asked), so a bad URL fails fast."""
     try:
         try:
             psycopg.connect(psycopg_conninfo(url), connect_timeout=CONNECT_TIMEOUT_SEC).close()
         except psycopg.OperationalError as exc:
-            if "does not exist" not in str(exc) or "database" not in str(exc):
+            if not create or "does not exist" not in str(exc) or "database" not in str(exc):
                 raise
             _create_database(url)
     except psycopg.Error as exc:
@@ -105,11 +105,11 @@ class PostgresStore(SqlStore):
     placeholder = "%s"
     backend_name = "postgres"
 
-    def __init__(self, url: str, *, max_connections: int = 16) -> None:
+    def __init__(self, url: str, *, max_connections: int = 16, create: bool = True) -> None:
         super().__init__()
         self.url = url
         self._held = threading.local()
-        _check_reachable(url)
+        _check_reachable(url, create=create)
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             psycopg_conninfo(url),
             min_size=1,
