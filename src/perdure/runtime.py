@@ -154,7 +154,7 @@ class Runtime:
     def messaging(self) -> Messaging:
         """Messages, events and streams over the launched engine."""
         if self._messaging is None:
-            self._messaging = Messaging(self.engine)
+            self._messaging = Messaging.of(self.engine)
         return self._messaging
 
     @property

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, cast
 
 from typing_extensions import TypedDict, Unpack
 
@@ -14,9 +15,14 @@ from perdure.config import SYSTEM_DATABASE_URL_ENV, parse_config
 from perdure.error import DBOSException, DBOSInitializationError, DBOSNonExistentWorkflowError
 from perdure.execution.context import take_next_options
 from perdure.execution.handles import WorkflowStatus
+from perdure.execution.notifier import Notifier
 from perdure.management import StepInfo, WorkflowManager
 from perdure.management.filters import ListWorkflowFilters, QueuedWorkflowFilters
+from perdure.messaging.listener import NotificationListener
+from perdure.messaging.operations import Messaging, in_thread
 from perdure.serialization import PayloadCodec, Payloads, Serializer
+from perdure.storage.interface import MessagingStore
+from perdure.storage.postgres.store import psycopg_conninfo
 
 
 class EnqueueOptions(TypedDict, total=False):
@@ -76,9 +82,19 @@ class DBOSClient:
         self._payloads = Payloads(settings.serializer, settings.payload_codec)
         self._store = open_existing_store(settings.system_database_url)
         self._manager = WorkflowManager(self._store.management, self._payloads)
+        notifier = Notifier(settings.notification_listener_polling_interval_sec)
+        self._listener: NotificationListener | None = None
+        if not url.startswith("sqlite"):
+            # Waits (get_event, read_stream) wake on Postgres notifications, not polling.
+            self._listener = NotificationListener(psycopg_conninfo(url), notifier)
+            self._listener.start()
+        store = cast(MessagingStore, self._store.system)
+        self._messaging = Messaging(store, self._payloads, notifier)
 
     def destroy(self) -> None:
         """Close the database connections; the client is unusable afterwards."""
+        if self._listener is not None:
+            self._listener.stop()
         self._store.close()
 
     async def destroy_async(self) -> None:
@@ -87,6 +103,51 @@ class DBOSClient:
 
     def _handle(self, workflow_id: str) -> ClientWorkflowHandle[Any]:
         return ClientWorkflowHandle(self._manager, self._payloads, workflow_id)
+
+    # -- messages, events and streams ---------------------------------------------------------
+
+    def send(
+        self,
+        destination_id: str,
+        message: Any,
+        topic: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> None:
+        """Send ``message`` to workflow ``destination_id`` (see `DBOS.send`).
+
+        With an ``idempotency_key`` (or inside ``SetWorkflowID``), a retried send is delivered
+        once.
+        """
+        self._messaging.send(destination_id, message, topic, idempotency_key)
+
+    async def send_async(
+        self,
+        destination_id: str,
+        message: Any,
+        topic: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> None:
+        """Async twin of `send`."""
+        await asyncio.to_thread(self.send, destination_id, message, topic, idempotency_key)
+
+    def get_event(self, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
+        """The value ``workflow_id`` set for ``key``, waiting up to the timeout; else None."""
+        return self._messaging.get_event(workflow_id, key, timeout_seconds)
+
+    async def get_event_async(
+        self, workflow_id: str, key: str, timeout_seconds: float = 60
+    ) -> Any:
+        """Async twin of `get_event`."""
+        return await asyncio.to_thread(self.get_event, workflow_id, key, timeout_seconds)
+
+    def read_stream(self, workflow_id: str, key: str) -> Iterator[Any]:
+        """Yield a workflow's stream values in order until closed or the writer has ended."""
+        return self._messaging.read_stream(workflow_id, key)
+
+    async def read_stream_async(self, workflow_id: str, key: str) -> AsyncIterator[Any]:
+        """Async twin of `read_stream`: an async generator."""
+        async for value in in_thread(self.read_stream(workflow_id, key)):
+            yield value
 
     # -- queues (not built yet) --------------------------------------------------------------
 

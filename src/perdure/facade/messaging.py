@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from perdure.facade.base import FacadeBase
+from perdure.messaging.operations import in_thread
 
 
 class MessagingFacade(FacadeBase):
@@ -115,10 +116,5 @@ class MessagingFacade(FacadeBase):
     @classmethod
     async def read_stream_async(cls, workflow_id: str, key: str) -> AsyncIterator[Any]:
         """Async twin of `read_stream`: an async generator."""
-        values = cls.read_stream(workflow_id, key)
-        done = object()
-        while True:
-            value = await asyncio.to_thread(next, values, done)
-            if value is done:
-                return
+        async for value in in_thread(cls.read_stream(workflow_id, key)):
             yield value

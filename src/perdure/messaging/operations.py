@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from functools import partial
 from typing import Any, cast
 
@@ -19,9 +20,10 @@ from perdure.execution.context import (
     current_workflow_id,
     take_next_options,
 )
-from perdure.execution.notifier import channel
+from perdure.execution.notifier import Notifier, channel
 from perdure.execution.steps import wake_time
 from perdure.execution.workflow import WorkflowEngine, rejected_step_error
+from perdure.serialization import Payloads
 from perdure.storage.interface import (
     MessagingStore,
     Payload,
@@ -43,11 +45,32 @@ _UNFINISHED = (WorkflowStatusString.PENDING, WorkflowStatusString.ENQUEUED)
 class Messaging:
     """The operations of SPEC §4 over one engine (for checkpoints) and its store."""
 
-    def __init__(self, engine: WorkflowEngine) -> None:
-        self.engine = engine
-        self.store = cast(MessagingStore, engine.store)
-        self.payloads = engine.payloads
-        self.notifier = engine.notifier
+    def __init__(
+        self,
+        store: MessagingStore,
+        payloads: Payloads,
+        notifier: Notifier,
+        engine: WorkflowEngine | None = None,
+    ) -> None:
+        """Without an engine (a client), only the calls made outside workflows are possible."""
+        self.store = store
+        self.payloads = payloads
+        self.notifier = notifier
+        self._engine = engine
+
+    @property
+    def engine(self) -> WorkflowEngine:
+        assert self._engine is not None  # noqa: S101 - only used inside workflows
+        return self._engine
+
+    @classmethod
+    def of(cls, engine: WorkflowEngine) -> Messaging:
+        """Messaging over a launched engine (the store it uses and its checkpoints)."""
+        return cls(cast(MessagingStore, engine.store), engine.payloads, engine.notifier, engine)
+
+    def _workflow(self) -> WorkflowContext | None:
+        """The workflow calling, if this process runs workflows (a client never does)."""
+        return current_workflow() if self._engine is not None else None
 
     # -- shared mechanics ----------------------------------------------------------------------
 
@@ -95,7 +118,7 @@ class Messaging:
         self, destination_id: str, message: Any, topic: str | None, idempotency_key: str | None
     ) -> None:
         """Queue ``message`` for ``destination_id``; exactly once from a workflow."""
-        ctx = current_workflow()
+        ctx = self._workflow()
         what = f"message to workflow {destination_id!r}"
         payload = self._encode(message, what, current_workflow_id() or destination_id)
         step = None
@@ -133,7 +156,7 @@ class Messaging:
 
     def recv(self, topic: str | None, timeout_seconds: float) -> Any:
         """The oldest message on ``topic`` for the calling workflow, or None on timeout."""
-        ctx = current_workflow()
+        ctx = self._workflow()
         if ctx is None:
             raise DBOSException(
                 "DBOS.recv() can only be called from inside a workflow (not from a step or "
@@ -177,7 +200,7 @@ class Messaging:
                 "steps: events belong to the workflow that sets them."
             )
         payload = self._encode(value, f"event {key!r}", workflow_id)
-        ctx = current_workflow()
+        ctx = self._workflow()
         step = None
         if ctx is not None:
             position, recorded = self._position(ctx, SET_EVENT)
@@ -195,7 +218,7 @@ class Messaging:
 
     def get_event(self, workflow_id: str, key: str, timeout_seconds: float) -> Any:
         """The value of ``key`` set by ``workflow_id``, waiting up to the timeout; else None."""
-        ctx = current_workflow()
+        ctx = self._workflow()
 
         def lookup() -> Payload | None:
             return self.store.get_event(workflow_id, key)
@@ -238,7 +261,7 @@ class Messaging:
             if close
             else self._encode(value, f"stream {key!r} value", workflow_id)
         )
-        ctx = current_workflow()
+        ctx = self._workflow()
         step = None
         if ctx is not None:
             name = CLOSE_STREAM if close else WRITE_STREAM
@@ -287,3 +310,13 @@ class Messaging:
         if self.store.read_stream(workflow_id, key, offset) or self._writer_finished(workflow_id):
             return True
         return None
+
+
+async def in_thread(values: Iterator[Any]) -> AsyncIterator[Any]:
+    """Iterate a blocking iterator (e.g. `Messaging.read_stream`) without blocking the loop."""
+    done = object()
+    while True:
+        value = await asyncio.to_thread(next, values, done)
+        if value is done:
+            return
+        yield value

@@ -1,0 +1,53 @@
+"""`DBOSClient.send`, `get_event` and `read_stream` against workflows of a launched app."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from perdure import DBOS, DBOSClient, SetWorkflowID
+
+
+@pytest.fixture
+def client(dbos: type[DBOS], db_url: str) -> Iterator[DBOSClient]:
+    opened = DBOSClient(db_url)
+    yield opened
+    opened.destroy()
+
+
+def test_client_sends_and_reads_events_and_streams(client: DBOSClient) -> None:
+    @DBOS.workflow()
+    def echo() -> str:
+        message = DBOS.recv("in", timeout_seconds=20)
+        DBOS.set_event("reply", f"got {message}")
+        for part in str(message).split():
+            DBOS.write_stream("words", part)
+        DBOS.close_stream("words")
+        return str(message)
+
+    with SetWorkflowID("echo"):
+        handle = DBOS.start_workflow(echo)
+    client.send("echo", "hello durable world", "in", idempotency_key="once")
+    client.send("echo", "hello durable world", "in", idempotency_key="once")  # deduplicated
+    assert client.get_event("echo", "reply", timeout_seconds=20) == "got hello durable world"
+    assert list(client.read_stream("echo", "words")) == ["hello", "durable", "world"]
+    assert handle.get_result() == "hello durable world"
+    assert client.get_event("echo", "missing", timeout_seconds=0.1) is None
+
+
+def test_client_async_twins(client: DBOSClient) -> None:
+    @DBOS.workflow()
+    def relay() -> None:
+        DBOS.write_stream("out", DBOS.recv(timeout_seconds=20))
+        DBOS.close_stream("out")
+
+    with SetWorkflowID("relay"):
+        DBOS.start_workflow(relay)
+
+    async def main() -> list[object]:
+        await client.send_async("relay", 41)
+        return [value async for value in client.read_stream_async("relay", "out")]
+
+    assert asyncio.run(main()) == [41]
