@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 
@@ -45,6 +46,11 @@ class WorkflowRow:
     forked_from: str | None
     deduplication_id: str | None
     priority: int
+    # Queued workflows only: the partition whose limits apply, the earliest start time of a
+    # delayed enqueue, and when a dequeue loop claimed it (what rate limits count).
+    queue_partition_key: str | None = None
+    not_before_epoch_ms: int | None = None
+    dequeued_at_epoch_ms: int | None = None
 
 
 WORKFLOW_COLUMNS = tuple(WorkflowRow.__dataclass_fields__)
@@ -333,3 +339,104 @@ class ManagementStore(Protocol):
 
     def schema_version(self) -> int | None:
         """The applied migration number, or None if the database has no Perdure schema."""
+
+
+# -- queues -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueuePlacement:
+    """Where and how an enqueued workflow waits: its queue and its enqueue options."""
+
+    queue_name: str
+    deduplication_id: str | None = None
+    priority: int = 0
+    partition_key: str | None = None
+    not_before_epoch_ms: int | None = None
+
+    def place(self, row: WorkflowRow) -> WorkflowRow:
+        """``row`` recorded ENQUEUED on this queue instead of PENDING.
+
+        A timeout of its own runs from the dequeue, not from the enqueue: the claim sets the
+        deadline.
+        """
+        own_timeout = row.workflow_timeout_ms is not None
+        return replace(
+            row,
+            status=WorkflowStatusString.ENQUEUED,
+            queue_name=self.queue_name,
+            deduplication_id=self.deduplication_id,
+            priority=self.priority,
+            queue_partition_key=self.partition_key,
+            not_before_epoch_ms=self.not_before_epoch_ms,
+            workflow_deadline_epoch_ms=None if own_timeout else row.workflow_deadline_epoch_ms,
+        )
+
+
+@dataclass(frozen=True)
+class QueueRecord:
+    """A queue definition as stored in the ``queues`` table (visible to clients and the CLI)."""
+
+    name: str
+    concurrency: int | None
+    worker_concurrency: int | None
+    rate_limit: int | None
+    rate_period_sec: float | None
+    priority_enabled: bool
+    partition_queue: bool
+    polling_interval_sec: float
+
+
+QUEUE_COLUMNS = tuple(QueueRecord.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class Occupancy:
+    """What holds a queue (or one partition of it) back, read inside a claim transaction."""
+
+    partition_key: str | None
+    running: int  # PENDING workflows of the queue in every process
+    running_here: int  # those owned by the claiming executor
+    recent_starts_ms: tuple[int, ...]  # dequeue times within the rate-limit window, oldest first
+
+
+@dataclass(frozen=True)
+class ClaimRequest:
+    """One claim of ready workflows from a queue by one process."""
+
+    queue_name: str
+    executor_id: str
+    instance_id: str
+    now_ms: int
+    partitioned: bool
+    # How far back dequeue times count (the limiter's period); None: no rate limit.
+    window_ms: int | None
+    # Whether a concurrency limit (global or per process) needs the running counts.
+    count_running: bool
+    # Claims of one queue must not overlap (global concurrency or rate limit): take the
+    # queue's lock first. Without limits, concurrent claims only skip each other's rows.
+    serialize: bool
+
+
+class QueueStore(Protocol):
+    """What queues need beyond starting workflows: definitions and the claim of ready work."""
+
+    def save_queue(self, record: QueueRecord) -> None:
+        """Insert or replace a queue definition."""
+
+    def get_queue(self, name: str) -> QueueRecord | None:
+        """A stored queue definition, or None."""
+
+    def list_queues(self) -> list[QueueRecord]:
+        """Every stored queue definition, by name."""
+
+    def claim_queued(
+        self, request: ClaimRequest, admit: Callable[[Occupancy], int]
+    ) -> list[WorkflowRow]:
+        """In one transaction: read each ready partition's occupancy, ask ``admit`` how many
+        to start, and mark that many of its oldest ready workflows (by priority, then creation)
+        PENDING for the requesting process. Returns the claimed rows.
+        """
+
+    def next_ready_at(self, queue_name: str, now_ms: int) -> int | None:
+        """The earliest future not-before time of the queue's delayed workflows, or None."""
