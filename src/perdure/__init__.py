@@ -8,8 +8,14 @@ from perdure import error
 from perdure.client import DBOSClient, EnqueueOptions
 from perdure.config import DBOSConfig
 from perdure.dbos import DBOS, DBOSConfiguredInstance
-from perdure.execution.context import SetWorkflowID, SetWorkflowTimeout, StepStatus
+from perdure.execution.context import (
+    SetEnqueueOptions,
+    SetWorkflowID,
+    SetWorkflowTimeout,
+    StepStatus,
+)
 from perdure.execution.handles import WorkflowHandle, WorkflowHandleAsync, WorkflowStatus
+from perdure.facade.queues import Queue
 from perdure.management import StepInfo
 from perdure.serialization import PayloadCodec, Serializer
 from perdure.storage.interface import WorkflowStatusString
@@ -21,7 +27,9 @@ __all__ = [
     "DBOSConfiguredInstance",
     "EnqueueOptions",
     "PayloadCodec",
+    "Queue",
     "Serializer",
+    "SetEnqueueOptions",
     "SetWorkflowID",
     "SetWorkflowTimeout",
     "StepInfo",

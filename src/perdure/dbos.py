@@ -25,6 +25,7 @@ from perdure.execution.workflow import Invocation
 from perdure.facade.base import FacadeBase
 from perdure.facade.management import ManagementFacade
 from perdure.facade.messaging import MessagingFacade
+from perdure.facade.queues import QueueFacade
 from perdure.logs import get_logger
 from perdure.runtime import Runtime, invocation
 
@@ -76,14 +77,14 @@ class _DBOSMeta(type):
         return DBOS._require_runtime().settings
 
 
-class DBOS(ManagementFacade, MessagingFacade, FacadeBase, metaclass=_DBOSMeta):
+class DBOS(ManagementFacade, MessagingFacade, QueueFacade, FacadeBase, metaclass=_DBOSMeta):
     """Entry point of Perdure: configure with ``DBOS(config=...)``, then ``DBOS.launch()``."""
 
     def __init__(self, *, config: DBOSConfig) -> None:
         settings = parse_config(config)
         if DBOS._runtime is not None:
             DBOS._runtime.destroy()
-        DBOS._runtime = Runtime(settings, DBOS._registry)
+        DBOS._runtime = Runtime(settings, DBOS._registry, DBOS._queues)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -102,6 +103,7 @@ class DBOS(ManagementFacade, MessagingFacade, FacadeBase, metaclass=_DBOSMeta):
             cls._runtime = None
         if destroy_registry:
             cls._registry.clear()
+            cls._queues.clear()
 
     @classmethod
     def reset_system_database(cls) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
+from typing import Any, cast
 
+from perdure.clock import now_ms
 from perdure.config import Settings, apply_log_level
 from perdure.error import (
     DBOSAwaitedWorkflowCancelledError,
@@ -14,9 +15,9 @@ from perdure.error import (
     DBOSWorkflowConflictIDError,
 )
 from perdure.execution.app_database import ApplicationDatabase
-from perdure.execution.context import current_workflow
+from perdure.execution.context import current_workflow, take_enqueue_options
 from perdure.execution.handles import WorkflowHandle, WorkflowHandleAsync
-from perdure.execution.notifier import Notifier
+from perdure.execution.notifier import Notifier, channel
 from perdure.execution.pool import WorkerPool
 from perdure.execution.recovery import recover_pending_workflows
 from perdure.execution.registry import MethodKind, RegisteredWorkflow, Registry
@@ -24,9 +25,11 @@ from perdure.execution.workflow import Invocation, WorkflowEngine
 from perdure.logs import get_logger
 from perdure.messaging.listener import NotificationListener
 from perdure.messaging.operations import Messaging
+from perdure.queues.dequeue import Dequeuer
+from perdure.queues.queue import QueueDirectory, QueueSpec
 from perdure.serialization import Payloads
 from perdure.storage import open_store, redact_url
-from perdure.storage.interface import SystemStore
+from perdure.storage.interface import QueueStore, SystemStore
 from perdure.storage.postgres.store import psycopg_conninfo
 
 logger = get_logger(__name__)
@@ -35,9 +38,13 @@ logger = get_logger(__name__)
 class Runtime:
     """Everything one ``DBOS(config=...)`` owns once launched."""
 
-    def __init__(self, settings: Settings, registry: Registry) -> None:
+    def __init__(
+        self, settings: Settings, registry: Registry, queues: QueueDirectory | None = None
+    ) -> None:
         self.settings = settings
         self.registry = registry
+        self.queues = queues if queues is not None else QueueDirectory()
+        self._dequeuer: Dequeuer | None = None
         self._engine: WorkflowEngine | None = None
         self._app_db: ApplicationDatabase | None = None
         self._store: SystemStore | None = None
@@ -88,6 +95,14 @@ class Runtime:
             target=self._recover, name="perdure-recovery", daemon=True
         )
         self._recovery.start()
+        # Every SQL store implements the queue queries next to the core ones.
+        self._dequeuer = Dequeuer(
+            self._engine,
+            self.queues,
+            cast(QueueStore, store),
+            max_in_flight=settings.max_executor_threads,
+        )
+        self._dequeuer.start()
         logger.info(
             "Perdure launched: app %r, executor %r, system database %s",
             settings.name,
@@ -114,6 +129,8 @@ class Runtime:
 
     def destroy(self, workflow_completion_timeout_sec: float = 0) -> None:
         """Stop background work and close connections; running workflows stay PENDING."""
+        if self._dequeuer is not None:
+            self._dequeuer.stop()  # first: it submits work to the pool and reads the store
         if self._listener is not None:
             self._listener.stop()
         if self._pool is not None:
@@ -126,6 +143,7 @@ class Runtime:
             self._store.close()
         self._engine = self._store = self._pool = self._app_db = self._recovery = None
         self._listener = self._messaging = None
+        self._dequeuer = None
 
     def reset_system_database(self) -> None:
         """Drop every Perdure table in the system database (before launch only)."""
@@ -149,6 +167,16 @@ class Runtime:
                 "running or starting workflows."
             )
         return self._engine
+
+    @property
+    def dequeuer(self) -> Dequeuer | None:
+        """The dequeue loop, once launched."""
+        return self._dequeuer
+
+    def stored_queue(self, name: str) -> QueueSpec | None:
+        """A queue definition stored in the system database (perhaps by another process)."""
+        record = cast(QueueStore, self.engine.store).get_queue(name)
+        return QueueSpec.from_record(record) if record is not None else None
 
     @property
     def messaging(self) -> Messaging:
@@ -218,6 +246,15 @@ class Runtime:
             else:
                 engine.execute_in_background(started.active, call)
         return WorkflowHandleAsync(engine, started.workflow_id)
+
+    def enqueue_workflow(self, spec: QueueSpec, call: Invocation) -> WorkflowHandle[Any]:
+        """Record the workflow ENQUEUED on ``spec``'s queue and wake this process's dequeuer
+        (other processes' wake through the database's notification)."""
+        engine = self.engine
+        placement = spec.placement(take_enqueue_options(), now_ms=now_ms())
+        started = engine.start(call, queued=placement)
+        self.notifier.signal(channel("queue", spec.name))
+        return WorkflowHandle(engine, started.workflow_id)
 
     async def _run_task(self, active: Any, call: Invocation) -> None:
         try:

@@ -86,6 +86,23 @@ class _IdSlot:
     workflow_id: str | None
 
 
+@dataclass(frozen=True)
+class NextEnqueueOptions:
+    """Options set by `SetEnqueueOptions` for the next workflow enqueued."""
+
+    deduplication_id: str | None = None
+    priority: int | None = None
+    queue_partition_key: str | None = None
+    delay_seconds: float | None = None
+
+
+@dataclass
+class _EnqueueSlot:
+    """The options of a `SetEnqueueOptions` block, emptied by the first enqueue that uses them."""
+
+    options: NextEnqueueOptions | None
+
+
 _workflow: ContextVar[WorkflowContext | None] = ContextVar("perdure_workflow", default=None)
 _step: ContextVar[StepContext | None] = ContextVar("perdure_step", default=None)
 # Separate variables, so a nested SetWorkflowTimeout shares (not copies) the pending ID.
@@ -94,6 +111,7 @@ _next_timeout: ContextVar[tuple[float | None] | None] = ContextVar(
     "perdure_next_timeout", default=None
 )
 _sql_session: ContextVar[Any] = ContextVar("perdure_sql_session", default=None)
+_next_enqueue: ContextVar[_EnqueueSlot | None] = ContextVar("perdure_next_enqueue", default=None)
 
 
 def current_workflow() -> WorkflowContext | None:
@@ -120,6 +138,7 @@ class _EnteredWorkflow:
     step: Token[StepContext | None]
     next_id: Token[_IdSlot | None]
     next_timeout: Token[tuple[float | None] | None]
+    next_enqueue: Token[_EnqueueSlot | None]
 
 
 def enter_workflow(ctx: WorkflowContext) -> _EnteredWorkflow:
@@ -129,12 +148,17 @@ def enter_workflow(ctx: WorkflowContext) -> _EnteredWorkflow:
     not to the children its body starts: those inherit its deadline instead.
     """
     return _EnteredWorkflow(
-        _workflow.set(ctx), _step.set(None), _next_id.set(None), _next_timeout.set(None)
+        _workflow.set(ctx),
+        _step.set(None),
+        _next_id.set(None),
+        _next_timeout.set(None),
+        _next_enqueue.set(None),
     )
 
 
 def leave_workflow(entered: _EnteredWorkflow) -> None:
     """Undo `enter_workflow`."""
+    _next_enqueue.reset(entered.next_enqueue)
     _next_timeout.reset(entered.next_timeout)
     _next_id.reset(entered.next_id)
     _step.reset(entered.step)
@@ -241,3 +265,86 @@ class SetWorkflowTimeout:
     ) -> None:
         assert self._token is not None  # noqa: S101 - __exit__ follows __enter__
         _next_timeout.reset(self._token)
+
+
+def take_enqueue_options() -> NextEnqueueOptions:
+    """The options for the workflow being enqueued now; used once."""
+    slot = _next_enqueue.get()
+    if slot is None or slot.options is None:
+        return NextEnqueueOptions()
+    options, slot.options = slot.options, None
+    return options
+
+
+# Priorities are stored as 32-bit integers; 0 means "none" and dequeues first.
+MAX_PRIORITY = 2**31 - 1
+
+
+class SetEnqueueOptions:
+    """Options for the next workflow enqueued in this block (``queue.enqueue`` and friends).
+
+    Args:
+        deduplication_id: While a workflow with this ID is enqueued or running on the queue,
+            enqueueing another raises `DBOSQueueDeduplicatedError`.
+        priority: 1 (first) to 2**31 - 1, on queues created with ``priority_enabled=True``;
+            workflows of equal priority run in enqueue order.
+        queue_partition_key: The partition of a ``partition_queue=True`` queue; its limits
+            apply per partition.
+        delay_seconds: The workflow is not started before this many seconds have passed.
+
+    Example:
+        >>> with SetEnqueueOptions(deduplication_id="user-7", priority=1):
+        ...     queue.enqueue(send_report, 7)
+    """
+
+    def __init__(
+        self,
+        *,
+        deduplication_id: str | None = None,
+        priority: int | None = None,
+        queue_partition_key: str | None = None,
+        delay_seconds: float | None = None,
+    ) -> None:
+        for name, value in (
+            ("deduplication_id", deduplication_id),
+            ("queue_partition_key", queue_partition_key),
+        ):
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ValueError(
+                    f"SetEnqueueOptions({name}=...) needs a non-empty string, got {value!r}"
+                )
+        if priority is not None and (
+            isinstance(priority, bool)
+            or not isinstance(priority, int)
+            or not 1 <= priority <= MAX_PRIORITY
+        ):
+            raise ValueError(
+                f"SetEnqueueOptions(priority=...) needs an integer from 1 (first) to "
+                f"{MAX_PRIORITY}, got {priority!r}"
+            )
+        if delay_seconds is not None and (
+            isinstance(delay_seconds, bool)
+            or not isinstance(delay_seconds, (int, float))
+            or delay_seconds < 0
+        ):
+            raise ValueError(
+                f"SetEnqueueOptions(delay_seconds=...) needs a number of seconds >= 0, "
+                f"got {delay_seconds!r}"
+            )
+        self.options = NextEnqueueOptions(
+            deduplication_id, priority, queue_partition_key, delay_seconds
+        )
+        self._token: Token[_EnqueueSlot | None] | None = None
+
+    def __enter__(self) -> SetEnqueueOptions:
+        self._token = _next_enqueue.set(_EnqueueSlot(self.options))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._token is not None  # noqa: S101 - __exit__ follows __enter__
+        _next_enqueue.reset(self._token)

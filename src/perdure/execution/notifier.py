@@ -41,6 +41,19 @@ class Notifier:
             self._everything += 1
             self._cond.notify_all()
 
+    def mark(self, names: tuple[str, ...]) -> tuple[int, ...]:
+        """The signal counts of ``names`` now, for a later `wait_changed`."""
+        with self._cond:
+            return self._snapshot(names)
+
+    def wait_changed(self, names: tuple[str, ...], seen: tuple[int, ...], timeout: float) -> bool:
+        """Wait until one of ``names`` is signalled after `mark` returned ``seen`` (True), or
+        ``timeout`` seconds pass (False). Marking before the work that precedes the wait means
+        a signal sent meanwhile is never lost.
+        """
+        with self._cond:
+            return self._cond.wait_for(partial(self._changed, names, seen), timeout=timeout)
+
     def _snapshot(self, names: tuple[str, ...]) -> tuple[int, ...]:
         return (self._everything, *(self._counts.get(n, 0) for n in names))
 

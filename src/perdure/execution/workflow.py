@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +33,7 @@ from perdure.execution.registry import MethodKind, RegisteredWorkflow, Registry
 from perdure.logs import get_logger
 from perdure.serialization import Payloads
 from perdure.storage.interface import (
+    QueuePlacement,
     StepRejected,
     StepRow,
     SystemStore,
@@ -114,8 +115,12 @@ class WorkflowEngine:
 
     # -- starting ------------------------------------------------------------------------------
 
-    def start(self, call: Invocation) -> Started:
-        """Durably record a new workflow (one round trip) or find the existing one by ID."""
+    def start(self, call: Invocation, *, queued: QueuePlacement | None = None) -> Started:
+        """Durably record a new workflow (one round trip) or find the existing one by ID.
+
+        With ``queued`` the workflow is recorded ENQUEUED on that queue and not run here: a
+        dequeue loop claims it. Inside a workflow it is a child either way.
+        """
         parent = current_workflow()
         options = take_next_options()
         position = parent.take_position() if parent is not None else None
@@ -132,6 +137,8 @@ class WorkflowEngine:
             f"{parent.workflow_id}-{position}" if parent is not None else str(uuid.uuid4())
         )
         row = self._new_row(workflow_id, call, parent, options.timeout_seconds, options.has_timeout)
+        if queued is not None:
+            row = queued.place(row)
         if parent is not None and position is not None:
             link = StepRow(
                 workflow_id=parent.workflow_id,
@@ -152,6 +159,8 @@ class WorkflowEngine:
             outcome = self.store.insert_workflow(row)
         if not outcome.created:
             self._check_same_function(outcome.row, call)
+            return Started(workflow_id, None)
+        if queued is not None:
             return Started(workflow_id, None)
         return Started(workflow_id, self._activate(row, recorded={}))
 
@@ -283,8 +292,16 @@ class WorkflowEngine:
             leave_workflow(entered)
         return self._finish_success(active, value)
 
-    def execute_in_background(self, active: ActiveWorkflow, call: Invocation) -> None:
-        """Run the workflow on the worker pool; its outcome reaches waiters through ``active``."""
+    def execute_in_background(
+        self,
+        active: ActiveWorkflow,
+        call: Invocation,
+        on_done: Callable[[], None] | None = None,
+    ) -> None:
+        """Run the workflow on the worker pool; its outcome reaches waiters through ``active``.
+
+        ``on_done`` runs on the worker thread once the execution ends, however it ended.
+        """
 
         def run() -> None:
             try:
@@ -295,6 +312,9 @@ class WorkflowEngine:
             except (Exception, DBOSWorkflowCancelledError) as exc:  # noqa: BLE001 - see below
                 # Recorded in the database and handed to waiters; nothing else awaits it here.
                 logger.debug("Background workflow %s ended with %r", active.ctx.workflow_id, exc)
+            finally:
+                if on_done is not None:
+                    on_done()
 
         self.pool.submit(run)
 

@@ -1,0 +1,1 @@
+"""Queues: definitions, the pure arithmetic of their limits, and the dequeue loop."""

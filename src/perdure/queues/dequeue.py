@@ -1,0 +1,191 @@
+"""The dequeue loop: one thread per process claims ready queued workflows and runs them."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from functools import partial
+
+from perdure.clock import now_ms
+from perdure.error import DBOSSerializationError, DBOSWorkflowFunctionNotFoundError
+from perdure.execution.notifier import channel
+from perdure.execution.workflow import WorkflowEngine
+from perdure.logs import get_logger
+from perdure.queues.limits import admissible, idle_wait_sec, rate_limit_frees_at
+from perdure.queues.queue import QueueDirectory, QueueSpec
+from perdure.storage.interface import ClaimRequest, Occupancy, QueueStore, WorkflowRow
+
+logger = get_logger(__name__)
+
+# The most workflows one claim takes from one queue: a bounded transaction, and a fair share
+# for the other processes serving the queue.
+CLAIM_BATCH = 100
+STOP_TIMEOUT_SEC = 5.0
+
+
+def queue_channel(queue_name: str) -> str:
+    """The wake-up channel of a queue (matches the PostgreSQL trigger's payload)."""
+    return channel("queue", queue_name)
+
+
+@dataclass
+class _Pass:
+    """What one pass over the served queues did, and when the next one is due."""
+
+    started: int = 0
+    more_ready: bool = False  # a claim was cut by the batch bound: go again at once
+    wake_at_ms: int | None = None  # a delay or the rate limiter frees work then
+
+    def wake_no_later_than(self, at_ms: int | None) -> None:
+        if at_ms is not None and (self.wake_at_ms is None or at_ms < self.wake_at_ms):
+            self.wake_at_ms = at_ms
+
+
+class Dequeuer:
+    """Claims queued workflows within their queues' limits and runs them on the worker pool.
+
+    Claimed workflows are PENDING and owned by this process, so if it dies its restart
+    recovers them like any other; until then they count against the queue's concurrency.
+    """
+
+    def __init__(
+        self,
+        engine: WorkflowEngine,
+        directory: QueueDirectory,
+        store: QueueStore,
+        *,
+        max_in_flight: int,
+    ) -> None:
+        self._engine = engine
+        self._directory = directory
+        self._store = store
+        self._notifier = engine.notifier
+        self._max_in_flight = max_in_flight
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="perdure-dequeue", daemon=True)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Store every queue defined so far (clients and the CLI read them), then start."""
+        for spec in self._directory.all():
+            self._store.save_queue(spec.record())
+        for name in self._directory.listened or ():
+            if self._directory.get(name) is None:
+                logger.warning(
+                    "DBOS.listen_queues names queue %r, which this process does not define: "
+                    "it is not served here. Define it with Queue(...) or DBOS.register_queue.",
+                    name,
+                )
+        self._thread.start()
+
+    def stop(self, timeout_sec: float = STOP_TIMEOUT_SEC) -> None:
+        """Stop claiming (workflows already claimed keep running); wait for the thread."""
+        self._stop.set()
+        self._notifier.signal_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout_sec)
+
+    def adopt(self, spec: QueueSpec) -> None:
+        """A queue defined after launch: store it and serve it from the next pass."""
+        self._store.save_queue(spec.record())
+        self._notifier.signal_all()
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        idle_passes = 0
+        while not self._stop.is_set():
+            served = self._directory.served()
+            names = tuple(queue_channel(spec.name) for spec in served)
+            seen = self._notifier.mark(names)  # before the pass: no signal is lost
+            try:
+                done = self._pass(served)
+            except Exception:
+                logger.exception("Dequeue pass failed; retrying after the polling interval")
+                done = _Pass()
+            if done.more_ready and not self._stop.is_set():
+                continue
+            idle_passes = 0 if done.started else idle_passes + 1
+            polling = min((spec.polling_interval_sec for spec in served), default=1.0)
+            wait = idle_wait_sec(polling, idle_passes)
+            if done.wake_at_ms is not None:
+                wait = min(wait, max(0.0, (done.wake_at_ms - now_ms()) / 1000))
+            self._notifier.wait_changed(names, seen, wait)
+
+    def _pass(self, served: list[QueueSpec]) -> _Pass:
+        done = _Pass()
+        for spec in served:
+            room = min(CLAIM_BATCH, self._room())
+            if room <= 0 or self._stop.is_set():
+                break  # the pool is busy: a finishing workflow wakes the loop
+            claimed = self._claim(spec, room, done)
+            for row in claimed:
+                self._run_claimed(row)
+            done.started += len(claimed)
+            done.more_ready = done.more_ready or len(claimed) >= room
+        return done
+
+    def _room(self) -> int:
+        with self._lock:
+            return self._max_in_flight - self._in_flight
+
+    def _claim(self, spec: QueueSpec, room: int, done: _Pass) -> list[WorkflowRow]:
+        limits = spec.limits
+        now = now_ms()
+        budget = room
+        admitted = 0
+
+        def admit(occupancy: Occupancy) -> int:
+            nonlocal budget, admitted
+            count = admissible(limits, occupancy, now_ms=now, batch=budget)
+            if count == 0:
+                done.wake_no_later_than(
+                    rate_limit_frees_at(limits, occupancy.recent_starts_ms, now)
+                )
+            budget -= count
+            admitted += count
+            return count
+
+        request = ClaimRequest(
+            queue_name=spec.name,
+            executor_id=self._engine.executor_id,
+            instance_id=self._engine.instance_id,
+            now_ms=now,
+            partitioned=spec.partition_queue,
+            window_ms=limits.rate_period_ms,
+            count_running=limits.counts_running,
+            serialize=limits.is_global,
+        )
+        claimed = self._store.claim_queued(request, admit)
+        if len(claimed) < admitted:  # ready work ran out: is any delayed?
+            done.wake_no_later_than(self._store.next_ready_at(spec.name, now))
+        return claimed
+
+    def _run_claimed(self, row: WorkflowRow) -> None:
+        """Run a claimed workflow in the background, exactly as recovery does."""
+        engine = self._engine
+        try:
+            call = engine.invocation_of(row)
+        except (DBOSWorkflowFunctionNotFoundError, DBOSSerializationError) as exc:
+            # Claimed but not runnable here: left PENDING for this executor's next launch.
+            logger.error("Cannot run queued workflow %s: %s", row.workflow_id, exc)  # noqa: TRY400 - the message is the whole story
+            return
+        active = engine.resume(row)
+        if active is None:
+            return  # already executing in this process
+        with self._lock:
+            self._in_flight += 1
+        queue_name = row.queue_name or ""
+        try:
+            engine.execute_in_background(active, call, on_done=partial(self._finished, queue_name))
+        except RuntimeError:  # the pool stopped (shutdown): recovery runs it at next launch
+            self._finished(queue_name)
+            raise
+
+    def _finished(self, queue_name: str) -> None:
+        with self._lock:
+            self._in_flight -= 1
+        self._notifier.signal(queue_channel(queue_name))
