@@ -82,19 +82,22 @@ class _Held:
     def __init__(self, pool: ConnectionPool[psycopg.Connection[Any]]) -> None:
         self._pool = pool
         self._conn: psycopg.Connection[Any] | None = None
+        self._cursor: psycopg.Cursor[Any] | None = None
         self.depth = 1
 
-    def connection(self) -> psycopg.Connection[Any]:
-        if self._conn is None:
+    def cursor(self) -> psycopg.Cursor[Any]:
+        """One cursor reused for every statement: no per-statement cursor set-up."""
+        if self._cursor is None:
             self._conn = self._pool.getconn()
-        return self._conn
+            self._cursor = self._conn.cursor()
+        return self._cursor
 
     def discard(self) -> None:
         self.release()
 
     def release(self) -> None:
         if self._conn is not None:
-            conn, self._conn = self._conn, None
+            conn, self._conn, self._cursor = self._conn, None, None
             self._pool.putconn(conn)  # the pool closes it if broken or if the pool is closed
 
 
@@ -130,10 +133,13 @@ class PostgresStore(SqlStore):
             ) from exc
 
     def _run(
-        self, conn: psycopg.Connection[Any], sql_text: str, params: Params
+        self,
+        target: psycopg.Connection[Any] | psycopg.Cursor[Any],
+        sql_text: str,
+        params: Params,
     ) -> tuple[Rows, int]:
         self._notify_statement(sql_text)
-        cursor = conn.execute(sql_text, params)
+        cursor = target.execute(sql_text, params)
         rows = cursor.fetchall() if cursor.description is not None else []
         return rows, cursor.rowcount
 
@@ -160,7 +166,7 @@ class PostgresStore(SqlStore):
                 with self._pool.connection() as conn:
                     return self._run(conn, sql_text, params)
             try:
-                return self._run(held.connection(), sql_text, params)
+                return self._run(held.cursor(), sql_text, params)
             except psycopg.OperationalError:
                 held.discard()  # broken: the retry takes a fresh one from the pool
                 raise
