@@ -487,7 +487,17 @@ class WorkflowEngine:
                 raise DBOSNonExistentWorkflowError(workflow_id)
             return row if row.status in _TERMINAL else None
 
-        row = self.notifier.wait_for((channel("end", workflow_id),), finished, deadline=None)
+        row = finished()
+        if row is None:
+            # Registered, the end of the workflow notifies; checked again after registering.
+            waiter_id = uuid.uuid4().hex
+            self.store.add_result_waiter(workflow_id, waiter_id)
+            try:
+                row = self.notifier.wait_for(
+                    (channel("end", workflow_id),), finished, deadline=None
+                )
+            finally:
+                self.store.remove_result_waiter(workflow_id, waiter_id)
         assert row is not None  # noqa: S101 - no deadline: returns only when finished
         return self.recorded_outcome(row)
 

@@ -99,3 +99,9 @@ class CoreQueries(SqlBackend):
         )
         rows, _ = self._autocommit(self._q(sql.CLAIM_FOR_RECOVERY), params)
         return workflow_row(rows[0]) if rows else None
+
+    def add_result_waiter(self, workflow_id: str, waiter_id: str) -> None:
+        self._autocommit(self._q(sql.ADD_RESULT_WAITER), (workflow_id, waiter_id))
+
+    def remove_result_waiter(self, workflow_id: str, waiter_id: str) -> None:
+        self._autocommit(self._q(sql.REMOVE_RESULT_WAITER), (workflow_id, waiter_id))

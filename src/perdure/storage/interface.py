@@ -144,6 +144,12 @@ class SystemStore(Protocol):
     def set_status(self, workflow_id: str, status: str, *, only_from: tuple[str, ...]) -> bool:
         """Change the status if it currently is one of ``only_from``."""
 
+    def add_result_waiter(self, workflow_id: str, waiter_id: str) -> None:
+        """Ask for a notification when the workflow ends (a wait from another process)."""
+
+    def remove_result_waiter(self, workflow_id: str, waiter_id: str) -> None:
+        """Withdraw `add_result_waiter`."""
+
     def pending_workflows(self, executor_id: str, instance_id: str) -> list[tuple[str, str]]:
         """(ID, owner instance) of PENDING workflows of ``executor_id`` owned by other instances."""
 

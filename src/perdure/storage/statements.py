@@ -56,6 +56,12 @@ CLAIM_FOR_RECOVERY = (
 )
 
 
+ADD_RESULT_WAITER = (
+    "INSERT INTO {p}result_waiters (workflow_id, waiter_id) VALUES (?, ?) ON CONFLICT DO NOTHING"
+)
+REMOVE_RESULT_WAITER = "DELETE FROM {p}result_waiters WHERE workflow_id = ? AND waiter_id = ?"
+
+
 def render(sql: str, *, prefix: str, placeholder: str) -> str:
     """Fill in the table prefix and the driver's placeholder style."""
     return sql.replace("{p}", prefix).replace("?", placeholder)
