@@ -14,7 +14,6 @@ import pytest
 from perdure import DBOS, DBOSClient, SetWorkflowID
 from perdure.error import (
     DBOSAwaitedWorkflowCancelledError,
-    DBOSException,
     DBOSInitializationError,
     DBOSNonExistentWorkflowError,
 )
@@ -135,11 +134,6 @@ def test_client_resume_and_fork_run_at_the_next_launch(client: DBOSClient, db_ur
 
     client.delete_workflow(forked.workflow_id)
     assert DBOS.get_workflow_status(forked.workflow_id) is None
-
-
-def test_enqueue_is_not_available_until_queues_exist(client: DBOSClient) -> None:
-    with pytest.raises(DBOSException, match="queues"):
-        client.enqueue({"workflow_name": "w", "queue_name": "q"})
 
 
 def test_client_async_twins(client: DBOSClient) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, cast
 
@@ -11,8 +12,14 @@ from typing_extensions import TypedDict, Unpack
 
 from perdure.client.connection import open_existing_store
 from perdure.client.handles import ClientWorkflowHandle, ClientWorkflowHandleAsync
+from perdure.clock import now_ms
 from perdure.config import SYSTEM_DATABASE_URL_ENV, parse_config
-from perdure.error import DBOSException, DBOSInitializationError, DBOSNonExistentWorkflowError
+from perdure.error import (
+    DBOSConflictingWorkflowError,
+    DBOSException,
+    DBOSInitializationError,
+    DBOSNonExistentWorkflowError,
+)
 from perdure.execution.context import take_next_options
 from perdure.execution.handles import WorkflowStatus
 from perdure.execution.notifier import Notifier
@@ -21,8 +28,17 @@ from perdure.management.filters import ListWorkflowFilters, QueuedWorkflowFilter
 from perdure.messaging.listener import NotificationListener
 from perdure.messaging.operations import Messaging, in_thread
 from perdure.serialization import PayloadCodec, Payloads, Serializer
-from perdure.storage.interface import MessagingStore
+from perdure.storage.interface import (
+    MessagingStore,
+    QueuePlacement,
+    QueueStore,
+    WorkflowRow,
+    WorkflowStatusString,
+)
 from perdure.storage.postgres.store import psycopg_conninfo
+
+# Recorded as the executor of workflows a client enqueues, until a worker claims them.
+CLIENT_EXECUTOR_ID = "perdure-client"
 
 
 class EnqueueOptions(TypedDict, total=False):
@@ -44,8 +60,8 @@ class DBOSClient:
 
     Resumed and forked workflows are handed to their executor rather than run here: they are
     set PENDING with no live owner, so the next launch of that executor (``executor_id``)
-    recovers and runs them. Until queues exist (issue 5), a running application does not pick
-    them up before it restarts.
+    recovers and runs them: a running application does not pick them up before it restarts
+    (an internal queue served by every process is the planned fix).
 
     Args:
         system_database_url: The application's system database; defaults to the
@@ -134,9 +150,7 @@ class DBOSClient:
         """The value ``workflow_id`` set for ``key``, waiting up to the timeout; else None."""
         return self._messaging.get_event(workflow_id, key, timeout_seconds)
 
-    async def get_event_async(
-        self, workflow_id: str, key: str, timeout_seconds: float = 60
-    ) -> Any:
+    async def get_event_async(self, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
         """Async twin of `get_event`."""
         return await asyncio.to_thread(self.get_event, workflow_id, key, timeout_seconds)
 
@@ -149,23 +163,103 @@ class DBOSClient:
         async for value in in_thread(self.read_stream(workflow_id, key)):
             yield value
 
-    # -- queues (not built yet) --------------------------------------------------------------
+    # -- queues ------------------------------------------------------------------------------
 
-    def enqueue(self, options: EnqueueOptions, *args: Any, **kwargs: Any) -> Any:
-        """Enqueue a workflow by name on a queue. Not available yet: queues are issue 5.
+    def enqueue(
+        self, options: EnqueueOptions, *args: Any, **kwargs: Any
+    ) -> ClientWorkflowHandle[Any]:
+        """Enqueue workflow ``options["workflow_name"]`` on queue ``options["queue_name"]``.
+
+        The application's processes serving that queue run it; this process only records it
+        (one round trip). ``workflow_id`` (or an enclosing ``SetWorkflowID``) makes the call
+        idempotent; ``deduplication_id`` and ``priority`` behave as in `SetEnqueueOptions`.
 
         Raises:
-            DBOSException: Always, until queues are implemented.
+            DBOSException: A missing name, an undefined queue, or a priority on a queue
+                without priorities.
+            DBOSQueueDeduplicatedError: The deduplication ID is taken by an unfinished workflow.
         """
-        raise DBOSException(
-            f"DBOSClient.enqueue({options.get('workflow_name')!r} on queue "
-            f"{options.get('queue_name')!r}) is not available: Perdure does not implement "
-            "queues yet (issue 5). Start the workflow from the application instead."
+        name, queue_name = options.get("workflow_name"), options.get("queue_name")
+        if not name or not queue_name:
+            raise DBOSException(
+                "DBOSClient.enqueue needs options with 'workflow_name' and 'queue_name', e.g. "
+                "{'workflow_name': 'process_order', 'queue_name': 'orders'}."
+            )
+        queues = cast(QueueStore, self._store.system)
+        queue = queues.get_queue(queue_name)
+        if queue is None:
+            raise DBOSException(
+                f"Cannot enqueue {name!r}: queue {queue_name!r} is not defined in this system "
+                "database. Launch the application that declares it first (Queue(...) or "
+                "DBOS.register_queue)."
+            )
+        priority = options.get("priority")
+        if priority is not None and not queue.priority_enabled:
+            raise DBOSException(
+                f"Cannot enqueue {name!r} with priority {priority}: queue {queue_name!r} was "
+                "declared without priority_enabled=True."
+            )
+        workflow_id = options.get("workflow_id") or take_next_options().workflow_id
+        row = self._queued_row(workflow_id or str(uuid.uuid4()), name, options, args, kwargs)
+        placed = QueuePlacement(queue_name, options.get("deduplication_id"), priority or 0).place(
+            row
+        )
+        outcome = self._store.system.insert_workflow(placed)
+        if not outcome.created and outcome.row.name != name:
+            raise DBOSConflictingWorkflowError(
+                row.workflow_id,
+                f"Workflow ID {row.workflow_id!r} already belongs to workflow "
+                f"{outcome.row.name!r}, so it cannot be used to enqueue {name!r}.",
+            )
+        return self._handle(row.workflow_id)
+
+    def _queued_row(
+        self,
+        workflow_id: str,
+        name: str,
+        options: EnqueueOptions,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> WorkflowRow:
+        inputs = self._payloads.encode(
+            {"args": args, "kwargs": kwargs},
+            what=f"input of workflow {name!r}",
+            workflow_id=workflow_id,
+        )
+        timeout = options.get("workflow_timeout")
+        now = now_ms()
+        return WorkflowRow(
+            workflow_id=workflow_id,
+            status=WorkflowStatusString.PENDING,
+            name=name,
+            class_name=None,
+            config_name=None,
+            inputs=inputs,
+            output=None,
+            error=None,
+            serialization=self._payloads.format,
+            executor_id=CLIENT_EXECUTOR_ID,
+            instance_id=CLIENT_EXECUTOR_ID,
+            app_version=options.get("app_version") or "",
+            queue_name=None,
+            authenticated_user=None,
+            created_at=now,
+            updated_at=now,
+            recovery_attempts=1,
+            workflow_timeout_ms=round(timeout * 1000) if timeout else None,
+            workflow_deadline_epoch_ms=None,  # a queued workflow's timeout runs from dequeue
+            parent_workflow_id=None,
+            forked_from=None,
+            deduplication_id=None,
+            priority=0,
         )
 
-    async def enqueue_async(self, options: EnqueueOptions, *args: Any, **kwargs: Any) -> Any:
-        """Async twin of `enqueue` (not available yet either)."""
-        return self.enqueue(options, *args, **kwargs)
+    async def enqueue_async(
+        self, options: EnqueueOptions, *args: Any, **kwargs: Any
+    ) -> ClientWorkflowHandleAsync[Any]:
+        """Async twin of `enqueue`."""
+        handle = await asyncio.to_thread(self.enqueue, options, *args, **kwargs)
+        return ClientWorkflowHandleAsync(handle)
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 With an engine (a launched process) resumed and forked workflows run here at once. Without
 one (`DBOSClient`, the command line) they are handed to their executor: set PENDING under the
 owner `RESUMED_OWNER`, which no live process has, so the next launch of that executor recovers
-them. Queues will offer a prompter hand-over (issue 5); until then, that is the limitation.
+them. A running application does not pick them up before it restarts; handing them over
+through an internal queue served by every process is the planned fix.
 """
 
 from __future__ import annotations
