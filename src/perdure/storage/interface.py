@@ -446,3 +446,42 @@ class QueueStore(Protocol):
 
     def next_ready_at(self, queue_name: str, now_ms: int) -> int | None:
         """The earliest future not-before time of the queue's delayed workflows, or None."""
+
+
+# -- schedules ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScheduleRecord:
+    """A run-time schedule as stored in the ``schedules`` table."""
+
+    schedule_name: str
+    workflow_name: str
+    workflow_class_name: str | None
+    schedule: str  # the cron expression
+    context: bytes  # the serialized context argument of every run
+    serialization: str  # the format of ``context``
+    paused: bool
+    created_at: int  # epoch ms
+
+
+SCHEDULE_COLUMNS = tuple(ScheduleRecord.__dataclass_fields__)
+
+
+class ScheduleStore(Protocol):
+    """Run-time schedules, which every process's scheduler re-reads."""
+
+    def insert_schedule(self, record: ScheduleRecord) -> bool:
+        """Store a new schedule; False (nothing written) if its name is taken."""
+
+    def get_schedule(self, name: str) -> ScheduleRecord | None:
+        """A stored schedule, or None."""
+
+    def list_schedules(self) -> list[ScheduleRecord]:
+        """Every stored schedule, by name."""
+
+    def set_schedule_paused(self, name: str, paused: bool) -> bool:
+        """Pause or resume a schedule; False if there is no such schedule."""
+
+    def delete_schedule(self, name: str) -> bool:
+        """Delete a schedule; False if there was no such schedule."""

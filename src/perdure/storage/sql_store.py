@@ -6,12 +6,13 @@ from perdure.storage.core_queries import CoreQueries
 from perdure.storage.management_queries import ManagementQueries
 from perdure.storage.messaging_queries import MessagingQueries
 from perdure.storage.queue_queries import QueueQueries
+from perdure.storage.schedule_queries import ScheduleQueries
 from perdure.storage.sql_backend import Params, Rows, Statements
 
 __all__ = ["Params", "Rows", "SqlStore", "Statements"]
 
 
-class SqlStore(QueueQueries, CoreQueries, MessagingQueries, ManagementQueries):
+class SqlStore(QueueQueries, CoreQueries, MessagingQueries, ManagementQueries, ScheduleQueries):
     """All queries, over a backend (SQLite or PostgreSQL) that supplies connections.
 
     `QueueQueries` comes first: it extends the core inserts with the deduplication check.
