@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+from typing_extensions import Self
+
 from perdure.clock import now_ms
 from perdure.error import DBOSWorkflowCancelledError
 from perdure.storage.interface import StepRow
@@ -202,7 +204,32 @@ def take_next_options() -> NextWorkflowOptions:
     return NextWorkflowOptions(workflow_id, timeout[0], has_timeout=True)
 
 
-class SetWorkflowID:
+class _OptionBlock:
+    """A ``with`` block that sets a context variable on entry and restores it on exit."""
+
+    _token: Token[Any] | None = None
+
+    def _enter(self) -> Token[Any]:
+        raise NotImplementedError
+
+    def _exit(self, token: Token[Any]) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._token = self._enter()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._token is not None  # noqa: S101 - __exit__ follows __enter__
+        self._exit(self._token)
+
+
+class SetWorkflowID(_OptionBlock):
     """Give the next workflow started in this block the ID ``workflow_id``.
 
     Workflow IDs are idempotency keys: starting a workflow with an ID that exists returns the
@@ -217,23 +244,15 @@ class SetWorkflowID:
         if not isinstance(workflow_id, str) or not workflow_id:
             raise ValueError(f"SetWorkflowID needs a non-empty string, got {workflow_id!r}")
         self.workflow_id = workflow_id
-        self._token: Token[_IdSlot | None] | None = None
 
-    def __enter__(self) -> SetWorkflowID:
-        self._token = _next_id.set(_IdSlot(self.workflow_id))
-        return self
+    def _enter(self) -> Token[Any]:
+        return _next_id.set(_IdSlot(self.workflow_id))
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._token is not None  # noqa: S101 - __exit__ follows __enter__
-        _next_id.reset(self._token)
+    def _exit(self, token: Token[Any]) -> None:
+        _next_id.reset(token)
 
 
-class SetWorkflowTimeout:
+class SetWorkflowTimeout(_OptionBlock):
     """Cancel workflows started in this block (and their children) after ``timeout_seconds``.
 
     The deadline is stored with the workflow, so it holds across restarts. ``None`` removes an
@@ -251,20 +270,12 @@ class SetWorkflowTimeout:
                 f"got {timeout_seconds!r}"
             )
         self.timeout_seconds = timeout_seconds
-        self._token: Token[tuple[float | None] | None] | None = None
 
-    def __enter__(self) -> SetWorkflowTimeout:
-        self._token = _next_timeout.set((self.timeout_seconds,))
-        return self
+    def _enter(self) -> Token[Any]:
+        return _next_timeout.set((self.timeout_seconds,))
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._token is not None  # noqa: S101 - __exit__ follows __enter__
-        _next_timeout.reset(self._token)
+    def _exit(self, token: Token[Any]) -> None:
+        _next_timeout.reset(token)
 
 
 def take_enqueue_options() -> NextEnqueueOptions:
@@ -280,7 +291,7 @@ def take_enqueue_options() -> NextEnqueueOptions:
 MAX_PRIORITY = 2**31 - 1
 
 
-class SetEnqueueOptions:
+class SetEnqueueOptions(_OptionBlock):
     """Options for the next workflow enqueued in this block (``queue.enqueue`` and friends).
 
     Args:
@@ -334,17 +345,9 @@ class SetEnqueueOptions:
         self.options = NextEnqueueOptions(
             deduplication_id, priority, queue_partition_key, delay_seconds
         )
-        self._token: Token[_EnqueueSlot | None] | None = None
 
-    def __enter__(self) -> SetEnqueueOptions:
-        self._token = _next_enqueue.set(_EnqueueSlot(self.options))
-        return self
+    def _enter(self) -> Token[Any]:
+        return _next_enqueue.set(_EnqueueSlot(self.options))
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._token is not None  # noqa: S101 - __exit__ follows __enter__
-        _next_enqueue.reset(self._token)
+    def _exit(self, token: Token[Any]) -> None:
+        _next_enqueue.reset(token)
