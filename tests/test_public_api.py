@@ -23,6 +23,7 @@ def test_top_level_names() -> None:
         "StepStatus",
         "WorkflowHandle",
         "WorkflowHandleAsync",
+        "WorkflowSchedule",
         "WorkflowStatus",
         "WorkflowStatusString",
         "error",

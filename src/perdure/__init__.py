@@ -16,6 +16,7 @@ from perdure.execution.context import (
 )
 from perdure.execution.handles import WorkflowHandle, WorkflowHandleAsync, WorkflowStatus
 from perdure.facade.queues import Queue
+from perdure.facade.scheduling import WorkflowSchedule
 from perdure.management import StepInfo
 from perdure.serialization import PayloadCodec, Serializer
 from perdure.storage.interface import WorkflowStatusString
@@ -36,6 +37,7 @@ __all__ = [
     "StepStatus",
     "WorkflowHandle",
     "WorkflowHandleAsync",
+    "WorkflowSchedule",
     "WorkflowStatus",
     "WorkflowStatusString",
     "error",

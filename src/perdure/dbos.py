@@ -26,6 +26,7 @@ from perdure.facade.base import FacadeBase
 from perdure.facade.management import ManagementFacade
 from perdure.facade.messaging import MessagingFacade
 from perdure.facade.queues import QueueFacade
+from perdure.facade.scheduling import SchedulingFacade
 from perdure.logs import get_logger
 from perdure.runtime import Runtime, invocation
 
@@ -77,14 +78,21 @@ class _DBOSMeta(type):
         return DBOS._require_runtime().settings
 
 
-class DBOS(ManagementFacade, MessagingFacade, QueueFacade, FacadeBase, metaclass=_DBOSMeta):
+class DBOS(
+    ManagementFacade,
+    MessagingFacade,
+    QueueFacade,
+    SchedulingFacade,
+    FacadeBase,
+    metaclass=_DBOSMeta,
+):
     """Entry point of Perdure: configure with ``DBOS(config=...)``, then ``DBOS.launch()``."""
 
     def __init__(self, *, config: DBOSConfig) -> None:
         settings = parse_config(config)
         if DBOS._runtime is not None:
             DBOS._runtime.destroy()
-        DBOS._runtime = Runtime(settings, DBOS._registry, DBOS._queues)
+        DBOS._runtime = Runtime(settings, DBOS._registry, DBOS._queues, DBOS._schedules)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -104,6 +112,7 @@ class DBOS(ManagementFacade, MessagingFacade, QueueFacade, FacadeBase, metaclass
         if destroy_registry:
             cls._registry.clear()
             cls._queues.clear()
+            cls._schedules.clear()
 
     @classmethod
     def reset_system_database(cls) -> None:

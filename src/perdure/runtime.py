@@ -27,9 +27,10 @@ from perdure.messaging.listener import NotificationListener
 from perdure.messaging.operations import Messaging
 from perdure.queues.dequeue import Dequeuer
 from perdure.queues.queue import QueueDirectory, QueueSpec
+from perdure.scheduling.scheduler import DeclaredSchedules, Scheduler
 from perdure.serialization import Payloads
 from perdure.storage import open_store, redact_url
-from perdure.storage.interface import QueueStore, SystemStore
+from perdure.storage.interface import QueueStore, ScheduleStore, SystemStore
 from perdure.storage.postgres.store import psycopg_conninfo
 
 logger = get_logger(__name__)
@@ -39,12 +40,18 @@ class Runtime:
     """Everything one ``DBOS(config=...)`` owns once launched."""
 
     def __init__(
-        self, settings: Settings, registry: Registry, queues: QueueDirectory | None = None
+        self,
+        settings: Settings,
+        registry: Registry,
+        queues: QueueDirectory | None = None,
+        schedules: DeclaredSchedules | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
         self.queues = queues if queues is not None else QueueDirectory()
+        self.schedules = schedules if schedules is not None else DeclaredSchedules()
         self._dequeuer: Dequeuer | None = None
+        self._scheduler: Scheduler | None = None
         self._engine: WorkflowEngine | None = None
         self._app_db: ApplicationDatabase | None = None
         self._store: SystemStore | None = None
@@ -103,6 +110,13 @@ class Runtime:
             max_in_flight=settings.max_executor_threads,
         )
         self._dequeuer.start()
+        self._scheduler = Scheduler(
+            self._engine,
+            cast(ScheduleStore, store),
+            self.schedules,
+            polling_interval_sec=settings.scheduler_polling_interval_sec,
+        )
+        self._scheduler.start()
         logger.info(
             "Perdure launched: app %r, executor %r, system database %s",
             settings.name,
@@ -129,6 +143,8 @@ class Runtime:
 
     def destroy(self, workflow_completion_timeout_sec: float = 0) -> None:
         """Stop background work and close connections; running workflows stay PENDING."""
+        if self._scheduler is not None:
+            self._scheduler.stop()  # first, like the dequeuer: it starts workflows
         if self._dequeuer is not None:
             self._dequeuer.stop()  # first: it submits work to the pool and reads the store
         if self._listener is not None:
@@ -143,7 +159,7 @@ class Runtime:
             self._store.close()
         self._engine = self._store = self._pool = self._app_db = self._recovery = None
         self._listener = self._messaging = None
-        self._dequeuer = None
+        self._dequeuer = self._scheduler = None
 
     def reset_system_database(self) -> None:
         """Drop every Perdure table in the system database (before launch only)."""
@@ -172,6 +188,11 @@ class Runtime:
     def dequeuer(self) -> Dequeuer | None:
         """The dequeue loop, once launched."""
         return self._dequeuer
+
+    @property
+    def scheduler(self) -> Scheduler | None:
+        """The scheduler loop, once launched."""
+        return self._scheduler
 
     def stored_queue(self, name: str) -> QueueSpec | None:
         """A queue definition stored in the system database (perhaps by another process)."""

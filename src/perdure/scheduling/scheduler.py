@@ -1,0 +1,222 @@
+"""The scheduler loop: one thread per process starts each due tick of every schedule.
+
+Every process running a schedule starts its ticks; the workflow ID of a tick is the same in
+all of them (`tick_workflow_id`), so the database lets exactly one start it and the others
+find it already recorded.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from perdure.clock import now_ms
+from perdure.error import DBOSException
+from perdure.execution.context import SetWorkflowID
+from perdure.execution.notifier import channel
+from perdure.execution.workflow import Invocation, WorkflowEngine
+from perdure.logs import get_logger
+from perdure.scheduling.cron import Cron, tick_workflow_id
+from perdure.storage.interface import ScheduleRecord, ScheduleStore
+
+logger = get_logger(__name__)
+
+STOP_TIMEOUT_SEC = 5.0
+# Wakes the loop: a schedule created, paused, resumed or deleted in this process, or the stop.
+SCHEDULES_CHANNEL = channel("schedules", "")
+# A loop that fell further behind than this (the database was down, the machine slept) skips
+# the older ticks instead of starting them all at once.
+CATCH_UP_LIMIT = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """What the loop fires: a named cron schedule of a workflow.
+
+    A ``@DBOS.scheduled`` workflow takes ``(scheduled_time, actual_time)``; one created at run
+    time takes ``(scheduled_time, context)``, its context stored serialized (``context`` set).
+    """
+
+    name: str
+    cron: Cron
+    workflow_name: str
+    class_name: str | None = None
+    context: bytes | None = None
+    serialization: str | None = None
+
+    @classmethod
+    def from_record(cls, record: ScheduleRecord) -> Schedule:
+        """The schedule stored in ``record`` (raises if its cron expression is invalid)."""
+        return cls(
+            name=record.schedule_name,
+            cron=Cron.parse(record.schedule, schedule_name=record.schedule_name),
+            workflow_name=record.workflow_name,
+            class_name=record.workflow_class_name,
+            context=record.context,
+            serialization=record.serialization,
+        )
+
+
+class DeclaredSchedules:
+    """The ``@DBOS.scheduled`` workflows of this process (kept across ``DBOS(...)`` instances,
+    like the workflow registry)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._schedules: dict[str, Schedule] = {}
+
+    def add(self, schedule: Schedule) -> None:
+        """Declare ``schedule``; declaring a name again replaces it."""
+        with self._lock:
+            self._schedules[schedule.name] = schedule
+
+    def get(self, name: str) -> Schedule | None:
+        with self._lock:
+            return self._schedules.get(name)
+
+    def all(self) -> list[Schedule]:
+        with self._lock:
+            return list(self._schedules.values())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._schedules.clear()
+
+
+def utc_now() -> datetime:
+    """The current time as an aware UTC datetime, read through the clock seam."""
+    return datetime.fromtimestamp(now_ms() / 1000, tz=timezone.utc)
+
+
+def start_tick(engine: WorkflowEngine, schedule: Schedule, tick: datetime) -> str:
+    """Start the schedule's workflow for ``tick`` unless some process already did; its ID.
+
+    Raises:
+        DBOSException: The workflow is not registered here, or the context cannot be read.
+    """
+    workflow_id = tick_workflow_id(schedule.name, tick)
+    entry = engine.registry.find_workflow(workflow_id, schedule.workflow_name)
+    bound = engine.registry.bound_target(
+        workflow_id, entry, class_name=schedule.class_name, config_name=None
+    )
+    if schedule.context is not None:
+        second = engine.payloads.decode(
+            schedule.context,
+            schedule.serialization or engine.payloads.format,
+            what=f"context of schedule {schedule.name!r}",
+        )
+    else:
+        second = utc_now()  # actual_time
+    call = Invocation(entry, bound, (tick, second), {})
+    with SetWorkflowID(workflow_id):
+        started = engine.start(call)
+    if started.active is not None:
+        engine.execute_in_background(started.active, call)
+    return workflow_id
+
+
+class Scheduler:
+    """Starts the ticks of declared and stored schedules as they come due.
+
+    The first tick of a schedule is the first one after the loop first sees it: ticks missed
+    while no process ran it are not replayed (``DBOS.backfill_schedule`` does that on demand).
+    The ``schedules`` table is re-read at least every ``polling_interval_sec``.
+    """
+
+    def __init__(
+        self,
+        engine: WorkflowEngine,
+        store: ScheduleStore,
+        declared: DeclaredSchedules,
+        *,
+        polling_interval_sec: float,
+    ) -> None:
+        self._engine = engine
+        self._store = store
+        self._declared = declared
+        self._polling_interval_sec = polling_interval_sec
+        self._notifier = engine.notifier
+        self._next: dict[Schedule, datetime] = {}  # the next tick to start, per schedule
+        self._unrunnable: set[str] = set()  # schedules already reported as failing here
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="perdure-scheduler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_sec: float = STOP_TIMEOUT_SEC) -> None:
+        """Stop starting ticks (started workflows keep running); wait for the thread."""
+        self._stop.set()
+        self._notifier.signal(SCHEDULES_CHANNEL)
+        if self._thread.is_alive():
+            self._thread.join(timeout_sec)
+
+    def changed(self) -> None:
+        """Re-read the schedules now (one was created, paused, resumed or deleted here)."""
+        self._notifier.signal(SCHEDULES_CHANNEL)
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        names = (SCHEDULES_CHANNEL,)
+        while not self._stop.is_set():
+            seen = self._notifier.mark(names)  # before the pass: no signal is lost
+            try:
+                wake_at = self._pass()
+            except Exception:
+                logger.exception("Scheduler pass failed; retrying after the polling interval")
+                wake_at = None
+            wait = self._polling_interval_sec
+            if wake_at is not None:
+                wait = min(wait, max(0.0, (wake_at - utc_now()).total_seconds()))
+            self._notifier.wait_changed(names, seen, wait)
+
+    def _pass(self) -> datetime | None:
+        """Start every due tick; return when the next one is due."""
+        now = utc_now()
+        schedules = self._current()
+        # New, resumed or changed schedules start after now; removed ones are forgotten.
+        self._next = {s: self._next.get(s) or s.cron.next_after(now) for s in schedules}
+        for schedule in schedules:
+            tick = self._next[schedule]
+            if tick < now - CATCH_UP_LIMIT:
+                logger.warning(
+                    "Schedule %r fell behind: its ticks from %s to %s are skipped",
+                    schedule.name,
+                    tick.isoformat(),
+                    (now - CATCH_UP_LIMIT).isoformat(),
+                )
+                tick = schedule.cron.next_after(now - CATCH_UP_LIMIT)
+            while tick <= now and not self._stop.is_set():
+                self._fire(schedule, tick)
+                tick = schedule.cron.next_after(tick)
+            self._next[schedule] = tick
+        return min(self._next.values(), default=None)
+
+    def _current(self) -> list[Schedule]:
+        """The declared schedules and the stored ones not paused."""
+        schedules = self._declared.all()
+        for record in self._store.list_schedules():
+            if record.paused:
+                continue
+            try:
+                schedules.append(Schedule.from_record(record))
+            except DBOSException as exc:
+                self._report(record.schedule_name, exc)
+        return schedules
+
+    def _fire(self, schedule: Schedule, tick: datetime) -> None:
+        try:
+            start_tick(self._engine, schedule, tick)
+        except DBOSException as exc:
+            # Another process that registers the workflow may start this tick.
+            self._report(schedule.name, exc)
+        else:
+            self._unrunnable.discard(schedule.name)
+
+    def _report(self, name: str, exc: DBOSException) -> None:
+        """Log a schedule this process cannot run, once until it runs again."""
+        if name not in self._unrunnable:
+            self._unrunnable.add(name)
+            logger.error("Schedule %r cannot run in this process: %s", name, exc)
