@@ -6,11 +6,22 @@ left in the implementation's own schema (``perdure`` or ``dbos``; the tables are
 hard-coded) is cloned server-side with ``INSERT ... SELECT ... generate_series``, giving each copy
 a new workflow ID and an older ``created_at``. The payloads are real ones, so listing the
 workflows decodes them as usual.
+
+With the history loaded it also times ``list_workflows(limit=50)`` (the default: oldest first,
+payloads loaded) and the operator's form ``list_workflows(limit=50, sort_desc=True,
+load_input=False, load_output=False)``; each implementation's command line listing the
+workflows, end to end as a subprocess (``perdure --db URL workflow list``, ``dbos workflow list
+-s URL``), with its bare start-up (``--help``) for comparison; and, for Perdure, the
+``EXPLAIN (ANALYZE, BUFFERS)`` of the SQL behind both listings.
 """
 
 from __future__ import annotations
 
+import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -20,6 +31,17 @@ from benchmarks.workloads import Workflows, sync_latencies
 
 HISTORY_WORKFLOWS = (200_000, 20_000)  # normal, --quick
 LIST_ITERATIONS = 200
+CLI_RUNS = 10
+# The two listings measured: the default, and what an operator's view asks for.
+LISTINGS: dict[str, dict[str, Any]] = {
+    "default": {"limit": 50},
+    "newest_no_payloads": {
+        "limit": 50,
+        "sort_desc": True,
+        "load_input": False,
+        "load_output": False,
+    },
+}
 TEMPLATE_ID = "bench-history-template"
 REPETITIONS = 3
 
@@ -97,17 +119,63 @@ def bulk_load(impl: str, url: str, copies: int) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - begin, "rows": inserted}
 
 
-def _list_latencies(api: Any, iterations: int) -> list[float]:
+def _list_latencies(api: Any, iterations: int, filters: dict[str, Any]) -> list[float]:
     for _ in range(20):
-        api.DBOS.list_workflows(limit=50)
+        api.DBOS.list_workflows(**filters)
     samples = []
     for _ in range(iterations):
         start = time.perf_counter_ns()
-        listed = api.DBOS.list_workflows(limit=50)
+        listed = api.DBOS.list_workflows(**filters)
         samples.append((time.perf_counter_ns() - start) / 1e6)
         if len(listed) != 50:
-            raise RuntimeError(f"list_workflows(limit=50) returned {len(listed)} workflows")
+            raise RuntimeError(f"list_workflows({filters}) returned {len(listed)} workflows")
     return samples
+
+
+def _cli_commands(impl: str, url: str) -> dict[str, list[str]]:
+    """The implementation's console script: listing the workflows, and its bare start-up."""
+    script = str(Path(sys.executable).parent / impl)
+    if impl == "perdure":
+        return {"list": [script, "--db", url, "workflow", "list"], "help": [script, "--help"]}
+    return {"list": [script, "workflow", "list", "-s", url], "help": [script, "--help"]}
+
+
+def _cli_seconds(command: list[str]) -> list[float]:
+    """Wall time of ``CLI_RUNS`` runs of ``command`` (after one unmeasured run)."""
+    samples = []
+    for run in range(CLI_RUNS + 1):
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+        elapsed = time.perf_counter() - start
+        if done.returncode != 0:
+            raise RuntimeError(f"{command} failed: {done.stderr[-2000:]}")
+        if run > 0:
+            samples.append(elapsed)
+    return samples
+
+
+def _perdure_plans(url: str) -> dict[str, str]:
+    """EXPLAIN (ANALYZE, BUFFERS) of the SQL Perdure runs for each listing (its own builder)."""
+    from perdure.storage.interface import WorkflowQuery  # noqa: PLC0415 - Perdure only
+    from perdure.storage.management_queries import ManagementQueries  # noqa: PLC0415
+    from perdure.storage.statements import render  # noqa: PLC0415
+
+    queries = {
+        "default": WorkflowQuery(limit=50),
+        "newest_no_payloads": WorkflowQuery(
+            limit=50, newest_first=True, with_inputs=False, with_outputs=False
+        ),
+    }
+    plans = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        for name, query in queries.items():
+            # No store needed: the builder reads ``self`` only for a workflow-ID prefix filter.
+            no_store: Any = None
+            text, params = ManagementQueries._listing(no_store, query)
+            statement = render(text, prefix="perdure.", placeholder="%s")
+            rows = conn.execute(f"EXPLAIN (ANALYZE, BUFFERS) {statement}", params).fetchall()
+            plans[name] = statement + "\n" + "\n".join(str(row[0]) for row in rows)
+    return plans
 
 
 def scale(api: Any, impl: str, url: str, wfs: Workflows, quick: bool) -> dict[str, Any]:
@@ -119,14 +187,19 @@ def scale(api: Any, impl: str, url: str, wfs: Workflows, quick: bool) -> dict[st
         wfs.steps(3)
     load = bulk_load(impl, url, copies)
     loaded = [sync_latencies(wfs, iterations) for _ in range(REPETITIONS)]
-    has_list = hasattr(api.DBOS, "list_workflows")
-    lists = (
-        [_list_latencies(api, LIST_ITERATIONS) for _ in range(REPETITIONS)] if has_list else None
-    )
+    lists = {
+        name: [_list_latencies(api, LIST_ITERATIONS, filters) for _ in range(REPETITIONS)]
+        for name, filters in LISTINGS.items()
+    }
+    cli = {name: _cli_seconds(command) for name, command in _cli_commands(impl, url).items()}
     return {
         "history_workflows": copies,
         "load": load,
         "empty_ms": empty,
         "history_ms": loaded,
-        "list_ms": lists,
+        "list_ms": lists["default"],
+        "list_variants_ms": lists,
+        "cli_seconds": cli,
+        "cli_median_seconds": {name: statistics.median(v) for name, v in cli.items()},
+        "plans": _perdure_plans(url) if impl == "perdure" else None,
     }

@@ -9,7 +9,7 @@ from typing import Any
 from benchmarks.stats import Figure
 from benchmarks.summary import Cell, Row
 
-DECIMALS = {"ms": 3, "wf/s": 0, "MiB": 1, "x": 2, "s": 1}
+DECIMALS = {"ms": 3, "wf/s": 0, "MiB": 1, "x": 2, "s": 2}
 # Which way is better, and the words for "perdure better" / "perdure worse".
 RATIO_WORDS = {
     "latency": ("faster", "slower"),

@@ -3,7 +3,10 @@
 Each repetition of a scenario is a new worker process on a new, empty database. Repetitions are
 interleaved: round ``r`` measures the database floor, then every scenario once per
 implementation, alternating which implementation goes first, so slow drifts of the machine
-affect both alike. Scenarios (f) and (g) run once per implementation (f repeats internally).
+affect both alike. Scenarios (c), (d), (f) and (g) run once per implementation, after the
+rounds ((c) once with 1 and once with 4 processes serving the queue; (d) and (f) take many
+samples inside one worker), which keeps a full run near 15 minutes per backend: DBOS takes
+about a minute per queue measurement.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from benchmarks.databases import fresh_database, measure_floor
 
 REPETITIONS = 3
 REPEATED = ("a", "b", "e")  # one worker per repetition
-ONCE = ("g", "f")  # one worker per implementation
+ONCE = ("c", "d", "g", "f")  # one worker per implementation (c: per process count)
+QUEUE_PROCESS_COUNTS = (1, 4)
 WORKER_TIMEOUT_SEC = 3600
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,11 +54,13 @@ def _progress(message: str) -> None:
     sys.stderr.flush()
 
 
-def run_worker(impl: str, scenario: str, db: str, quick: bool) -> dict[str, Any] | None:
+def run_worker(
+    impl: str, scenario: str, db: str, quick: bool, processes: int = 1
+) -> dict[str, Any] | None:
     """Run one worker on a fresh database; its JSON result, or None (stderr shown) on failure."""
     with fresh_database(db, impl) as url:
         command = [sys.executable, "-m", "benchmarks.worker", "--impl", impl]
-        command += ["--scenario", scenario, "--url", url]
+        command += ["--scenario", scenario, "--url", url, "--processes", str(processes)]
         if quick:
             command.append("--quick")
         try:
@@ -93,7 +99,9 @@ def run_all(db: str, impls: list[str], scenarios: list[str], quick: bool) -> Raw
         if scenario == "f" and db != "postgres":
             _progress("scenario f runs on postgres only: skipped")
             continue
-        for impl in impls:
-            _progress(f"scenario {scenario}, {impl}")
-            raw.add(scenario, impl, run_worker(impl, scenario, db, quick))
+        counts = QUEUE_PROCESS_COUNTS if scenario == "c" else (1,)
+        for processes in counts:
+            for impl in impls:
+                _progress(f"scenario {scenario}, {impl}, {processes} process(es)")
+                raw.add(scenario, impl, run_worker(impl, scenario, db, quick, processes))
     return raw

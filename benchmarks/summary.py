@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.runner import RawResults
-from benchmarks.stats import Figure, across_reps, median_of, per_step
+from benchmarks.stats import Figure, across_reps, median_of, per_step, percentile
 
 NOT_IMPLEMENTED = "n/a (not implemented)"
 NOT_MEASURED = "not measured"
@@ -77,6 +77,43 @@ def entries_b(results: list[dict[str, Any]]) -> list[Entry]:
     ]
 
 
+def entries_c(results: list[dict[str, Any]]) -> list[Entry]:
+    """Scenario (c): queue throughput per number of serving processes, and the enqueue call."""
+    entries: list[Entry] = []
+    for result in sorted(results, key=lambda r: int(r["processes"])):
+        count, n = result["workflows"], result["processes"]
+        label = f"{count} queued wf x 3 steps, {n} process{'es' if n > 1 else ''}"
+        entries.append((label, "wf/s", "throughput", Figure(result["per_second"])))
+        entries.append(
+            (
+                f"  enqueue call p50, {n} proc",
+                "ms",
+                "latency",
+                Figure(percentile(result["enqueue_ms"], 50)),
+            )
+        )
+    return entries
+
+
+WAKEUP_LABELS = {
+    "recv_in_process": "send -> recv, same process",
+    "event_in_process": "set_event -> get_event, same process",
+    "recv_cross_process": "send -> recv, other process",
+    "event_cross_process": "set_event -> get_event, other process",
+}
+
+
+def entries_d(results: list[dict[str, Any]]) -> list[Entry]:
+    """Scenario (d): wake-up latencies, p50 and p99, each variant measured."""
+    samples = results[0]["samples_ms"]
+    entries: list[Entry] = []
+    for key, label in WAKEUP_LABELS.items():
+        if key in samples:
+            entries.append((f"{label} p50", "ms", "latency", Figure(percentile(samples[key], 50))))
+            entries.append((f"{label} p99", "ms", "latency", Figure(percentile(samples[key], 99))))
+    return entries
+
+
 def entries_e(results: list[dict[str, Any]]) -> list[Entry]:
     """Scenario (e): an async workflow with 10 async steps (and 0, for the increment)."""
     reps = _by_count(results)
@@ -85,6 +122,12 @@ def entries_e(results: list[dict[str, Any]]) -> list[Entry]:
         ("async workflow, 0 steps p50", "ms", "latency", across_reps(reps["0"], 50)),
         ("per async step p50", "ms", "latency", per_step(reps["10"], reps["0"], 10)),
     ]
+
+
+LIST_LABELS = {
+    "default": "list_workflows(limit=50)",
+    "newest_no_payloads": "list_workflows(50, desc, no payloads)",
+}
 
 
 def entries_f(results: list[dict[str, Any]]) -> list[Entry]:
@@ -104,12 +147,23 @@ def entries_f(results: list[dict[str, Any]]) -> list[Entry]:
         (f"per-step increment p50, {count} history", "ms", "latency", step_full),
         ("  history / empty", "x", "info", Figure(step_full.value / step_empty.value)),
     ]
-    lists = result["list_ms"]
-    if lists is None:
-        entries.append((f"list_workflows(limit=50) p50, {count}", "ms", "latency", NOT_IMPLEMENTED))
-    else:
+    variants = result.get("list_variants_ms") or {"default": result["list_ms"]}
+    for name, label in LIST_LABELS.items():
+        reps = variants.get(name)
+        figure: Figure | str = NOT_IMPLEMENTED if reps is None else across_reps(reps, 50)
+        entries.append((f"{label} p50, {count}", "ms", "latency", figure))
+    cli = result.get("cli_median_seconds")
+    if cli is not None:
         entries.append(
-            (f"list_workflows(limit=50) p50, {count}", "ms", "latency", across_reps(lists, 50))
+            (
+                f"CLI `workflow list`, median of 10 runs, {count}",
+                "s",
+                "latency",
+                Figure(cli["list"]),
+            )
+        )
+        entries.append(
+            ("  CLI start-up alone (--help), median", "s", "latency", Figure(cli["help"]))
         )
     entries.append(("bulk load of the history", "s", "info", Figure(result["load"]["seconds"])))
     return entries
@@ -137,17 +191,13 @@ def entries_g(results: list[dict[str, Any]]) -> list[Entry]:
 MEASURED: dict[str, Callable[[list[dict[str, Any]]], list[Entry]]] = {
     "a": entries_a,
     "b": entries_b,
+    "c": entries_c,
+    "d": entries_d,
     "e": entries_e,
     "f": entries_f,
     "g": entries_g,
 }
-ABSENT = {
-    "c": [("queue throughput", "wf/s", "throughput")],
-    "d": [
-        ("send -> recv wake-up p50", "ms", "latency"),
-        ("set_event -> get_event wake-up p50", "ms", "latency"),
-    ],
-}
+ABSENT: dict[str, list[tuple[str, str, str]]] = {}
 
 
 def _impl_entries(raw: RawResults, scenario: str, impl: str) -> list[Entry] | str:

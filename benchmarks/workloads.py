@@ -1,5 +1,8 @@
 """The benchmark workflows and the measurement loops of scenarios (a), (b), (e) and (g).
 
+The workflows of (c) and (d) are registered here too (`define`), so every process of a run,
+helpers included, knows all of them; their loops are in `queueing` and `wakeup`.
+
 Everything here is written against the DBOS Transact API, passed in as a module (``dbos`` or
 ``perdure``), so both implementations run exactly the same code.
 """
@@ -8,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib
+import logging
 import os
 import resource
 import threading
@@ -24,6 +29,10 @@ THROUGHPUT_THREADS = 8
 MEMORY_WORKFLOWS = (20000, 4000)
 WARMUP = 200
 STEP_COUNTS = (0, 1, 10)
+QUEUE_NAME = "bench_queue"
+WAKE_TOPIC = "bench_wake"
+EVENT_KEY = "bench_event"
+SIGNAL_TIMEOUT_SEC = 60.0
 ASYNC_STEP_COUNTS = (0, 10)
 
 
@@ -36,6 +45,14 @@ class Workflows:
 
     steps: Callable[[int], int]  # sync workflow running ``n`` no-op steps
     async_steps: Callable[[int], Any]  # async workflow running ``n`` async no-op steps
+    receiver: Callable[[str], float]  # (d): recv once; seconds from the send call to recv's return
+    setter: Callable[[str], None]  # (d): on its go signal, set_event(EVENT_KEY, perf_counter())
+
+
+# (d): in-process signals between the measuring code and the workflows, keyed by workflow ID.
+# ``ready[id]`` is set by the receiver right before it calls recv; ``go[id]`` releases a setter.
+ready: dict[str, threading.Event] = {}
+go: dict[str, threading.Event] = {}
 
 
 def define(api: Any) -> Workflows:
@@ -63,7 +80,57 @@ def define(api: Any) -> Workflows:
             await async_noop()
         return n
 
-    return Workflows(steps=steps, async_steps=async_steps)
+    @step(name="bench_signal_ready")
+    def signal_ready(key: str) -> None:
+        event = ready.get(key)
+        if event is not None:
+            event.set()
+
+    @workflow(name="bench_receiver")
+    def receiver(key: str) -> float:
+        signal_ready(key)
+        sent_at = api.DBOS.recv(WAKE_TOPIC, timeout_seconds=SIGNAL_TIMEOUT_SEC)
+        received_at = time.perf_counter()
+        if sent_at is None:
+            raise RuntimeError(f"receiver {key}: recv timed out")
+        return received_at - float(sent_at)
+
+    @step(name="bench_wait_go")
+    def wait_go(key: str) -> None:
+        event = go.get(key)
+        if event is None or not event.wait(SIGNAL_TIMEOUT_SEC):
+            raise RuntimeError(f"setter {key}: no go signal")
+
+    @workflow(name="bench_setter")
+    def setter(key: str) -> None:
+        wait_go(key)
+        api.DBOS.set_event(EVENT_KEY, time.perf_counter())
+
+    return Workflows(steps=steps, async_steps=async_steps, receiver=receiver, setter=setter)
+
+
+def launch(
+    impl: str, url: str, *, executor_id: str | None = None, queue: bool = False
+) -> tuple[Any, Workflows, Any]:
+    """Import ``impl``, register the workflows, launch on ``url`` (then register the (c) queue).
+
+    Returns the module, the workflows and the queue (None unless asked). The queue is declared
+    with ``DBOS.register_queue(name)`` after launch, with each library's defaults (no
+    concurrency limit, 1 s polling interval): DBOS 3.4 only accepts that form (``Queue(...)``
+    raises there) and Perdure accepts both. Every process of one run that shares a database
+    gets its own ``executor_id``.
+    """
+    for name in ("dbos", "perdure"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    api = importlib.import_module(impl)
+    wfs = define(api)
+    config: dict[str, Any] = {"name": "bench", "system_database_url": url, "log_level": "WARNING"}
+    if executor_id is not None:
+        config["executor_id"] = executor_id
+    api.DBOS(config=config)
+    api.DBOS.launch()
+    bench_queue = api.DBOS.register_queue(QUEUE_NAME) if queue else None
+    return api, wfs, bench_queue
 
 
 def _elapsed_ms(start_ns: int) -> float:
