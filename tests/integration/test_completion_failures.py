@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from typing import Any
 
 import pytest
 
 from perdure import DBOS, SetWorkflowID
+from perdure.storage.interface import mark_unavailable
 
 
 def test_waiters_wake_when_the_completion_write_fails(
@@ -37,3 +39,30 @@ def test_waiters_wake_when_the_completion_write_fails(
     status = DBOS.get_workflow_status("w1")
     assert status is not None
     assert status.status == "PENDING"
+
+
+def test_a_system_database_failure_leaves_the_workflow_pending_not_failed(
+    dbos: type[DBOS], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    @DBOS.step()
+    def work() -> int:
+        return 1
+
+    @DBOS.workflow()
+    def flow() -> int:
+        return work()
+
+    runtime = DBOS._runtime
+    assert runtime is not None
+    store = runtime.engine.store
+
+    def unreachable(*args: Any, **kwargs: Any) -> None:
+        raise mark_unavailable(sqlite3.OperationalError("disk I/O error (simulated)"))
+
+    monkeypatch.setattr(store, "record_step", unreachable)
+    with SetWorkflowID("w2"), pytest.raises(sqlite3.OperationalError, match="simulated"):
+        flow()
+    monkeypatch.undo()
+    status = DBOS.get_workflow_status("w2")
+    assert status is not None
+    assert status.status == "PENDING"  # for recovery: the outage is not the workflow's error

@@ -39,6 +39,7 @@ from perdure.storage.interface import (
     SystemStore,
     Unrecorded,
     WorkflowRow,
+    is_unavailable,
 )
 from perdure.storage.interface import WorkflowStatusString as S
 
@@ -336,7 +337,16 @@ class WorkflowEngine:
     def _finish_error(self, active: ActiveWorkflow, exc: BaseException) -> None:
         workflow_id = active.ctx.workflow_id
         with self._released(active):
-            if isinstance(exc, Exception) and not isinstance(exc, DBOSWorkflowConflictIDError):
+            if is_unavailable(exc):
+                # The system database failed us, not the workflow: it stays PENDING for
+                # recovery, and waiters read its outcome from the database.
+                logger.error(
+                    "Workflow %s stopped: system database unavailable (%s); it stays "
+                    "PENDING and is resumed by recovery",
+                    workflow_id,
+                    exc,
+                )
+            elif isinstance(exc, Exception) and not isinstance(exc, DBOSWorkflowConflictIDError):
                 error = active.payloads.encode_error(exc, workflow_id=workflow_id)
                 self._complete(active, S.ERROR, output=None, error=error, outcome=exc)
             elif isinstance(exc, DBOSWorkflowCancelledError):

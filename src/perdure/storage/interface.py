@@ -7,6 +7,23 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+_UNAVAILABLE = "_perdure_system_database_unavailable"
+
+
+def mark_unavailable(exc: BaseException) -> BaseException:
+    """Tag a driver error meaning "the system database could not be used" (lost, closed)."""
+    setattr(exc, _UNAVAILABLE, True)
+    return exc
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` came from the system database being unusable, not from user code.
+
+    Such a failure says nothing about the workflow: it must stay PENDING and be recovered,
+    never be recorded as the workflow's error.
+    """
+    return bool(getattr(exc, _UNAVAILABLE, False))
+
 
 class WorkflowStatusString:
     """The status strings stored in ``workflow_status.status``."""

@@ -17,6 +17,7 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from perdure.error import DBOSInitializationError
 from perdure.storage import redact_url
+from perdure.storage.interface import mark_unavailable
 from perdure.storage.migrations import load_migrations, pending_migrations
 from perdure.storage.sql_store import Params, Rows, SqlStore, Statements
 
@@ -112,6 +113,7 @@ class PostgresStore(SqlStore):
         super().__init__()
         self.url = url
         self._held = threading.local()
+        self._closed = False
         _check_reachable(url, create=create)
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             psycopg_conninfo(url),
@@ -149,11 +151,15 @@ class PostgresStore(SqlStore):
         delay = 0.05
         while True:
             try:
+                if self._closed:
+                    raise PoolClosed("the Perdure system store is closed")  # noqa: TRY301
                 return attempt()
-            except PoolClosed:
-                raise  # the store was closed on purpose: nothing to wait for
+            except PoolClosed as exc:
+                mark_unavailable(exc)  # closed on purpose: nothing to wait for
+                raise
             except psycopg.OperationalError as exc:
                 if time.monotonic() > deadline:
+                    mark_unavailable(exc)
                     raise
                 logger.warning("System database unreachable (%s); retrying in %.2fs", exc, delay)
                 time.sleep(delay)  # back-off before reconnecting, not synchronisation
@@ -239,4 +245,6 @@ class PostgresStore(SqlStore):
         self._transaction(drop)
 
     def close(self) -> None:
+        # Connections held by workflows still running must not be used after this either.
+        self._closed = True
         self._pool.close()

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from perdure.error import DBOSInitializationError
+from perdure.storage.interface import mark_unavailable
 from perdure.storage.migrations import created_tables, load_migrations, pending_migrations
 from perdure.storage.sql_store import Params, Rows, SqlStore, Statements
 
@@ -69,7 +70,12 @@ class SqliteStore(SqlStore):
 
     def _run(self, sql_text: str, params: Params) -> tuple[Rows, int]:
         self._notify_statement(sql_text)
-        cursor = self._conn.execute(sql_text, params)
+        try:
+            cursor = self._conn.execute(sql_text, params)
+        except (sqlite3.OperationalError, sqlite3.ProgrammingError) as exc:
+            # Locked past the busy timeout, closed, disk trouble: the store is unusable now.
+            mark_unavailable(exc)
+            raise
         rows = cursor.fetchall()
         return rows, cursor.rowcount if cursor.rowcount >= 0 else len(rows)
 
