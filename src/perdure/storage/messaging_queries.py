@@ -97,6 +97,15 @@ class MessagingQueries(SqlBackend):
             destination_id,
         )
 
+        if step is None:
+            # No checkpoint to share a transaction with: one autocommit statement; the reason
+            # for not sending is looked up only when nothing was inserted.
+            if self._autocommit(self._q(SEND), params)[1] == 1:
+                return "sent"
+            if self._autocommit(self._q(MESSAGE_EXISTS), (message_id,))[0]:
+                return "duplicate"
+            return "no_destination"
+
         def send(tx: Statements) -> str:
             if tx.run(self._q(SEND), params)[1] == 1:
                 return "sent"
