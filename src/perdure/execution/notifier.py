@@ -21,19 +21,36 @@ def channel(kind: str, workflow_id: str, key: str = "") -> str:
 
 
 class Notifier:
-    """Counts signals per channel; waiters re-check their condition whenever one arrives."""
+    """Counts signals per channel; waiters re-check their condition whenever one arrives.
+
+    Only watched channels are counted (those of a current `wait_for`, and those a loop
+    `mark`s): one channel per workflow ever signalled would otherwise grow without bound.
+    """
 
     def __init__(self, poll_interval_sec: float) -> None:
         self.poll_interval_sec = poll_interval_sec
         self._cond = threading.Condition()
         self._counts: dict[str, int] = {}
+        self._watchers: dict[str, int] = {}  # channel -> waits in progress on it
+        self._marked: set[str] = set()  # channels of long-lived loops, always counted
         self._everything = 0  # bumped by signal_all: every waiter re-checks
 
     def signal(self, name: str) -> None:
         """Wake the waiters of channel ``name``."""
         with self._cond:
-            self._counts[name] = self._counts.get(name, 0) + 1
-            self._cond.notify_all()
+            if name in self._watchers or name in self._marked:
+                self._counts[name] = self._counts.get(name, 0) + 1
+                self._cond.notify_all()
+
+    def _watch(self, names: tuple[str, ...], delta: int) -> None:
+        for name in names:
+            left = self._watchers.get(name, 0) + delta
+            if left > 0:
+                self._watchers[name] = left
+                continue
+            self._watchers.pop(name, None)
+            if name not in self._marked:
+                self._counts.pop(name, None)
 
     def signal_all(self) -> None:
         """Wake every waiter (after a reconnect, a cancellation, a shutdown)."""
@@ -44,6 +61,7 @@ class Notifier:
     def mark(self, names: tuple[str, ...]) -> tuple[int, ...]:
         """The signal counts of ``names`` now, for a later `wait_changed`."""
         with self._cond:
+            self._marked.update(names)
             return self._snapshot(names)
 
     def wait_changed(self, names: tuple[str, ...], seen: tuple[int, ...], timeout: float) -> bool:
@@ -73,6 +91,21 @@ class Notifier:
         ``deadline`` is a ``time.monotonic()`` value (None: no limit). ``interrupted`` runs
         after each wake-up and may raise (a cancellation) to abandon the wait.
         """
+        with self._cond:
+            self._watch(names, +1)  # before the first check: no signal after it is missed
+        try:
+            return self._wait_for(names, check, deadline, interrupted)
+        finally:
+            with self._cond:
+                self._watch(names, -1)
+
+    def _wait_for(
+        self,
+        names: tuple[str, ...],
+        check: Callable[[], T | None],
+        deadline: float | None,
+        interrupted: Callable[[], None] | None,
+    ) -> T | None:
         recheck = _FIRST_RECHECK_SEC
         while True:
             with self._cond:
