@@ -151,3 +151,24 @@ def test_async_twins(dbos: type[DBOS]) -> None:
         return await handle.get_result()
 
     assert asyncio.run(main()) == "ping"
+
+
+def test_deleting_a_workflow_deletes_its_messages_events_and_streams(
+    dbos: type[DBOS], db_url: str
+) -> None:
+    @DBOS.workflow()
+    def owner() -> None:
+        DBOS.set_event("k", 1)
+        DBOS.write_stream("s", 1)
+
+    with SetWorkflowID("owner"):
+        owner()
+    DBOS.send("owner", "unread")
+    DBOS.delete_workflow("owner")
+    for table, column in (
+        ("workflow_events", "workflow_id"),
+        ("streams", "workflow_id"),
+        ("notifications", "destination_id"),
+    ):
+        count = f"SELECT COUNT(*) FROM {{p}}{table} WHERE {column} = 'owner'"
+        assert run_sql(db_url, count)[0][0] == 0, table

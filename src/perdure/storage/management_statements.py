@@ -73,7 +73,15 @@ COPY_STEPS_BEFORE = (
 # -- delete and garbage collection ----------------------------------------------------------------
 
 # Rows other tables keep per workflow, deleted with it: (table, column naming the workflow).
-WORKFLOW_OWNED_ROWS = (("operation_outputs", "workflow_id"),)
+# What a deleted workflow takes with it: checkpoints, its events, streams, its inbox, and
+# registrations of waiters for its result.
+WORKFLOW_OWNED_ROWS = (
+    ("operation_outputs", "workflow_id"),
+    ("workflow_events", "workflow_id"),
+    ("streams", "workflow_id"),
+    ("notifications", "destination_id"),
+    ("result_waiters", "workflow_id"),
+)
 DELETE_OWNED_ROWS = "DELETE FROM {p}{table} WHERE {column} IN ({ids})"
 _DELETE_WORKFLOWS = "DELETE FROM {p}workflow_status WHERE workflow_id IN ({ids})"
 DELETE_WORKFLOWS = _DELETE_WORKFLOWS + " RETURNING workflow_id"
