@@ -15,6 +15,9 @@ from tests.crash.programs.common import Database
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.single_backend(
+        "postgres", reason="SQLite is an embedded file: there is no server to restart"
+    ),
     pytest.mark.skipif(
         bool(os.environ.get("PERDURE_TEST_DATABASE_URL")),
         reason="restarting PostgreSQL needs the embedded test server; PERDURE_TEST_DATABASE_URL "

@@ -22,6 +22,9 @@ def slow_polling_dbos(postgres_url: str) -> Iterator[str]:
     DBOS.destroy(destroy_registry=True)
 
 
+@pytest.mark.single_backend(
+    "postgres", reason="SQLite has no cross-process notifications: its waiters poll by design"
+)
 def test_get_result_wakes_on_the_end_notification(slow_polling_dbos: str) -> None:
     url = slow_polling_dbos
 

@@ -147,6 +147,9 @@ def test_a_schema_newer_than_the_code_is_refused() -> None:
         pending_migrations(known, 2, url="sqlite:///app.sqlite")
 
 
+@pytest.mark.single_backend(
+    "sqlite", reason="on PostgreSQL Perdure owns a whole schema; only SQLite shares its file"
+)
 def test_reset_keeps_the_applications_tables_in_a_shared_sqlite_file(sqlite_url: str) -> None:
     """SQLite only: there the application's tables share the file; Postgres has a schema."""
     db_url = sqlite_url
