@@ -108,6 +108,7 @@ class Runtime:
             self.queues,
             cast(QueueStore, store),
             max_in_flight=settings.max_executor_threads,
+            internal_polling_sec=settings.notification_listener_polling_interval_sec,
         )
         self._dequeuer.start()
         self._scheduler = Scheduler(

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from perdure import DBOS, DBOSClient, SetWorkflowID
+from perdure import DBOS, DBOSClient, SetWorkflowID, SetWorkflowTimeout
 from perdure.error import (
     DBOSAwaitedWorkflowCancelledError,
     DBOSInitializationError,
     DBOSNonExistentWorkflowError,
 )
+from perdure.queues.queue import INTERNAL_QUEUE_NAME
 from perdure.storage import open_store
 from tests.fixtures.app import wait_until
 from tests.integration.system_tables import relaunch, run_sql, workflow_row
@@ -27,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def client(dbos: type[DBOS], db_url: str) -> DBOSClient:
+    # On SQLite the app sees the client's writes by polling: make it poll often.
+    relaunch(db_url, notification_listener_polling_interval_sec=0.05)
     opened = DBOSClient(db_url)
     yield opened  # type: ignore[misc]
     opened.destroy()
@@ -100,7 +103,7 @@ def test_client_result_waits_for_a_running_workflow(client: DBOSClient) -> None:
     assert remote.get_result(timeout_sec=WAIT) == "finished"
 
 
-def test_client_resume_and_fork_run_at_the_next_launch(client: DBOSClient, db_url: str) -> None:
+def test_client_resume_and_fork_run_in_a_launched_process(client: DBOSClient, db_url: str) -> None:
     counts: Counter[str] = Counter()
 
     @DBOS.step()
@@ -120,20 +123,41 @@ def test_client_resume_and_fork_run_at_the_next_launch(client: DBOSClient, db_ur
             "AND function_id = 2")  # fmt: skip
     counts.clear()
 
-    client.resume_workflow("source")
-    row = workflow_row(db_url, "source")
-    assert (row.status, row.instance_id, row.executor_id) == ("PENDING", "resumed", "local")
+    resumed = client.resume_workflow("source")
     forked = client.fork_workflow("source", 1)
     assert forked.get_status().forked_from == "source"
-    assert forked.get_status().status == "PENDING"
-
-    relaunch(db_url)  # the executor's next launch recovers both
-    assert client.retrieve_workflow("source").get_result(timeout_sec=WAIT) == ["a", "b", "c"]
+    # The launched app in this process claims both from the internal queue and runs them.
+    assert resumed.get_result(timeout_sec=WAIT) == ["a", "b", "c"]
     assert forked.get_result(timeout_sec=WAIT) == ["a", "b", "c"]
     assert counts == Counter({"b": 1, "c": 2})  # resume re-ran c; the fork re-ran b and c
+    for handle in (resumed, forked):
+        status = handle.get_status()
+        assert (status.queue_name, status.executor_id) == (INTERNAL_QUEUE_NAME, "local")
 
     client.delete_workflow(forked.workflow_id)
     assert DBOS.get_workflow_status(forked.workflow_id) is None
+
+
+def test_client_resume_clears_the_timeout_and_fork_restarts_it(
+    client: DBOSClient, db_url: str
+) -> None:
+    @DBOS.workflow()
+    def quick() -> str:
+        return "done"
+
+    with SetWorkflowID("timed"), SetWorkflowTimeout(60):
+        quick()
+    forked = client.fork_workflow("timed", 0)
+    assert forked.get_result(timeout_sec=WAIT) == "done"
+    fork_row = workflow_row(db_url, forked.workflow_id)
+    assert fork_row.workflow_timeout_ms == 60_000  # a fresh timeout, from its claim on
+    assert fork_row.workflow_deadline_epoch_ms == fork_row.dequeued_at_epoch_ms + 60_000
+
+    run_sql(db_url, "UPDATE {p}workflow_status SET status = 'CANCELLED', output = NULL "
+            "WHERE workflow_id = 'timed'")  # fmt: skip
+    assert client.resume_workflow("timed").get_result(timeout_sec=WAIT) == "done"
+    row = workflow_row(db_url, "timed")
+    assert (row.workflow_timeout_ms, row.workflow_deadline_epoch_ms) == (None, None)
 
 
 def test_client_async_twins(client: DBOSClient) -> None:
@@ -155,7 +179,8 @@ def test_client_async_twins(client: DBOSClient) -> None:
         resumed = await client.resume_workflow_async("hello")
         assert await resumed.get_result() == "hi"
         forked = await client.fork_workflow_async("hello", 0)
-        assert (await forked.get_status()).status == "PENDING"
+        assert (await forked.get_status()).forked_from == "hello"
+        assert await forked.get_result() == "hi"
         await client.delete_workflow_async(forked.workflow_id)
 
     asyncio.run(main())

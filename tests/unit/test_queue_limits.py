@@ -12,7 +12,7 @@ from perdure.queues.limits import (
     rate_limit_frees_at,
     starts_in_window,
 )
-from perdure.queues.queue import QueueDirectory, QueueSpec
+from perdure.queues.queue import INTERNAL_QUEUE_NAME, QueueDirectory, QueueSpec
 from perdure.storage.interface import Occupancy
 
 
@@ -96,6 +96,13 @@ def test_invalid_settings_name_the_queue_and_the_fix(
     with pytest.raises(ValueError, match=message) as caught:
         QueueSpec.create("jobs", **kwargs)  # type: ignore[arg-type]
     assert "'jobs'" in str(caught.value)
+
+
+def test_names_of_perdure_queues_are_reserved() -> None:
+    with pytest.raises(ValueError, match="reserved"):
+        QueueSpec.create(INTERNAL_QUEUE_NAME)
+    with pytest.raises(ValueError, match="reserved"):
+        QueueSpec.create("_perdure_mine")
 
 
 def test_a_name_is_defined_once() -> None:

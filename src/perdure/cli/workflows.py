@@ -10,6 +10,7 @@ from perdure.error import DBOSNonExistentWorkflowError
 from perdure.execution.handles import WorkflowStatus
 from perdure.management.filters import STATUSES
 from perdure.management.records import StepInfo
+from perdure.queues.queue import INTERNAL_QUEUE_NAME
 
 _LIST_COLUMNS = ["WORKFLOW ID", "STATUS", "NAME", "CREATED", "UPDATED", "QUEUE", "EXECUTOR"]
 _STEP_COLUMNS = ["ID", "NAME", "OUTCOME", "CHILD WORKFLOW", "STARTED", "MS"]
@@ -155,7 +156,7 @@ def cancel_workflow(target: Target, workflow_id: str) -> None:
 @json_option
 @pass_target
 def resume_workflow(target: Target, workflow_id: str) -> None:
-    """Resume a cancelled or dead-lettered workflow (at its executor's next launch)."""
+    """Resume a cancelled or dead-lettered workflow (a launched process picks it up)."""
     manager = target.manager()
     manager.resume_workflow(workflow_id)
     _report(target, manager.get_workflow_status(workflow_id), "Resumed")
@@ -197,6 +198,6 @@ def _report(target: Target, status: WorkflowStatus | None, action: str) -> None:
         emit_json(_summary(status))
         return
     line = f"{action} workflow {status.workflow_id}: now {status.status}"
-    if status.status == "PENDING":
-        line += f"; executor {status.executor_id!r} runs it at its next launch"
+    if status.status == "ENQUEUED" and status.queue_name == INTERNAL_QUEUE_NAME:
+        line += "; the first launched process free to run it picks it up"
     click.echo(line)

@@ -58,10 +58,9 @@ class DBOSClient:
 
     It never creates or migrates the schema: the application (or ``perdure migrate``) does.
 
-    Resumed and forked workflows are handed to their executor rather than run here: they are
-    set PENDING with no live owner, so the next launch of that executor (``executor_id``)
-    recovers and runs them: a running application does not pick them up before it restarts
-    (an internal queue served by every process is the planned fix).
+    Resumed and forked workflows are not run here: they are put on an internal queue that
+    every launched process serves, and the first process free to run them does (on
+    PostgreSQL at once; on SQLite another process sees them at its next poll).
 
     Args:
         system_database_url: The application's system database; defaults to the
@@ -323,10 +322,10 @@ class DBOSClient:
         await asyncio.to_thread(self._manager.cancel_workflow, workflow_id)
 
     def resume_workflow(self, workflow_id: str) -> ClientWorkflowHandle[Any]:
-        """Make a cancelled or dead-lettered workflow PENDING again, for its executor to run.
+        """Continue a cancelled, dead-lettered or interrupted workflow in a launched process.
 
-        The next launch of the workflow's executor recovers it from its last completed step
-        (see the class docstring for why not sooner).
+        It is put on the internal queue; the process that claims it continues it from its last
+        completed step. Its timeout is cleared.
         """
         self._manager.resume_workflow(workflow_id)
         return self._handle(workflow_id)
@@ -340,8 +339,8 @@ class DBOSClient:
     ) -> ClientWorkflowHandle[Any]:
         """Record a copy of a workflow that re-executes its steps from ``start_step`` on.
 
-        The copy (a new ID, or the one set with `SetWorkflowID`) runs at the next launch of
-        the source's executor.
+        The copy (a new ID, or the one set with `SetWorkflowID`) runs in a launched process
+        that claims it from the internal queue; its timeout starts then.
         """
         new_id = self._manager.fork_workflow(
             workflow_id,

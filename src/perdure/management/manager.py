@@ -1,10 +1,8 @@
 """`WorkflowManager`: the management calls over a store, shared by `DBOS`, the client and the CLI.
 
 With an engine (a launched process) resumed and forked workflows run here at once. Without
-one (`DBOSClient`, the command line) they are handed to their executor: set PENDING under the
-owner `RESUMED_OWNER`, which no live process has, so the next launch of that executor recovers
-them. A running application does not pick them up before it restarts; handing them over
-through an internal queue served by every process is the planned fix.
+one (`DBOSClient`, the command line) they are put on the internal queue, which every launched
+process serves: the first one free claims them and runs them, replaying their recorded steps.
 """
 
 from __future__ import annotations
@@ -24,15 +22,13 @@ from perdure.execution.workflow import Invocation, WorkflowEngine
 from perdure.logs import get_logger
 from perdure.management.filters import workflow_query
 from perdure.management.records import RowDecoder, StepInfo
+from perdure.queues.queue import INTERNAL_QUEUE_NAME
 from perdure.serialization import Payloads
 from perdure.storage.interface import ManagementStore, QueueCounts, WorkflowRow
 from perdure.storage.interface import WorkflowStatusString as S
 
 logger = get_logger(__name__)
 
-# The owner of a workflow resumed or forked by a process that cannot run it: no launch ever
-# has this instance ID, so recovery treats it as the owner of a dead execution and takes over.
-RESUMED_OWNER = "resumed"
 # Garbage collection deletes at most this many workflows per transaction: no long locks.
 GC_BATCH_SIZE = 1000
 # How long resume waits for a cancelled execution in this process to reach its next step.
@@ -109,8 +105,9 @@ class WorkflowManager:
 
         It re-executes from the start, replaying its recorded steps, so finished steps do not
         run again. Its deadline is cleared (a timeout applied to the run that was cancelled),
-        its queue is left, and its recovery attempts restart. A workflow that already succeeded
-        or failed is left as it is.
+        its queue is left, and its recovery attempts restart. With an engine it runs here;
+        without, on the internal queue, in whichever launched process claims it first. A
+        workflow that already succeeded or failed is left as it is.
         """
         row = self.store.get_workflow(workflow_id)
         if row is None:
@@ -119,10 +116,7 @@ class WorkflowManager:
             return workflow_id
         engine = self.engine
         if engine is None:
-            self.store.resume_workflow(
-                workflow_id, executor_id=row.executor_id, instance_id=RESUMED_OWNER,
-                recovery_attempts=0,
-            )  # fmt: skip
+            self.store.requeue_workflow(workflow_id, queue_name=INTERNAL_QUEUE_NAME)
             return workflow_id
         if row.status == S.PENDING and engine.is_active(workflow_id):
             return workflow_id  # running here already
@@ -153,7 +147,8 @@ class WorkflowManager:
 
         The copy has the same function, inputs, class and configured instance; its steps at
         positions below ``start_step`` are copied (outputs, errors, child workflow IDs), so
-        only the steps from ``start_step`` on execute. Returns the new workflow's ID.
+        only the steps from ``start_step`` on execute. With an engine it runs here; without,
+        it is enqueued on the internal queue. Returns the new workflow's ID.
         """
         if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
             raise ValueError(f"start_step must be a non-negative integer, not {start_step!r}")
@@ -184,24 +179,32 @@ class WorkflowManager:
         now = now_ms()
         engine = self.engine
         timeout = source.workflow_timeout_ms
-        return replace(
+        fork = replace(
             source,
             workflow_id=workflow_id,
-            status=S.PENDING,
             output=None,
             error=None,
-            executor_id=engine.executor_id if engine is not None else source.executor_id,
-            instance_id=engine.instance_id if engine is not None else RESUMED_OWNER,
             app_version=source.app_version if application_version is None else application_version,
-            queue_name=None,
             created_at=now,
             updated_at=now,
-            recovery_attempts=1 if engine is not None else 0,
-            workflow_deadline_epoch_ms=now + timeout if timeout else None,
             parent_workflow_id=None,
             forked_from=source.workflow_id,
             deduplication_id=None,
+            priority=0,
+            queue_partition_key=None,
+            not_before_epoch_ms=None,
+            dequeued_at_epoch_ms=None,
         )
+        if engine is None:  # the claim starts its timeout
+            return replace(
+                fork, status=S.ENQUEUED, queue_name=INTERNAL_QUEUE_NAME, instance_id="",
+                recovery_attempts=0, workflow_deadline_epoch_ms=None,
+            )  # fmt: skip
+        return replace(
+            fork, status=S.PENDING, queue_name=None, executor_id=engine.executor_id,
+            instance_id=engine.instance_id, recovery_attempts=1,
+            workflow_deadline_epoch_ms=now + timeout if timeout else None,
+        )  # fmt: skip
 
     def _run_here(self, row: WorkflowRow, call: Invocation) -> None:
         engine = self.engine

@@ -12,7 +12,7 @@ from perdure.execution.notifier import channel
 from perdure.execution.workflow import WorkflowEngine
 from perdure.logs import get_logger
 from perdure.queues.limits import admissible, idle_wait_sec, rate_limit_frees_at
-from perdure.queues.queue import QueueDirectory, QueueSpec
+from perdure.queues.queue import INTERNAL_QUEUE_NAME, QueueDirectory, QueueSpec
 from perdure.storage.interface import ClaimRequest, Occupancy, QueueStore, WorkflowRow
 
 logger = get_logger(__name__)
@@ -46,6 +46,9 @@ class Dequeuer:
 
     Claimed workflows are PENDING and owned by this process, so if it dies its restart
     recovers them like any other; until then they count against the queue's concurrency.
+    Besides the queues of ``directory`` it always serves the internal queue, where clients
+    hand over the workflows they resume or fork; it polls that one every
+    ``internal_polling_sec`` (other processes' writes wake it on PostgreSQL at once).
     """
 
     def __init__(
@@ -55,8 +58,10 @@ class Dequeuer:
         store: QueueStore,
         *,
         max_in_flight: int,
+        internal_polling_sec: float = 1.0,
     ) -> None:
         self._engine = engine
+        self._internal = QueueSpec(INTERNAL_QUEUE_NAME, polling_interval_sec=internal_polling_sec)
         self._directory = directory
         self._store = store
         self._notifier = engine.notifier
@@ -98,7 +103,7 @@ class Dequeuer:
     def _run(self) -> None:
         idle_passes = 0
         while not self._stop.is_set():
-            served = self._directory.served()
+            served = [*self._directory.served(), self._internal]
             names = tuple(queue_channel(spec.name) for spec in served)
             seen = self._notifier.mark(names)  # before the pass: no signal is lost
             try:

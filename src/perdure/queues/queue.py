@@ -15,6 +15,10 @@ from perdure.queues.limits import FlowLimits
 from perdure.storage.interface import QueuePlacement, QueueRecord
 
 _LIMITER_KEYS = frozenset({"limit", "period"})
+# Workflows resumed or forked by a process that cannot run them (a client, the command line)
+# wait here; every launched process serves this queue, whatever it listens to.
+INTERNAL_QUEUE_NAME = "_perdure_internal"
+_RESERVED_PREFIX = "_perdure"
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,11 @@ class QueueSpec:
         """Check every setting; raise ``ValueError`` naming the queue and the fix."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"A queue needs a non-empty string name, got {name!r}")
+        if name.startswith(_RESERVED_PREFIX):
+            raise ValueError(
+                f"Queue name {name!r} is reserved: names starting with {_RESERVED_PREFIX!r} "
+                "belong to Perdure's own queues. Choose another name."
+            )
         _check_positive_int(name, "concurrency", concurrency)
         _check_positive_int(name, "worker_concurrency", worker_concurrency)
         if (

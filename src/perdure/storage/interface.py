@@ -341,6 +341,14 @@ class ManagementStore(Protocol):
         deadline is cleared. Returns the updated row, or None if it does not exist or finished.
         """
 
+    def requeue_workflow(self, workflow_id: str, *, queue_name: str) -> bool:
+        """Put a CANCELLED, dead-lettered, ENQUEUED or PENDING workflow on ``queue_name``.
+
+        It becomes ENQUEUED there as a plain entry (no priority, partition, delay or
+        deduplication ID), with no timeout or deadline and its recovery attempts reset, for
+        whichever process claims it next. Returns False if it does not exist or finished.
+        """
+
     def fork_workflow(self, row: WorkflowRow, *, source_id: str, start_step: int) -> bool:
         """Insert ``row`` and copy the source's steps before ``start_step``, atomically.
 

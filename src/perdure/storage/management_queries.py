@@ -102,6 +102,10 @@ class ManagementQueries(SqlBackend):
         rows, _ = self._autocommit(self._q(sql.RESUME), params)
         return workflow_row(rows[0]) if rows else None
 
+    def requeue_workflow(self, workflow_id: str, *, queue_name: str) -> bool:
+        _, changed = self._autocommit(self._q(sql.REQUEUE), (queue_name, now_ms(), workflow_id))
+        return changed == 1
+
     def fork_workflow(self, row: WorkflowRow, *, source_id: str, start_step: int) -> bool:
         def insert(tx: Statements) -> bool:
             _, created = tx.run(self._q(core_sql.INSERT_WORKFLOW), workflow_params(row))

@@ -63,6 +63,16 @@ RESUME = (
     f"RETURNING {_WF_COLS}"
 )
 
+# A workflow handed to whichever process claims it from a queue: a plain entry there, with
+# its timeout cleared like any resumed workflow's.
+REQUEUE = (
+    "UPDATE {p}workflow_status SET status = 'ENQUEUED', queue_name = ?, recovery_attempts = 0, "
+    "workflow_timeout_ms = NULL, workflow_deadline_epoch_ms = NULL, dequeued_at_epoch_ms = NULL, "
+    "not_before_epoch_ms = NULL, deduplication_id = NULL, queue_partition_key = NULL, "
+    "priority = 0, updated_at = ? WHERE workflow_id = ? AND status IN "
+    "('CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED', 'ENQUEUED', 'PENDING')"
+)
+
 _COPIED_STEP_COLS = ", ".join(c for c in STEP_COLUMNS if c != "workflow_id")
 COPY_STEPS_BEFORE = (
     f"INSERT INTO {{p}}operation_outputs ({', '.join(STEP_COLUMNS)}) "
