@@ -5,12 +5,20 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
+from typing import cast
 
 import pytest
 
 from perdure.error import DBOSInitializationError
 from perdure.storage import open_store
-from perdure.storage.interface import StepRejected, StepRow, SystemStore, Unrecorded, WorkflowRow
+from perdure.storage.interface import (
+    MessagingStore,
+    StepRejected,
+    StepRow,
+    SystemStore,
+    Unrecorded,
+    WorkflowRow,
+)
 from perdure.storage.interface import WorkflowStatusString as S
 from perdure.storage.migrations import Migration, pending_migrations
 
@@ -53,6 +61,34 @@ def test_steps_record_once_and_only_while_pending(store: SystemStore) -> None:
     assert store.set_status("w", S.CANCELLED, only_from=(S.PENDING,))
     assert store.record_step(step("w", 1)) == Unrecorded.CANCELLED
     assert [s.output for s in store.load_steps("w")] == [b"1"]
+
+
+def test_a_message_is_taken_only_together_with_its_step(store: SystemStore) -> None:
+    messages = cast(MessagingStore, store)
+    store.insert_workflow(workflow("w"))
+    assert messages.receive_message("w", "t", step("w", 0)) is None  # none waiting
+    assert store.load_steps("w") == []
+    for n in (1, 2):
+        sent = messages.send_message(
+            message_id=f"m{n}", destination_id="w", topic="t", message=b"%d" % n,
+            serialization="json",
+        )  # fmt: skip
+        assert sent == "sent"
+    taken = messages.receive_message("w", "t", step("w", 0))
+    assert taken is not None
+    assert taken.data == b"1"
+    assert [(s.function_id, s.output) for s in store.load_steps("w")] == [(0, b"1")]
+
+    with pytest.raises(StepRejected) as overtaken:  # position 0 is recorded already
+        messages.receive_message("w", "t", step("w", 0))
+    assert overtaken.value.reason == Unrecorded.CONFLICT
+    assert store.set_status("w", S.CANCELLED, only_from=(S.PENDING,))
+    with pytest.raises(StepRejected) as cancelled:
+        messages.receive_message("w", "t", step("w", 1))
+    assert cancelled.value.reason == Unrecorded.CANCELLED
+    # Neither refused receive took the second message.
+    assert messages.has_message("w", "t")
+    assert [s.function_id for s in store.load_steps("w")] == [0]
 
 
 def test_complete_only_a_pending_workflow(store: SystemStore) -> None:

@@ -168,16 +168,7 @@ class Messaging:
         if recorded is not None:
             return self.engine.replay_value(ctx, recorded)
 
-        looked = False
-
         def receive() -> Payload | None:
-            nonlocal looked
-            # The first look is a cheap read; after a wake-up a message has most likely come,
-            # so the consuming transaction runs at once (it records nothing if none is there).
-            if not looked and not self.store.has_message(ctx.workflow_id, topic):
-                looked = True
-                return None
-            looked = True
             return self.store.receive_message(
                 ctx.workflow_id, topic, self._step(ctx, position, RECV)
             )

@@ -231,9 +231,13 @@ class MessagingStore(Protocol):
         """Queue a message: "sent", "duplicate" or "no_destination"."""
 
     def receive_message(
-        self, destination_id: str, topic: str | None, step: StepRow | None
+        self, destination_id: str, topic: str | None, step: StepRow
     ) -> Payload | None:
-        """Consume the oldest message of a topic (its step records the message)."""
+        """Consume the oldest message of a topic and record ``step`` (holding it) atomically.
+
+        Returns None, recording nothing, when no message is waiting. Raises `StepRejected`
+        (taking nothing) when the step cannot be recorded.
+        """
 
     def has_message(self, destination_id: str, topic: str | None) -> bool:
         """Whether a message is waiting."""

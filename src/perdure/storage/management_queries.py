@@ -22,9 +22,6 @@ _UNDEFINED_TABLE = "42P01"
 class ManagementQueries(SqlBackend):
     """The `ManagementStore` methods: what operators, the client and the CLI ask for."""
 
-    #: The backend's name ("sqlite" or "postgres"): its migrations folder and SQL dialect.
-    backend_name: str = "sqlite"
-
     def list_workflows(self, query: WorkflowQuery) -> list[WorkflowRow]:
         text, params = self._listing(query)
         rows, _ = self._autocommit(self._q(text), params)

@@ -6,8 +6,15 @@ from typing import Any
 
 from perdure.clock import now_ms
 from perdure.storage import statements as core_sql
-from perdure.storage.interface import Payload, StepRejected, StepRow, StreamEntry
-from perdure.storage.sql_backend import SqlBackend, Statements, step_params
+from perdure.storage.interface import (
+    STEP_COLUMNS,
+    Payload,
+    StepRejected,
+    StepRow,
+    StreamEntry,
+    Unrecorded,
+)
+from perdure.storage.sql_backend import UNIQUE_VIOLATION, SqlBackend, Statements, step_params
 
 # Stored in place of a missing topic: NULL would need IS NOT DISTINCT FROM in every query.
 NO_TOPIC = "__perdure_no_topic__"
@@ -18,12 +25,29 @@ SEND = (
     "WHERE workflow_id = ?) ON CONFLICT (message_id) DO NOTHING"
 )
 MESSAGE_EXISTS = "SELECT 1 FROM {p}notifications WHERE message_id = ?"
-# The oldest unread message of a topic, marked read as it is taken ({lock} locks the row on
-# Postgres). Read messages stay, so their IDs keep deduplicating retried sends.
+# SQLite: the oldest unread message of a topic, marked read as it is taken. Read messages
+# stay, so their IDs keep deduplicating retried sends.
 CONSUME = (
     "UPDATE {p}notifications SET consumed = 1 WHERE seq = (SELECT seq FROM {p}notifications "
-    "WHERE destination_id = ? AND topic = ? AND consumed = 0 ORDER BY seq LIMIT 1{lock}) "
+    "WHERE destination_id = ? AND topic = ? AND consumed = 0 ORDER BY seq LIMIT 1) "
     "RETURNING message, serialization"
+)
+# PostgreSQL: take the message and record the step in one statement (one round trip). The
+# message is taken only while the workflow is PENDING; a step already recorded at this position
+# (another execution got there first) fails the whole statement on the primary key, so a message
+# is never marked read without the step that holds it. Returns one row: the message (NULLs if
+# none is waiting) and whether the workflow was PENDING.
+_STEP_COLS = ", ".join(STEP_COLUMNS)
+CONSUME_AND_RECORD = (
+    "WITH live AS (SELECT 1 FROM {p}workflow_status WHERE workflow_id = ? AND status = 'PENDING'), "
+    "taken AS (UPDATE {p}notifications SET consumed = 1 WHERE seq = (SELECT seq "
+    "FROM {p}notifications WHERE destination_id = ? AND topic = ? AND consumed = 0 "
+    "ORDER BY seq LIMIT 1 FOR UPDATE) AND EXISTS (SELECT 1 FROM live) "
+    "RETURNING message, serialization), "
+    f"recorded AS (INSERT INTO {{p}}operation_outputs ({_STEP_COLS}) "
+    "SELECT ?, ?, ?, message, NULL, NULL, serialization, ?, ? FROM taken) "
+    "SELECT taken.message, taken.serialization, EXISTS (SELECT 1 FROM live) "
+    "FROM (SELECT 1) AS one LEFT JOIN taken ON true"
 )
 PEEK = (
     "SELECT 1 FROM {p}notifications WHERE destination_id = ? AND topic = ? AND consumed = 0 LIMIT 1"
@@ -117,33 +141,55 @@ class MessagingQueries(SqlBackend):
         return outcome
 
     def receive_message(
-        self, destination_id: str, topic: str | None, step: StepRow | None
+        self, destination_id: str, topic: str | None, step: StepRow
     ) -> Payload | None:
         """Take the oldest unread message of the topic, recording ``step`` with it.
 
         The step's output becomes the message, in the same transaction: a message is consumed
         exactly once. Returns None (and records nothing) when no message is waiting.
         """
-        lock = " FOR UPDATE" if self.placeholder == "%s" else ""
-        statement = self._q(CONSUME.replace("{lock}", lock))
+        if self.backend_name == "postgres":
+            return self._consume_and_record(destination_id, topic, step)
+        # SQLite: a write transaction locks the whole file, so look before taking the lock.
+        if not self.has_message(destination_id, topic):
+            return None
 
         def consume(tx: Statements) -> Payload | None:
-            rows, _ = tx.run(statement, (destination_id, topic or NO_TOPIC))
+            rows, _ = tx.run(self._q(CONSUME), (destination_id, topic or NO_TOPIC))
             if not rows:
                 return None
             data, serialization = rows[0]
-            payload = Payload(bytes(data) if data is not None else None, serialization)
-            if step is not None:
-                step.output, step.serialization = payload.data, serialization
-                self._with_step(tx, step)
-            return payload
+            step.output, step.serialization = bytes(data), serialization
+            self._with_step(tx, step)
+            return Payload(step.output, serialization)
 
         try:
             result: Payload | None = self._transaction(consume)
         except StepRejected:
-            assert step is not None  # noqa: S101 - only raised when there is a step
             raise StepRejected(self.unrecorded_reason(step.workflow_id)) from None
         return result
+
+    def _consume_and_record(
+        self, destination_id: str, topic: str | None, step: StepRow
+    ) -> Payload | None:
+        params = (
+            step.workflow_id, destination_id, topic or NO_TOPIC, step.workflow_id,
+            step.function_id, step.function_name, step.started_at_epoch_ms,
+            step.completed_at_epoch_ms,
+        )  # fmt: skip
+        try:
+            rows, _ = self._autocommit(self._q(CONSUME_AND_RECORD), params)
+        except Exception as exc:
+            if getattr(exc, "sqlstate", None) == UNIQUE_VIOLATION:
+                raise StepRejected(Unrecorded.CONFLICT) from None  # nothing was taken
+            raise
+        data, serialization, live = rows[0]
+        if not live:
+            raise StepRejected(self.unrecorded_reason(step.workflow_id))
+        if serialization is None:
+            return None
+        step.output, step.serialization = bytes(data), serialization
+        return Payload(step.output, serialization)
 
     def has_message(self, destination_id: str, topic: str | None) -> bool:
         """Whether a message is waiting (a cheap check before a consuming transaction)."""

@@ -19,7 +19,7 @@ from perdure.storage.interface import (
     StepRow,
     WorkflowRow,
 )
-from perdure.storage.sql_backend import Statements, workflow_row
+from perdure.storage.sql_backend import UNIQUE_VIOLATION, Statements, workflow_row
 
 _WF_COLS = ", ".join(WORKFLOW_COLUMNS)
 _QUEUE_COLS = ", ".join(QUEUE_COLUMNS)
@@ -78,14 +78,11 @@ NEXT_READY_AT = (
     "WHERE queue_name = ? AND status = 'ENQUEUED' AND not_before_epoch_ms > ?"
 )
 
-# SQLSTATE of a unique violation (PostgreSQL).
-_UNIQUE_VIOLATION = "23505"
-
 
 def _is_duplicate_key(exc: BaseException) -> bool:
     if isinstance(exc, sqlite3.IntegrityError):
         return "UNIQUE" in str(exc)
-    return getattr(exc, "sqlstate", None) == _UNIQUE_VIOLATION
+    return getattr(exc, "sqlstate", None) == UNIQUE_VIOLATION
 
 
 def _queue_record(values: tuple[Any, ...]) -> QueueRecord:
@@ -105,9 +102,6 @@ def _queue_record(values: tuple[Any, ...]) -> QueueRecord:
 class QueueQueries(CoreQueries):
     """The `QueueStore` methods; extends the core inserts, whose rows may now be ENQUEUED on a
     queue, to refuse a second unfinished workflow with the same deduplication ID."""
-
-    #: The backend's name ("sqlite" or "postgres"): which claim statement fits its locking.
-    backend_name: str = "sqlite"
 
     # -- inserting: a second unfinished workflow with a queue's deduplication ID is refused --
 

@@ -11,6 +11,8 @@ from perdure.storage import statements as sql
 from perdure.storage.interface import StepRow, Unrecorded, WorkflowRow, WorkflowStatusString
 
 T = TypeVar("T")
+# SQLSTATE of a unique violation (PostgreSQL; SQLite raises IntegrityError instead).
+UNIQUE_VIOLATION = "23505"
 Params = Sequence[Any]
 Rows = list[tuple[Any, ...]]
 
@@ -27,6 +29,8 @@ class SqlBackend(abc.ABC):
     """Connections and dialect of one database; the query mixins build on these hooks."""
 
     url: str
+    #: The backend's name ("sqlite" or "postgres"): its migrations folder and SQL dialect.
+    backend_name: str = "sqlite"
     prefix: str = ""
     placeholder: str = "?"
 
