@@ -91,6 +91,37 @@ def test_a_message_is_taken_only_together_with_its_step(store: SystemStore) -> N
     assert [s.function_id for s in store.load_steps("w")] == [0]
 
 
+def test_an_event_or_stream_value_is_kept_only_with_its_step(store: SystemStore) -> None:
+    messages = cast(MessagingStore, store)
+    store.insert_workflow(workflow("w"))
+    messages.set_event("w", "k", b"1", "json", step=step("w", 0))
+    messages.write_stream("w", "s", b"a", "json", closed=False, step=step("w", 1))
+    refused = [
+        lambda: messages.set_event("w", "k", b"2", "json", step=step("w", 0)),
+        lambda: messages.write_stream("w", "s", b"b", "json", closed=False, step=step("w", 1)),
+    ]
+    for attempt in refused:  # their positions are recorded already
+        with pytest.raises(StepRejected) as overtaken:
+            attempt()
+        assert overtaken.value.reason == Unrecorded.CONFLICT
+    assert store.set_status("w", S.CANCELLED, only_from=(S.PENDING,))
+    cancelled = [
+        lambda: messages.set_event("w", "k", b"3", "json", step=step("w", 2)),
+        lambda: messages.write_stream("w", "s", b"c", "json", closed=True, step=step("w", 3)),
+    ]
+    for attempt in cancelled:
+        with pytest.raises(StepRejected) as stopped:
+            attempt()
+        assert stopped.value.reason == Unrecorded.CANCELLED
+
+    event = messages.get_event("w", "k")
+    assert event is not None
+    assert event.data == b"1"
+    entries = messages.read_stream("w", "s", 0)
+    assert [(e.offset, e.value.data, e.closed) for e in entries] == [(0, b"a", False)]
+    assert [s.function_id for s in store.load_steps("w")] == [0, 1]
+
+
 def test_complete_only_a_pending_workflow(store: SystemStore) -> None:
     store.insert_workflow(workflow("w"))
     assert store.complete_workflow("w", status=S.SUCCESS, output=b"7", error=None)

@@ -32,14 +32,21 @@ CONSUME = (
     "WHERE destination_id = ? AND topic = ? AND consumed = 0 ORDER BY seq LIMIT 1) "
     "RETURNING message, serialization"
 )
-# PostgreSQL: take the message and record the step in one statement (one round trip). The
-# message is taken only while the workflow is PENDING; a step already recorded at this position
-# (another execution got there first) fails the whole statement on the primary key, so a message
-# is never marked read without the step that holds it. Returns one row: the message (NULLs if
-# none is waiting) and whether the workflow was PENDING.
+# PostgreSQL records a step and its effect in one statement (one round trip) instead of a
+# transaction of four. The effect happens only while the workflow is PENDING (``live``), and a
+# step already recorded at the position (another execution got there first) fails the whole
+# statement on the primary key: an effect is never kept without the step that records it.
 _STEP_COLS = ", ".join(STEP_COLUMNS)
+_LIVE = "live AS (SELECT 1 FROM {p}workflow_status WHERE workflow_id = ? AND status = 'PENDING')"
+# Then an effect statement that reads ``FROM recorded`` (one row when the step was recorded).
+_RECORDED = (
+    f"WITH {_LIVE}, recorded AS (INSERT INTO {{p}}operation_outputs ({_STEP_COLS}) "
+    f"SELECT {', '.join('?' for _ in STEP_COLUMNS)} FROM live RETURNING 1) "
+)
+# The message is taken with its step. Returns one row: the message (NULLs if none is
+# waiting) and whether the workflow was PENDING.
 CONSUME_AND_RECORD = (
-    "WITH live AS (SELECT 1 FROM {p}workflow_status WHERE workflow_id = ? AND status = 'PENDING'), "
+    f"WITH {_LIVE}, "
     "taken AS (UPDATE {p}notifications SET consumed = 1 WHERE seq = (SELECT seq "
     "FROM {p}notifications WHERE destination_id = ? AND topic = ? AND consumed = 0 "
     "ORDER BY seq LIMIT 1 FOR UPDATE) AND EXISTS (SELECT 1 FROM live) "
@@ -58,6 +65,12 @@ UPSERT_EVENT = (
     "value = excluded.value, serialization = excluded.serialization, "
     "updated_at_epoch_ms = excluded.updated_at_epoch_ms"
 )
+SET_EVENT_RECORDED = _RECORDED + (
+    "INSERT INTO {p}workflow_events (workflow_id, key, value, serialization, "
+    "updated_at_epoch_ms) SELECT ?, ?, ?, ?, ? FROM recorded ON CONFLICT (workflow_id, key) "
+    "DO UPDATE SET value = excluded.value, serialization = excluded.serialization, "
+    "updated_at_epoch_ms = excluded.updated_at_epoch_ms"
+)
 GET_EVENT = "SELECT value, serialization FROM {p}workflow_events WHERE workflow_id = ? AND key = ?"
 ALL_EVENTS = (
     "SELECT key, value, serialization FROM {p}workflow_events WHERE workflow_id = ? ORDER BY key"
@@ -67,6 +80,8 @@ WRITE_STREAM = (
     'SELECT ?, ?, COALESCE(MAX("offset") + 1, 0), ?, ?, ? FROM {p}streams '
     "WHERE workflow_id = ? AND key = ?"
 )
+# HAVING, not WHERE: the aggregate yields a row even when nothing matches.
+WRITE_STREAM_RECORDED = _RECORDED + WRITE_STREAM + " HAVING EXISTS (SELECT 1 FROM recorded)"
 READ_STREAM = (
     'SELECT "offset", value, serialization, closed FROM {p}streams '
     'WHERE workflow_id = ? AND key = ? AND "offset" >= ? ORDER BY "offset"'
@@ -177,12 +192,7 @@ class MessagingQueries(SqlBackend):
             step.function_id, step.function_name, step.started_at_epoch_ms,
             step.completed_at_epoch_ms,
         )  # fmt: skip
-        try:
-            rows, _ = self._autocommit(self._q(CONSUME_AND_RECORD), params)
-        except Exception as exc:
-            if getattr(exc, "sqlstate", None) == UNIQUE_VIOLATION:
-                raise StepRejected(Unrecorded.CONFLICT) from None  # nothing was taken
-            raise
+        rows, _ = self._one_statement_step(CONSUME_AND_RECORD, params)
         data, serialization, live = rows[0]
         if not live:
             raise StepRejected(self.unrecorded_reason(step.workflow_id))
@@ -190,6 +200,21 @@ class MessagingQueries(SqlBackend):
             return None
         step.output, step.serialization = bytes(data), serialization
         return Payload(step.output, serialization)
+
+    def _run_recorded(self, step: StepRow, effect: str, params: tuple[Any, ...]) -> None:
+        """PostgreSQL: record ``step`` and run ``effect`` (a `_RECORDED` statement) at once."""
+        statement_params = (step.workflow_id, *step_params(step), *params)
+        if self._one_statement_step(effect, statement_params)[1] != 1:
+            raise StepRejected(self.unrecorded_reason(step.workflow_id))
+
+    def _one_statement_step(self, statement: str, params: tuple[Any, ...]) -> tuple[Any, int]:
+        """Run a statement that records a step; a taken position raises `StepRejected`."""
+        try:
+            return self._autocommit(self._q(statement), params)
+        except Exception as exc:
+            if getattr(exc, "sqlstate", None) == UNIQUE_VIOLATION:
+                raise StepRejected(Unrecorded.CONFLICT) from None  # the statement changed nothing
+            raise
 
     def has_message(self, destination_id: str, topic: str | None) -> bool:
         """Whether a message is waiting (a cheap check before a consuming transaction)."""
@@ -207,8 +232,10 @@ class MessagingQueries(SqlBackend):
         params = (workflow_id, key, value, serialization, now_ms())
         if step is None:
             self._autocommit(self._q(UPSERT_EVENT), params)
-            return
-        self._in_step_transaction(step, lambda tx: tx.run(self._q(UPSERT_EVENT), params))
+        elif self.backend_name == "postgres":
+            self._run_recorded(step, SET_EVENT_RECORDED, params)
+        else:
+            self._in_step_transaction(step, lambda tx: tx.run(self._q(UPSERT_EVENT), params))
 
     def get_event(self, workflow_id: str, key: str) -> Payload | None:
         """The current value of an event, or None if not set."""
@@ -237,8 +264,10 @@ class MessagingQueries(SqlBackend):
         params = (workflow_id, key, value, serialization, int(closed), workflow_id, key)
         if step is None:
             self._transaction(lambda tx: tx.run(self._q(WRITE_STREAM), params))
-            return
-        self._in_step_transaction(step, lambda tx: tx.run(self._q(WRITE_STREAM), params))
+        elif self.backend_name == "postgres":
+            self._run_recorded(step, WRITE_STREAM_RECORDED, params)
+        else:
+            self._in_step_transaction(step, lambda tx: tx.run(self._q(WRITE_STREAM), params))
 
     def read_stream(self, workflow_id: str, key: str, from_offset: int) -> list[StreamEntry]:
         """The stream's entries from ``from_offset`` on, in order."""
