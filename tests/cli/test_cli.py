@@ -8,11 +8,15 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from perdure import DBOS, SetWorkflowID
 from perdure.error import DBOSAwaitedWorkflowCancelledError
+from perdure.queues.queue import QueueSpec
+from perdure.storage import open_store
+from perdure.storage.interface import QueueStore
 from tests.integration.system_tables import relaunch, run_sql
 
 WAIT = 10.0
@@ -144,15 +148,41 @@ def test_workflow_cancel_resume_and_fork(dbos: type[DBOS], db_url: str) -> None:
 def test_queue_list(history: str) -> None:
     empty = perdure("queue", "list", db=history)
     assert empty.returncode == 0, empty.stderr
-    assert empty.stdout.split() == ["QUEUE", "ENQUEUED", "RUNNING", "-----", "--------", "-------"]
+    header, rule, *rows = empty.stdout.splitlines()
+    assert header.split("  ") == ["QUEUE", "ENQUEUED", "RUNNING", "CONCURRENCY", "PER WORKER",
+                                  "RATE LIMIT", "NOTES"]  # fmt: skip
+    assert set(rule) == {"-", " "}
+    assert rows == []
+
+    # Defined by another process (this one would serve the queue and run its workflows).
+    spec = QueueSpec.create("mail", 3, {"limit": 10, "period": 2.0}, priority_enabled=True)
+    store = open_store(history)
+    try:
+        cast(QueueStore, store).save_queue(spec.record())
+    finally:
+        store.close()
     run_sql(history, "UPDATE {p}workflow_status SET status = 'ENQUEUED', queue_name = 'mail' "
             "WHERE workflow_id IN ('cli-1', 'cli-2')")  # fmt: skip
-    run_sql(history, "UPDATE {p}workflow_status SET status = 'PENDING', queue_name = 'mail', "
+    run_sql(history, "UPDATE {p}workflow_status SET status = 'PENDING', queue_name = 'orphan', "
             "instance_id = 'elsewhere' WHERE workflow_id = 'cli-3'")  # fmt: skip
     table = perdure("queue", "list", db=history)
-    assert table.stdout.splitlines()[2].split() == ["mail", "2", "1"]
-    counts = json.loads(perdure("queue", "list", "--json", db=history).stdout)
-    assert counts == [{"queue_name": "mail", "enqueued": 2, "running": 1}]
+    rows = [line.split() for line in table.stdout.splitlines()[2:]]
+    assert rows == [
+        ["mail", "2", "0", "3", "-", "10", "per", "2s", "priority"],
+        ["orphan", "0", "1", "not", "defined"],
+    ]
+    listed = json.loads(perdure("queue", "list", "--json", db=history).stdout)
+    assert listed == [
+        {
+            "queue_name": "mail", "enqueued": 2, "running": 0, "internal": False,
+            "settings": {
+                "concurrency": 3, "worker_concurrency": None,
+                "limiter": {"limit": 10, "period": 2.0}, "priority_enabled": True,
+                "partition_queue": False, "polling_interval_sec": 1.0,
+            },
+        },
+        {"queue_name": "orphan", "enqueued": 0, "running": 1, "internal": False, "settings": None},
+    ]  # fmt: skip
 
 
 def test_migrate_and_reset(db_url: str) -> None:

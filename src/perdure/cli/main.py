@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import click
 
-from perdure.cli.tables import format_table
-from perdure.cli.target import Target, emit_json, json_option, pass_target
+from perdure.cli.queues import queue
+from perdure.cli.target import Target, pass_target
 from perdure.cli.workflows import workflow
 from perdure.config import SYSTEM_DATABASE_URL_ENV
 from perdure.error import DBOSException
@@ -62,33 +62,7 @@ def reset(target: Target, yes: bool) -> None:
     click.echo(f"System database {redact_url(url)} is reset; run `perdure migrate` to recreate it.")
 
 
-@cli.group()
-def queue() -> None:
-    """Queues: depth and running counts."""
-
-
-@queue.command("list")
-@json_option
-@pass_target
-def queue_list(target: Target) -> None:
-    """Workflows waiting (ENQUEUED) and running (PENDING) per queue."""
-    counts = target.manager().queue_counts()
-    if target.as_json:
-        emit_json(
-            [
-                {"queue_name": c.queue_name, "enqueued": c.enqueued, "running": c.pending}
-                for c in counts
-            ]
-        )
-        return
-    click.echo(
-        format_table(
-            ["QUEUE", "ENQUEUED", "RUNNING"],
-            [(c.queue_name, c.enqueued, c.pending) for c in counts],
-        )
-    )
-
-
+cli.add_command(queue)
 cli.add_command(workflow)
 
 

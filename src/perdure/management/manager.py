@@ -21,10 +21,10 @@ from perdure.execution.handles import WorkflowStatus
 from perdure.execution.workflow import Invocation, WorkflowEngine
 from perdure.logs import get_logger
 from perdure.management.filters import workflow_query
-from perdure.management.records import RowDecoder, StepInfo
+from perdure.management.records import QueueInfo, RowDecoder, StepInfo
 from perdure.queues.queue import INTERNAL_QUEUE_NAME
 from perdure.serialization import Payloads
-from perdure.storage.interface import ManagementStore, QueueCounts, WorkflowRow
+from perdure.storage.interface import ManagementStore, WorkflowRow
 from perdure.storage.interface import WorkflowStatusString as S
 
 logger = get_logger(__name__)
@@ -78,9 +78,19 @@ class WorkflowManager:
         """The recorded steps of a workflow, by position (empty if none or unknown)."""
         return [self._decode.step(row) for row in self.store.load_steps(workflow_id)]
 
-    def queue_counts(self) -> list[QueueCounts]:
-        """Waiting and running counts of every queue with unfinished workflows."""
-        return self.store.queue_counts()
+    def list_queues(self) -> list[QueueInfo]:
+        """Every defined queue and every queue with unfinished workflows, by name."""
+        counts = {c.queue_name: c for c in self.store.queue_counts()}
+        definitions = {d.name: d for d in self.store.list_queues()}
+        return [
+            QueueInfo(
+                name=name,
+                enqueued=counts[name].enqueued if name in counts else 0,
+                running=counts[name].pending if name in counts else 0,
+                definition=definitions.get(name),
+            )
+            for name in sorted(counts.keys() | definitions.keys())
+        ]
 
     # -- steering --------------------------------------------------------------------------------
 

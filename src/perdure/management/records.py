@@ -1,4 +1,4 @@
-"""What management calls return: `StepInfo`, and decoding of stored rows for display."""
+"""What management calls return: `StepInfo`, `QueueInfo`, and decoding of stored rows."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from perdure.error import DBOSSerializationError
 from perdure.execution.handles import WorkflowStatus, decode_status
 from perdure.serialization import Payloads
-from perdure.storage.interface import StepRow, WorkflowRow
+from perdure.storage.interface import QueueRecord, StepRow, WorkflowRow
 
 
 @dataclass
@@ -33,6 +33,25 @@ class StepInfo:
     child_workflow_id: str | None
     started_at_epoch_ms: int
     completed_at_epoch_ms: int
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    """A queue as operators see it: its load now and its stored definition.
+
+    Attributes:
+        name: The queue's name.
+        enqueued: Workflows waiting on it (ENQUEUED).
+        running: Workflows claimed from it and not finished (PENDING).
+        definition: Its settings as the last process that defined it stored them; None for
+            a queue no launched process defined (work enqueued by a client, say) and for
+            Perdure's internal queue.
+    """
+
+    name: str
+    enqueued: int
+    running: int
+    definition: QueueRecord | None
 
 
 class Unreadable(str):

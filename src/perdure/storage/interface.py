@@ -329,6 +329,9 @@ class ManagementStore(Protocol):
     def queue_counts(self) -> list[QueueCounts]:
         """Waiting and running counts of every queue that has unfinished workflows."""
 
+    def list_queues(self) -> list[QueueRecord]:
+        """Every stored queue definition, by name."""
+
     def cancel_workflow_tree(self, workflow_id: str) -> list[str] | None:
         """Cancel a workflow and all its descendants that are PENDING or ENQUEUED.
 
