@@ -44,6 +44,43 @@ def test_async_workflow_awaited_directly_with_ten_async_steps(dbos: type[DBOS]) 
     assert (status.status, status.output) == ("SUCCESS", (list(range(1, 11)), "async-direct"))
 
 
+def test_interleaved_async_workflows_on_one_loop_share_its_connection(dbos: type[DBOS]) -> None:
+    # The first workflow to start is the one holding the thread's connection; it finishes
+    # first, while the others still have steps to record.
+    first_done = asyncio.Event()
+
+    @DBOS.step()
+    async def bump(x: int) -> int:
+        await asyncio.sleep(0)
+        return x + 1
+
+    @DBOS.workflow()
+    async def flow(n: int, leader: bool) -> int:
+        total = await bump(n)
+        if leader:
+            return total
+        await first_done.wait()
+        for _ in range(3):
+            total = await bump(total)
+        return total
+
+    async def main() -> list[int]:
+        with SetWorkflowID("leader"):
+            lead = asyncio.ensure_future(flow(0, True))
+        await asyncio.sleep(0)  # the leader starts first
+        followers = []
+        for i in range(1, 4):
+            with SetWorkflowID(f"follower-{i}"):
+                followers.append(asyncio.ensure_future(flow(10 * i, False)))
+        led = await lead
+        first_done.set()
+        return [led, *await asyncio.gather(*followers)]
+
+    assert asyncio.run(main()) == [1, 14, 24, 34]
+    for i in range(1, 4):
+        assert [s.function_id for s in DBOS.list_workflow_steps(f"follower-{i}")] == [0, 1, 2, 3]
+
+
 def test_async_workflow_error_keeps_its_type(dbos: type[DBOS]) -> None:
     @DBOS.step()
     async def fails() -> None:

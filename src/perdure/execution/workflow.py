@@ -282,16 +282,22 @@ class WorkflowEngine:
             return self._finish_success(active, value)
 
     async def execute_async(self, active: ActiveWorkflow, call: Invocation) -> Any:
-        """Run an async workflow body in the current task and record its outcome."""
-        entered = enter_workflow(active.ctx)
-        try:
-            value = await call.call()
-        except BaseException as exc:
-            self._finish_error(active, exc)
-            raise
-        finally:
-            leave_workflow(entered)
-        return self._finish_success(active, value)
+        """Run an async workflow body in the current task and record its outcome.
+
+        Its checkpoints run on this thread's held connection, which other workflows
+        interleaved on the same event loop share: each statement is a blocking call, so they
+        never overlap on it.
+        """
+        with self.store.hold_connection():
+            entered = enter_workflow(active.ctx)
+            try:
+                value = await call.call()
+            except BaseException as exc:
+                self._finish_error(active, exc)
+                raise
+            finally:
+                leave_workflow(entered)
+            return self._finish_success(active, value)
 
     def execute_in_background(
         self,
