@@ -254,7 +254,7 @@ class Runtime:
         started = engine.start(call)
         if started.active is not None:
             engine.execute_in_background(started.active, call)
-        return WorkflowHandle(engine, started.workflow_id)
+        return WorkflowHandle(engine, started.workflow_id, started.active)
 
     async def start_workflow_async(self, call: Invocation) -> WorkflowHandleAsync[Any]:
         """Record the workflow durably, then run it: async ones as a task on this loop."""
@@ -267,7 +267,7 @@ class Runtime:
                 task.add_done_callback(self._tasks.discard)
             else:
                 engine.execute_in_background(started.active, call)
-        return WorkflowHandleAsync(engine, started.workflow_id)
+        return WorkflowHandleAsync(engine, started.workflow_id, started.active)
 
     def enqueue_workflow(self, spec: QueueSpec, call: Invocation) -> WorkflowHandle[Any]:
         """Record the workflow ENQUEUED on ``spec``'s queue and wake this process's dequeuer

@@ -232,6 +232,7 @@ def test_resume_after_cancel_skips_finished_steps(dbos: type[DBOS]) -> None:
 
     resumed = DBOS.resume_workflow("resumable")
     assert resumed.get_result() == 4
+    assert handle.get_result() == 4  # the first handle sees the resumed outcome, too
     # Step 1 ran to its end before the cancel was noticed, but its checkpoint was refused:
     # it runs again; step 0 (recorded) does not.
     assert dict(counts) == {"step-0": 1, "step-1": 2, "step-2": 1, "step-3": 1}

@@ -9,7 +9,7 @@ from typing import Any, Generic, TypeVar
 from perdure.error import DBOSNonExistentWorkflowError
 from perdure.execution.context import current_workflow
 from perdure.execution.steps import RetryPolicy, run_step
-from perdure.execution.workflow import WorkflowEngine
+from perdure.execution.workflow import ActiveWorkflow, WorkflowEngine
 from perdure.serialization import Payloads
 from perdure.storage.interface import WorkflowRow
 
@@ -98,9 +98,13 @@ def get_status(engine: WorkflowEngine, workflow_id: str) -> WorkflowStatus | Non
 class WorkflowHandle(Generic[R]):
     """A reference to a workflow execution, running here, elsewhere, or finished."""
 
-    def __init__(self, engine: WorkflowEngine, workflow_id: str) -> None:
+    def __init__(
+        self, engine: WorkflowEngine, workflow_id: str, active: ActiveWorkflow | None = None
+    ) -> None:
         self._engine = engine
         self.workflow_id = workflow_id
+        # The execution this process started, if any: its outcome needs no database read.
+        self._active = active
 
     def get_workflow_id(self) -> str:
         """The workflow's ID."""
@@ -112,11 +116,11 @@ class WorkflowHandle(Generic[R]):
         Inside a workflow the result is checkpointed, so a replay returns the same outcome.
         """
         if current_workflow() is None:
-            return self._engine.await_result(self.workflow_id)  # type: ignore[no-any-return]
+            return self._engine.await_result(self.workflow_id, self._active)  # type: ignore[no-any-return]
         return run_step(  # type: ignore[no-any-return]
             self._engine,
             self._engine.await_result,
-            (self.workflow_id,),
+            (self.workflow_id, self._active),
             {},
             name=GET_RESULT_STEP_NAME,
             policy=RetryPolicy(),
@@ -133,8 +137,10 @@ class WorkflowHandle(Generic[R]):
 class WorkflowHandleAsync(Generic[R]):
     """The asyncio twin of `WorkflowHandle`: the same methods, as coroutines."""
 
-    def __init__(self, engine: WorkflowEngine, workflow_id: str) -> None:
-        self._sync: WorkflowHandle[R] = WorkflowHandle(engine, workflow_id)
+    def __init__(
+        self, engine: WorkflowEngine, workflow_id: str, active: ActiveWorkflow | None = None
+    ) -> None:
+        self._sync: WorkflowHandle[R] = WorkflowHandle(engine, workflow_id, active)
         self.workflow_id = workflow_id
 
     def get_workflow_id(self) -> str:

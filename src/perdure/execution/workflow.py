@@ -478,13 +478,20 @@ class WorkflowEngine:
 
     # -- awaiting ------------------------------------------------------------------------------
 
-    def await_result(self, workflow_id: str) -> Any:
-        """Block until the workflow ends; return its output or raise its error."""
-        with self._lock:
-            active = self._active.get(workflow_id)
+    def await_result(self, workflow_id: str, active: ActiveWorkflow | None = None) -> Any:
+        """Block until the workflow ends; return its output or raise its error.
+
+        ``active`` is the execution this process started for it (kept by its handle): once it
+        ended with a recorded outcome, that outcome is returned without a database read.
+        """
+        if active is None:
+            with self._lock:
+                active = self._active.get(workflow_id)
         if active is not None:
             active.done.wait()
-            if active.outcome_known:
+            # A cancellation is not final (a resume continues the workflow): read the database.
+            cancelled = isinstance(active.error, DBOSAwaitedWorkflowCancelledError)
+            if active.outcome_known and not cancelled:
                 if active.error is not None:
                     raise active.error
                 return active.value
