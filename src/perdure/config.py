@@ -29,6 +29,8 @@ class DBOSConfig(TypedDict):
     max_executor_threads: NotRequired[int | None]
     notification_listener_polling_interval_sec: NotRequired[float | None]
     scheduler_polling_interval_sec: NotRequired[float | None]
+    heartbeat_interval_sec: NotRequired[float | None]
+    dead_executor_timeout_sec: NotRequired[float | None]
     log_level: NotRequired[str | None]
     enable_otlp: NotRequired[bool | None]
     otlp_traces_endpoints: NotRequired[list[str] | None]
@@ -53,6 +55,8 @@ class Settings:
     max_executor_threads: int
     notification_listener_polling_interval_sec: float
     scheduler_polling_interval_sec: float
+    heartbeat_interval_sec: float
+    dead_executor_timeout_sec: float
     log_level: str | None
 
 
@@ -148,6 +152,15 @@ def parse_config(config: Mapping[str, Any]) -> Settings:
             f"{codec!r} has no encode/decode",
             "an object with encode(bytes) -> bytes and decode(bytes) -> bytes",
         )
+    heartbeat = _positive_number(config, "heartbeat_interval_sec", 5.0)
+    dead_after = _positive_number(config, "dead_executor_timeout_sec", 60.0)
+    if dead_after < 2 * heartbeat:
+        raise _fail(
+            "dead_executor_timeout_sec",
+            f"{dead_after!r} is less than twice heartbeat_interval_sec ({heartbeat!r}), so a "
+            "live process could be taken for dead",
+            "at least twice heartbeat_interval_sec (default 60 with heartbeats every 5)",
+        )
     return Settings(
         name=name,
         system_database_url=system_url,
@@ -163,6 +176,8 @@ def parse_config(config: Mapping[str, Any]) -> Settings:
         scheduler_polling_interval_sec=_positive_number(
             config, "scheduler_polling_interval_sec", 1.0
         ),
+        heartbeat_interval_sec=heartbeat,
+        dead_executor_timeout_sec=dead_after,
         log_level=log_level.upper() if log_level else None,
     )
 

@@ -21,6 +21,7 @@ from perdure.execution.notifier import Notifier, channel
 from perdure.execution.pool import WorkerPool
 from perdure.execution.recovery import recover_pending_workflows
 from perdure.execution.registry import MethodKind, RegisteredWorkflow, Registry
+from perdure.execution.takeover import Heartbeat
 from perdure.execution.workflow import Invocation, WorkflowEngine
 from perdure.logs import get_logger
 from perdure.messaging.listener import NotificationListener
@@ -30,7 +31,7 @@ from perdure.queues.queue import QueueDirectory, QueueSpec
 from perdure.scheduling.scheduler import DeclaredSchedules, Scheduler
 from perdure.serialization import Payloads
 from perdure.storage import open_store, redact_url
-from perdure.storage.interface import QueueStore, ScheduleStore, SystemStore
+from perdure.storage.interface import ExecutorStore, QueueStore, ScheduleStore, SystemStore
 from perdure.storage.postgres.store import psycopg_conninfo
 
 logger = get_logger(__name__)
@@ -51,6 +52,7 @@ class Runtime:
         self.queues = queues if queues is not None else QueueDirectory()
         self.schedules = schedules if schedules is not None else DeclaredSchedules()
         self._dequeuer: Dequeuer | None = None
+        self._heartbeat: Heartbeat | None = None
         self._scheduler: Scheduler | None = None
         self._engine: WorkflowEngine | None = None
         self._app_db: ApplicationDatabase | None = None
@@ -98,6 +100,13 @@ class Runtime:
             app_version=settings.application_version,
             notifier=self.notifier,
         )
+        self._heartbeat = Heartbeat(
+            self._engine,
+            cast(ExecutorStore, store),
+            interval_sec=settings.heartbeat_interval_sec,
+            dead_after_sec=settings.dead_executor_timeout_sec,
+        )
+        self._heartbeat.start()
         self._recovery = threading.Thread(
             target=self._recover, name="perdure-recovery", daemon=True
         )
@@ -148,6 +157,8 @@ class Runtime:
             self._scheduler.stop()  # first, like the dequeuer: it starts workflows
         if self._dequeuer is not None:
             self._dequeuer.stop()  # first: it submits work to the pool and reads the store
+        if self._heartbeat is not None:
+            self._heartbeat.stop()  # it, too, may start taken-over workflows
         if self._listener is not None:
             self._listener.stop()
         if self._pool is not None:
@@ -160,7 +171,7 @@ class Runtime:
             self._store.close()
         self._engine = self._store = self._pool = self._app_db = self._recovery = None
         self._listener = self._messaging = None
-        self._dequeuer = self._scheduler = None
+        self._dequeuer = self._scheduler = self._heartbeat = None
 
     def reset_system_database(self) -> None:
         """Drop every Perdure table in the system database (before launch only)."""

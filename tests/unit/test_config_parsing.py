@@ -30,6 +30,8 @@ def test_config_keys_are_the_documented_ones() -> None:
         "max_executor_threads",
         "notification_listener_polling_interval_sec",
         "scheduler_polling_interval_sec",
+        "heartbeat_interval_sec",
+        "dead_executor_timeout_sec",
         "log_level",
         "enable_otlp",
         "otlp_traces_endpoints",

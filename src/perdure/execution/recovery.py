@@ -1,4 +1,5 @@
-"""Resuming PENDING workflows left by a dead execution of this executor."""
+"""Resuming PENDING workflows left by a dead execution: of this executor at launch, or of
+another process that stopped heartbeating (`perdure.execution.takeover`)."""
 
 from __future__ import annotations
 
@@ -21,10 +22,20 @@ def recover_pending_workflows(engine: WorkflowEngine) -> list[str]:
     left PENDING with its recorded work intact, to resume once the code is fixed.
     Returns the IDs of the workflows restarted.
     """
+    pending = engine.store.pending_workflows(engine.executor_id, engine.instance_id)
+    return restart_workflows(engine, pending)
+
+
+def restart_workflows(
+    engine: WorkflowEngine, pending: list[tuple[str, str]], *, take_over: bool = False
+) -> list[str]:
+    """Claim each (workflow ID, dead owner) still owned by that owner, and restart it here.
+
+    With ``take_over`` the workflows move to this executor (they belonged to another one).
+    Returns the IDs of the workflows restarted.
+    """
     restarted = []
-    for workflow_id, owner in engine.store.pending_workflows(
-        engine.executor_id, engine.instance_id
-    ):
+    for workflow_id, owner in pending:
         row = engine.store.get_workflow(workflow_id)
         if row is None:
             continue
@@ -38,6 +49,7 @@ def recover_pending_workflows(engine: WorkflowEngine) -> list[str]:
             engine.instance_id,
             dead_owner=owner,
             max_recovery_attempts=call.entry.max_recovery_attempts,
+            executor_id=engine.executor_id if take_over else None,
         )
         if claimed is None:
             continue  # another launch took it first, or it finished

@@ -88,10 +88,17 @@ class CoreQueries(SqlBackend):
         return [(r[0], r[1]) for r in rows]
 
     def claim_for_recovery(
-        self, workflow_id: str, instance_id: str, *, dead_owner: str, max_recovery_attempts: int
+        self,
+        workflow_id: str,
+        instance_id: str,
+        *,
+        dead_owner: str,
+        max_recovery_attempts: int,
+        executor_id: str | None = None,
     ) -> WorkflowRow | None:
         params = (
             instance_id,
+            executor_id,
             now_ms(),
             max_recovery_attempts + 1,  # the first execution counts as attempt 1
             workflow_id,

@@ -171,9 +171,18 @@ class SystemStore(Protocol):
         """(ID, owner instance) of PENDING workflows of ``executor_id`` owned by other instances."""
 
     def claim_for_recovery(
-        self, workflow_id: str, instance_id: str, *, dead_owner: str, max_recovery_attempts: int
+        self,
+        workflow_id: str,
+        instance_id: str,
+        *,
+        dead_owner: str,
+        max_recovery_attempts: int,
+        executor_id: str | None = None,
     ) -> WorkflowRow | None:
         """Take over a PENDING workflow still owned by ``dead_owner``, counting the attempt.
+
+        With ``executor_id`` the workflow also moves to that executor (a takeover of another
+        executor's work); without, it stays with its executor (recovery at launch).
 
         Comparing with the owner seen dead (not the current one) means a workflow that another
         launch has just claimed is never taken from it.
@@ -517,3 +526,41 @@ class ScheduleStore(Protocol):
 
     def delete_schedule(self, name: str) -> bool:
         """Delete a schedule; False if there was no such schedule."""
+
+
+# -- executors: heartbeats and takeover ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExecutorRecord:
+    """One launched process as its heartbeats record it (times: the database's clock, ms)."""
+
+    instance_id: str
+    executor_id: str
+    app_version: str
+    hostname: str
+    pid: int
+    started_at: int
+    heartbeat_at: int
+
+
+EXECUTOR_COLUMNS = tuple(ExecutorRecord.__dataclass_fields__)
+
+
+class ExecutorStore(Protocol):
+    """Heartbeats of launched processes, and what a takeover of a dead one needs."""
+
+    def beat(self, record: ExecutorRecord) -> None:
+        """Insert this process's row, or refresh its heartbeat to the database's time now."""
+
+    def dead_instances(self, *, silent_for_ms: int, exclude: str) -> list[str]:
+        """Instances whose last heartbeat is older than ``silent_for_ms``, except ``exclude``."""
+
+    def pending_of_instance(self, instance_id: str) -> list[tuple[str, str]]:
+        """(ID, owner instance) of the PENDING workflows owned by ``instance_id``."""
+
+    def forget_instance(self, instance_id: str, *, silent_for_ms: int) -> bool:
+        """Delete a dead instance's row once it owns no PENDING workflow and is still silent."""
+
+    def list_executors(self) -> list[ExecutorRecord]:
+        """Every recorded process, most recent heartbeat first."""

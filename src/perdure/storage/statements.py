@@ -48,7 +48,8 @@ PENDING_OF_EXECUTOR = (
 )
 # Compare-and-set on the owner, so two instances recovering at once never both take a workflow.
 CLAIM_FOR_RECOVERY = (
-    "UPDATE {p}workflow_status SET instance_id = ?, recovery_attempts = recovery_attempts + 1, "
+    "UPDATE {p}workflow_status SET instance_id = ?, executor_id = COALESCE(?, executor_id), "
+    "recovery_attempts = recovery_attempts + 1, "
     "updated_at = ?, status = CASE WHEN recovery_attempts + 1 > ? "
     "THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE status END "
     "WHERE workflow_id = ? AND status = 'PENDING' AND instance_id = ? "
