@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -183,6 +184,20 @@ def test_queue_list(history: str) -> None:
         },
         {"queue_name": "orphan", "enqueued": 0, "running": 1, "internal": False, "settings": None},
     ]  # fmt: skip
+
+
+def test_executor_list(dbos: type[DBOS], db_url: str) -> None:
+    table = perdure("executor", "list", db=db_url)
+    assert table.returncode == 0, table.stderr
+    header, _rule, *rows = table.stdout.splitlines()
+    assert header.split()[:3] == ["INSTANCE", "EXECUTOR", "HOST"]
+    assert len(rows) == 1  # this test process, launched by the fixture
+    listed = json.loads(perdure("executor", "list", "--json", db=db_url).stdout)
+    assert [(e["executor_id"], e["hostname"], e["pid"]) for e in listed] == [
+        ("local", socket.gethostname(), os.getpid())
+    ]
+    assert listed[0]["started_at"] <= listed[0]["heartbeat_at"]
+    assert rows[0].split()[:2] == [listed[0]["instance_id"], "local"]
 
 
 def test_migrate_and_reset(db_url: str) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import click
 
+from perdure.cli.executors import executor
 from perdure.cli.queues import queue
 from perdure.cli.target import Target, pass_target
 from perdure.cli.workflows import workflow
@@ -63,6 +64,7 @@ def reset(target: Target, yes: bool) -> None:
 
 
 cli.add_command(queue)
+cli.add_command(executor)
 cli.add_command(workflow)
 
 

@@ -24,7 +24,7 @@ from perdure.management.filters import workflow_query
 from perdure.management.records import QueueInfo, RowDecoder, StepInfo
 from perdure.queues.queue import INTERNAL_QUEUE_NAME
 from perdure.serialization import Payloads
-from perdure.storage.interface import ManagementStore, WorkflowRow
+from perdure.storage.interface import ExecutorRecord, ManagementStore, WorkflowRow
 from perdure.storage.interface import WorkflowStatusString as S
 
 logger = get_logger(__name__)
@@ -91,6 +91,10 @@ class WorkflowManager:
             )
             for name in sorted(counts.keys() | definitions.keys())
         ]
+
+    def list_executors(self) -> list[ExecutorRecord]:
+        """The launched processes recorded by their heartbeats, most recent first."""
+        return self.store.list_executors()
 
     # -- steering --------------------------------------------------------------------------------
 

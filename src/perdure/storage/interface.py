@@ -341,6 +341,9 @@ class ManagementStore(Protocol):
     def list_queues(self) -> list[QueueRecord]:
         """Every stored queue definition, by name."""
 
+    def list_executors(self) -> list[ExecutorRecord]:
+        """Every recorded process, most recent heartbeat first."""
+
     def cancel_workflow_tree(self, workflow_id: str) -> list[str] | None:
         """Cancel a workflow and all its descendants that are PENDING or ENQUEUED.
 
