@@ -122,6 +122,22 @@ def test_an_event_or_stream_value_is_kept_only_with_its_step(store: SystemStore)
     assert [s.function_id for s in store.load_steps("w")] == [0, 1]
 
 
+def test_a_batch_of_steps_is_written_in_one_go_each_only_where_allowed(
+    store: SystemStore,
+) -> None:
+    for workflow_id in ("a", "b", "gone"):
+        store.insert_workflow(workflow(workflow_id))
+    assert store.record_step(step("a", 0)) is None
+    assert store.set_status("gone", S.CANCELLED, only_from=(S.PENDING,))
+    batch = [step("a", 0, b"again"), step("a", 1), step("b", 0), step("gone", 0), step("x", 0)]
+    # The group commit's batch write (what concurrent workflows' checkpoints go through).
+    written = store._write_steps(batch)  # type: ignore[attr-defined]
+    assert written == [False, True, True, False, False]
+    assert [(s.function_id, s.output) for s in store.load_steps("a")] == [(0, b"1"), (1, b"1")]
+    assert [s.function_id for s in store.load_steps("b")] == [0]
+    assert store.load_steps("gone") == []
+
+
 def test_complete_only_a_pending_workflow(store: SystemStore) -> None:
     store.insert_workflow(workflow("w"))
     assert store.complete_workflow("w", status=S.SUCCESS, output=b"7", error=None)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from perdure.clock import now_ms
 from perdure.storage import statements as sql
+from perdure.storage.group_commit import GroupCommit
 from perdure.storage.interface import (
     StartOutcome,
     StepRejected,
@@ -22,6 +25,11 @@ from perdure.storage.sql_backend import (
 
 class CoreQueries(SqlBackend):
     """The `SystemStore` methods the workflow engine needs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Checkpoints of concurrent workflows share commits; an uncontended one goes alone.
+        self._group_commit = GroupCommit(self._write_step, self._write_steps)
 
     def insert_workflow(self, row: WorkflowRow) -> StartOutcome:
         _, count = self._autocommit(self._q(sql.INSERT_WORKFLOW), workflow_params(row))
@@ -54,11 +62,24 @@ class CoreQueries(SqlBackend):
         return StartOutcome(created=False, row=existing)
 
     def record_step(self, step: StepRow) -> str | None:
-        params = (*step_params(step), step.workflow_id)
-        _, count = self._autocommit(self._q(sql.INSERT_STEP_IF_PENDING), params)
-        if count == 1:
+        if self._group_commit.record(step):
             return None
         return self.unrecorded_reason(step.workflow_id)
+
+    def _write_step(self, step: StepRow) -> bool:
+        params = (*step_params(step), step.workflow_id)
+        return self._autocommit(self._q(sql.INSERT_STEP_IF_PENDING), params)[1] == 1
+
+    def _write_steps(self, steps: Sequence[StepRow]) -> list[bool]:
+        """Several steps in one transaction (one commit); backends may do it in one statement."""
+        statement = self._q(sql.INSERT_STEP_IF_PENDING)
+
+        def write(tx: Statements) -> list[bool]:
+            return [
+                tx.run(statement, (*step_params(step), step.workflow_id))[1] == 1 for step in steps
+            ]
+
+        return self._transaction(write)
 
     def load_steps(self, workflow_id: str) -> list[StepRow]:
         rows, _ = self._autocommit(self._q(sql.SELECT_STEPS), (workflow_id,))

@@ -6,7 +6,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -17,8 +17,9 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from perdure.error import DBOSInitializationError
 from perdure.storage import redact_url
-from perdure.storage.interface import mark_unavailable
+from perdure.storage.interface import STEP_COLUMNS, StepRow, mark_unavailable
 from perdure.storage.migrations import load_migrations, pending_migrations
+from perdure.storage.sql_backend import step_params
 from perdure.storage.sql_store import Params, Rows, SqlStore, Statements
 
 T = TypeVar("T")
@@ -102,6 +103,18 @@ class _Held:
             self._pool.putconn(conn)  # the pool closes it if broken or if the pool is closed
 
 
+# Several step checkpoints in one statement; each is written only while its workflow is PENDING
+# and its position free. RETURNING names the ones written.
+_STEP_TYPES = ("text", "int", "text", "bytea", "bytea", "text", "text", "bigint", "bigint")
+INSERT_STEPS_IF_PENDING = (
+    f"INSERT INTO {SCHEMA}.operation_outputs ({', '.join(STEP_COLUMNS)}) "
+    f"SELECT v.* FROM unnest({', '.join(f'%s::{t}[]' for t in _STEP_TYPES)}) "
+    f"AS v({', '.join(STEP_COLUMNS)}) WHERE EXISTS (SELECT 1 FROM {SCHEMA}.workflow_status w "
+    "WHERE w.workflow_id = v.workflow_id AND w.status = 'PENDING') "
+    "ON CONFLICT (workflow_id, function_id) DO NOTHING RETURNING workflow_id, function_id"
+)
+
+
 class PostgresStore(SqlStore):
     """`SystemStore` on PostgreSQL, shared by any number of processes."""
 
@@ -164,6 +177,13 @@ class PostgresStore(SqlStore):
                 logger.warning("System database unreachable (%s); retrying in %.2fs", exc, delay)
                 time.sleep(delay)  # back-off before reconnecting, not synchronisation
                 delay = min(delay * 2, 2.0)
+
+    def _write_steps(self, steps: Sequence[StepRow]) -> list[bool]:
+        # One statement for the whole batch: the steps travel as one array per column.
+        columns = [list(values) for values in zip(*(step_params(s) for s in steps), strict=True)]
+        rows, _ = self._autocommit(INSERT_STEPS_IF_PENDING, columns)
+        recorded = {(workflow_id, function_id) for workflow_id, function_id in rows}
+        return [(s.workflow_id, s.function_id) in recorded for s in steps]
 
     def _autocommit(self, sql_text: str, params: Params) -> tuple[Rows, int]:
         def attempt() -> tuple[Rows, int]:
