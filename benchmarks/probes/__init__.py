@@ -1,0 +1,1 @@
+"""Diagnostic scripts behind the analysis in benchmarks/README.md (not part of the table)."""
