@@ -7,6 +7,7 @@ is in tests/crash/test_takeover_of_dead_process.py.)
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections import Counter
@@ -49,7 +50,9 @@ def _orphan(db_url: str, workflow_id: str, owner: str) -> None:
     )
 
 
-def test_the_workflows_of_a_silent_process_are_taken_over(dbos: type[DBOS], db_url: str) -> None:
+def test_the_workflows_of_a_silent_process_are_taken_over(
+    dbos: type[DBOS], db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     counts: Counter[str] = Counter()
 
     @DBOS.step()
@@ -61,14 +64,19 @@ def test_the_workflows_of_a_silent_process_are_taken_over(dbos: type[DBOS], db_u
     def ticks() -> list[str]:
         return [tick("a"), tick("b"), tick("c")]
 
-    for workflow_id in ("of-the-dead", "of-the-living"):
+    for workflow_id in ("of-the-dead", "of-the-living", "of-another-app"):
         with SetWorkflowID(workflow_id):
             ticks()
     counts.clear()
-    _executor_row(db_url, "dead-instance", heartbeat_at=0)
+    # Takeover visits the longest-silent first: the other app's process, then ours.
+    _executor_row(db_url, "dead-other-app", heartbeat_at=0)
+    _executor_row(db_url, "dead-instance", heartbeat_at=1)
     _executor_row(db_url, "live-instance", heartbeat_at=FOREVER_MS)
     _orphan(db_url, "of-the-dead", "dead-instance")
     _orphan(db_url, "of-the-living", "live-instance")
+    _orphan(db_url, "of-another-app", "dead-other-app")
+    run_sql(db_url, "UPDATE {p}workflow_status SET name = 'not_registered_here' "
+            "WHERE workflow_id = 'of-another-app'")  # fmt: skip
 
     relaunch(db_url, executor_id="taker", **FAST)
     wait_until(lambda: workflow_row(db_url, "of-the-dead").status == "SUCCESS",
@@ -78,11 +86,15 @@ def test_the_workflows_of_a_silent_process_are_taken_over(dbos: type[DBOS], db_u
     assert DBOS.retrieve_workflow("of-the-dead").get_result() == ["a", "b", "c"]
     assert counts == Counter({"c": 1})  # only the unrecorded step ran again
     # The dead process's row is gone with its work; the live one keeps its workflow and row.
+    # A workflow this process cannot run stays with its dead owner, for a process that can.
     instances = {r[0] for r in run_sql(db_url, "SELECT instance_id FROM {p}executors")}
     assert "dead-instance" not in instances
-    assert "live-instance" in instances
+    assert {"live-instance", "dead-other-app"} <= instances
     living = workflow_row(db_url, "of-the-living")
     assert (living.status, living.instance_id) == ("PENDING", "live-instance")
+    foreign = workflow_row(db_url, "of-another-app")
+    assert (foreign.status, foreign.instance_id) == ("PENDING", "dead-other-app")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 def test_a_launched_process_records_its_heartbeats(dbos: type[DBOS], db_url: str) -> None:

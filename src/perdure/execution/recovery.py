@@ -42,7 +42,10 @@ def restart_workflows(
         try:
             call = engine.invocation_of(row)
         except (DBOSWorkflowFunctionNotFoundError, DBOSSerializationError) as exc:
-            logger.error("Cannot recover workflow %s: %s", workflow_id, exc)  # noqa: TRY400 - the message is the whole story
+            if take_over:  # another application's workflow, most likely: its own processes take it
+                logger.debug("Not taking over workflow %s here: %s", workflow_id, exc)
+            else:
+                logger.error("Cannot recover workflow %s: %s", workflow_id, exc)  # noqa: TRY400 - the message is the whole story
             continue
         claimed = engine.store.claim_for_recovery(
             workflow_id,
