@@ -38,9 +38,8 @@ def _row(info: QueueInfo) -> tuple[object, ...]:
     if spec is None:
         note = "internal: resumed and forked workflows" if _is_internal(info) else "not defined"
         return (info.name, info.enqueued, info.running, "", "", "", note)
-    rate = NO_LIMIT
-    if spec.rate_limit is not None and spec.rate_period_sec is not None:
-        rate = f"{spec.rate_limit} per {spec.rate_period_sec:g}s"
+    limiter = spec.limiter
+    rate = NO_LIMIT if limiter is None else f"{limiter['limit']:g} per {limiter['period']:g}s"
     notes = [n for n, on in (("priority", spec.priority_enabled),
                              ("partitioned", spec.partition_queue)) if on]  # fmt: skip
     return (
@@ -66,13 +65,10 @@ def _as_json(info: QueueInfo) -> dict[str, Any]:
     spec = info.definition
     settings: dict[str, Any] | None = None
     if spec is not None:
-        rate = None
-        if spec.rate_limit is not None and spec.rate_period_sec is not None:
-            rate = {"limit": spec.rate_limit, "period": spec.rate_period_sec}
         settings = {
             "concurrency": spec.concurrency,
             "worker_concurrency": spec.worker_concurrency,
-            "limiter": rate,
+            "limiter": spec.limiter,
             "priority_enabled": spec.priority_enabled,
             "partition_queue": spec.partition_queue,
             "polling_interval_sec": spec.polling_interval_sec,

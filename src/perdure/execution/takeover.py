@@ -86,11 +86,10 @@ class Heartbeat:
                 except Exception:
                     logger.exception("Takeover of dead executors failed; retried next heartbeat")
 
-    def take_over_dead(self) -> list[str]:
-        """Resume here the PENDING workflows of every silent process; their IDs."""
+    def take_over_dead(self) -> None:
+        """Resume here the PENDING workflows of every silent process."""
         silent_ms = round(self._dead_after_sec * 1000)
         store, engine = self._store, self._engine
-        taken: list[str] = []
         for instance in store.dead_instances(silent_for_ms=silent_ms, exclude=engine.instance_id):
             pending = store.pending_of_instance(instance)
             restarted = restart_workflows(engine, pending, take_over=True)
@@ -102,5 +101,3 @@ class Heartbeat:
                     self._dead_after_sec,
                 )
             store.forget_instance(instance, silent_for_ms=silent_ms)
-            taken.extend(restarted)
-        return taken

@@ -271,14 +271,8 @@ class WorkflowEngine:
     def execute(self, active: ActiveWorkflow, call: Invocation) -> Any:
         """Run a sync workflow body in this thread and record its outcome."""
         with self.store.hold_connection():
-            entered = enter_workflow(active.ctx)
-            try:
+            with self._running(active):
                 value = call.call()
-            except BaseException as exc:
-                self._finish_error(active, exc)
-                raise
-            finally:
-                leave_workflow(entered)
             return self._finish_success(active, value)
 
     async def execute_async(self, active: ActiveWorkflow, call: Invocation) -> Any:
@@ -289,15 +283,21 @@ class WorkflowEngine:
         never overlap on it.
         """
         with self.store.hold_connection():
-            entered = enter_workflow(active.ctx)
-            try:
+            with self._running(active):
                 value = await call.call()
-            except BaseException as exc:
-                self._finish_error(active, exc)
-                raise
-            finally:
-                leave_workflow(entered)
             return self._finish_success(active, value)
+
+    @contextmanager
+    def _running(self, active: ActiveWorkflow) -> Iterator[None]:
+        """The body runs in the workflow's context; an exception it raises is recorded."""
+        entered = enter_workflow(active.ctx)
+        try:
+            yield
+        except BaseException as exc:
+            self._finish_error(active, exc)
+            raise
+        finally:
+            leave_workflow(entered)
 
     def execute_in_background(
         self,

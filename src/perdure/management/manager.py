@@ -22,7 +22,7 @@ from perdure.execution.workflow import Invocation, WorkflowEngine
 from perdure.logs import get_logger
 from perdure.management.filters import workflow_query
 from perdure.management.records import QueueInfo, RowDecoder, StepInfo
-from perdure.queues.queue import INTERNAL_QUEUE_NAME
+from perdure.queues.queue import INTERNAL_QUEUE_NAME, QueueSpec
 from perdure.serialization import Payloads
 from perdure.storage.interface import ExecutorRecord, ManagementStore, WorkflowRow
 from perdure.storage.interface import WorkflowStatusString as S
@@ -81,7 +81,7 @@ class WorkflowManager:
     def list_queues(self) -> list[QueueInfo]:
         """Every defined queue and every queue with unfinished workflows, by name."""
         counts = {c.queue_name: c for c in self.store.queue_counts()}
-        definitions = {d.name: d for d in self.store.list_queues()}
+        definitions = {d.name: QueueSpec.from_record(d) for d in self.store.list_queues()}
         return [
             QueueInfo(
                 name=name,

@@ -8,8 +8,9 @@ from typing import Any
 
 from perdure.error import DBOSSerializationError
 from perdure.execution.handles import WorkflowStatus, decode_status
+from perdure.queues.queue import QueueSpec
 from perdure.serialization import Payloads
-from perdure.storage.interface import QueueRecord, StepRow, WorkflowRow
+from perdure.storage.interface import StepRow, WorkflowRow
 
 
 @dataclass
@@ -51,7 +52,7 @@ class QueueInfo:
     name: str
     enqueued: int
     running: int
-    definition: QueueRecord | None
+    definition: QueueSpec | None
 
 
 class Unreadable(str):

@@ -564,6 +564,3 @@ class ExecutorStore(Protocol):
 
     def forget_instance(self, instance_id: str, *, silent_for_ms: int) -> bool:
         """Delete a dead instance's row once it owns no PENDING workflow and is still silent."""
-
-    def list_executors(self) -> list[ExecutorRecord]:
-        """Every recorded process, most recent heartbeat first."""

@@ -107,9 +107,9 @@ class _Held:
 # and its position free. RETURNING names the ones written.
 _STEP_TYPES = ("text", "int", "text", "bytea", "bytea", "text", "text", "bigint", "bigint")
 INSERT_STEPS_IF_PENDING = (
-    f"INSERT INTO {SCHEMA}.operation_outputs ({', '.join(STEP_COLUMNS)}) "
-    f"SELECT v.* FROM unnest({', '.join(f'%s::{t}[]' for t in _STEP_TYPES)}) "
-    f"AS v({', '.join(STEP_COLUMNS)}) WHERE EXISTS (SELECT 1 FROM {SCHEMA}.workflow_status w "
+    f"INSERT INTO {{p}}operation_outputs ({', '.join(STEP_COLUMNS)}) "
+    f"SELECT v.* FROM unnest({', '.join(f'?::{t}[]' for t in _STEP_TYPES)}) "
+    f"AS v({', '.join(STEP_COLUMNS)}) WHERE EXISTS (SELECT 1 FROM {{p}}workflow_status w "
     "WHERE w.workflow_id = v.workflow_id AND w.status = 'PENDING') "
     "ON CONFLICT (workflow_id, function_id) DO NOTHING RETURNING workflow_id, function_id"
 )
@@ -181,7 +181,7 @@ class PostgresStore(SqlStore):
     def _write_steps(self, steps: Sequence[StepRow]) -> list[bool]:
         # One statement for the whole batch: the steps travel as one array per column.
         columns = [list(values) for values in zip(*(step_params(s) for s in steps), strict=True)]
-        rows, _ = self._autocommit(INSERT_STEPS_IF_PENDING, columns)
+        rows, _ = self._autocommit(self._q(INSERT_STEPS_IF_PENDING), columns)
         recorded = {(workflow_id, function_id) for workflow_id, function_id in rows}
         return [(s.workflow_id, s.function_id) in recorded for s in steps]
 
