@@ -48,7 +48,7 @@ def main() -> None:
     def send() -> object:
         return store.send_message(
             message_id=uuid.uuid4().hex, destination_id="target", topic="t", message=b"1",
-            serialization="json",
+            serialization="json", recv_step_name="DBOS.recv",
         )  # fmt: skip
 
     def get_event() -> object:

@@ -219,6 +219,16 @@ def consumed_flags(witness: Witness, destination_id: str, topic: str) -> list[in
     return [int(consumed) for (consumed,) in rows]
 
 
+def recv_blocked_at(witness: Witness, workflow_id: str, topic: str) -> int | None:
+    """The position of the ``recv`` the workflow is registered as blocked in, if any."""
+    rows = witness._system_rows(
+        f"SELECT function_id FROM {witness.db.system}recv_waiters "
+        "WHERE workflow_id = ? AND topic = ?",
+        (workflow_id, topic),
+    )
+    return int(rows[0][0]) if rows else None
+
+
 def event_updated_ms(witness: Witness, workflow_id: str, key: str) -> int | None:
     """When the workflow last set the event ``key`` (epoch ms), as stored with it."""
     rows = witness._system_rows(

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.crash.harness import Programs, Witness, consumed_flags, wait_until
+from tests.crash.harness import (
+    Programs,
+    Witness,
+    consumed_flags,
+    recv_blocked_at,
+    wait_until,
+)
 from tests.crash.programs.common import epoch_ms
 from tests.crash.programs.forwarder import MESSAGE as FORWARDED
 from tests.crash.programs.forwarder import TOPIC as FORWARDED_TOPIC
@@ -61,6 +67,33 @@ def test_message_received_before_a_kill_is_replayed_not_received_again(
     ]
     info = witness.workflows()[WORKFLOW_ID]
     assert (info.status, info.recovery_attempts) == ("SUCCESS", 2)
+
+
+def test_message_sent_while_its_blocked_receiver_is_dead_is_received_once(
+    witness: Witness, programs: Programs
+) -> None:
+    first = programs.start("receiver", *witness.argv, "start", WORKFLOW_ID)
+    wait_until(
+        lambda: recv_blocked_at(witness, WORKFLOW_ID, TOPIC) is not None,
+        what="the receiver to block in recv",
+        watch=[first],
+    )
+    first.kill()
+    # The registration outlives the process: the send records the message as its recv step.
+    send(programs, witness, "first")
+    assert consumed_flags(witness, WORKFLOW_ID, TOPIC) == [1]
+    assert recv_blocked_at(witness, WORKFLOW_ID, TOPIC) is None
+    assert witness.effects.counts() == {}
+
+    programs.start("receiver", *witness.argv, "recover", WORKFLOW_ID).expect_exit(0)
+    assert witness.outcomes() == [{"by": "", "output": ["first"], "error": None}]
+    assert witness.effects.counts() == {"received:first": 1, "hold": 1}
+    assert witness.steps(WORKFLOW_ID) == [
+        (0, "DBOS.sleep"),
+        (1, "DBOS.recv"),
+        (2, "note"),
+        (3, "hold"),
+    ]
 
 
 RECV_TIMEOUT_SECONDS = 4.0

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from perdure import DBOS, DBOSClient, SetWorkflowID
+from tests.fixtures.app import wait_until
+from tests.integration.system_tables import run_sql
 
 
 @pytest.fixture
@@ -51,3 +53,21 @@ def test_client_async_twins(client: DBOSClient) -> None:
         return [value async for value in client.read_stream_async("relay", "out")]
 
     assert asyncio.run(main()) == [41]
+
+
+@pytest.mark.parametrize("size", [10, 20_000], ids=["small", "too-long-to-notify"])
+def test_a_client_hands_a_message_to_a_receiver_blocked_in_the_app(
+    client: DBOSClient, db_url: str, size: int
+) -> None:
+    @DBOS.workflow()
+    def receiver() -> object:
+        return DBOS.recv("t", timeout_seconds=30)
+
+    with SetWorkflowID("blocked"):
+        handle = DBOS.start_workflow(receiver)
+    waiting = "SELECT COUNT(*) FROM {p}recv_waiters WHERE workflow_id = 'blocked'"
+    wait_until(lambda: run_sql(db_url, waiting)[0][0], what="recv to block")
+    # The app learns of it from the database: the notification carries a short message,
+    # a long one is read back from the recv step the client's statement recorded.
+    client.send("blocked", "m" * size, "t")
+    assert handle.get_result() == "m" * size

@@ -172,3 +172,49 @@ def test_deleting_a_workflow_deletes_its_messages_events_and_streams(
     ):
         count = f"SELECT COUNT(*) FROM {{p}}{table} WHERE {column} = 'owner'"
         assert run_sql(db_url, count)[0][0] == 0, table
+
+
+def _registered(db_url: str, workflow_id: str) -> bool:
+    waiting = "SELECT COUNT(*) FROM {p}recv_waiters WHERE workflow_id = :id"
+    return bool(run_sql(db_url, waiting, id=workflow_id)[0][0])
+
+
+@pytest.mark.parametrize("size", [10, 20_000], ids=["small", "too-long-to-notify"])
+def test_a_blocked_receiver_is_handed_the_message_once(
+    dbos: type[DBOS], db_url: str, size: int
+) -> None:
+    @DBOS.workflow()
+    def receiver() -> list[object]:
+        return [DBOS.recv("t", timeout_seconds=30), DBOS.recv("t", timeout_seconds=0.2)]
+
+    message = "m" * size
+    with SetWorkflowID("receiver"):
+        handle = DBOS.start_workflow(receiver)
+    wait_until(lambda: _registered(db_url, "receiver"), what="recv to block")
+    DBOS.send("receiver", message, "t")
+    assert handle.get_result() == [message, None]
+    steps = DBOS.list_workflow_steps("receiver")  # also the recorded deadlines (DBOS.sleep)
+    assert [s.output for s in steps if s.function_name == "DBOS.recv"] == [message, None]
+    unread = "SELECT COUNT(*) FROM {p}notifications WHERE consumed = 0"
+    assert run_sql(db_url, unread)[0][0] == 0
+    assert not _registered(db_url, "receiver")  # the timed-out recv withdrew
+
+
+def test_a_send_racing_the_recv_timeout_is_received_exactly_once(
+    dbos: type[DBOS], db_url: str
+) -> None:
+    @DBOS.workflow()
+    def racer() -> list[object]:
+        return [DBOS.recv("t", timeout_seconds=0.05), DBOS.recv("t", timeout_seconds=0.3)]
+
+    for attempt in range(10):
+        workflow_id = f"racer-{attempt}"
+        with SetWorkflowID(workflow_id):
+            handle = DBOS.start_workflow(racer)
+        wait_until(lambda: _registered(db_url, workflow_id), what="recv to block")  # noqa: B023
+        time.sleep(attempt * 0.01)  # lands the send before, at and after the first timeout
+        DBOS.send(workflow_id, attempt, "t")
+        received = handle.get_result()
+        assert sorted(received, key=lambda v: v is None) == [attempt, None], received
+    unread = "SELECT COUNT(*) FROM {p}notifications WHERE consumed = 0"
+    assert run_sql(db_url, unread)[0][0] == 0

@@ -12,6 +12,7 @@ import pytest
 from perdure.error import DBOSInitializationError
 from perdure.storage import open_store
 from perdure.storage.interface import (
+    Delivery,
     MessagingStore,
     StepRejected,
     StepRow,
@@ -63,32 +64,94 @@ def test_steps_record_once_and_only_while_pending(store: SystemStore) -> None:
     assert [s.output for s in store.load_steps("w")] == [b"1"]
 
 
+RECV = "DBOS.recv"
+
+
+def recv_step(workflow_id: str, position: int) -> StepRow:
+    return StepRow(workflow_id, position, RECV, None, None, None, "json", 1, 2)
+
+
+def send(messages: MessagingStore, message_id: str, data: bytes, to: str = "w") -> Delivery:
+    return messages.send_message(
+        message_id=message_id, destination_id=to, topic="t", message=data,
+        serialization="json", recv_step_name=RECV,
+    )  # fmt: skip
+
+
 def test_a_message_is_taken_only_together_with_its_step(store: SystemStore) -> None:
     messages = cast(MessagingStore, store)
     store.insert_workflow(workflow("w"))
-    assert messages.receive_message("w", "t", step("w", 0)) is None  # none waiting
-    assert store.load_steps("w") == []
     for n in (1, 2):
-        sent = messages.send_message(
-            message_id=f"m{n}", destination_id="w", topic="t", message=b"%d" % n,
-            serialization="json",
-        )  # fmt: skip
-        assert sent == "sent"
-    taken = messages.receive_message("w", "t", step("w", 0))
+        assert send(messages, f"m{n}", b"%d" % n) == Delivery("sent")  # nobody waiting: queued
+    taken = messages.receive_message("w", "t", recv_step("w", 0))
     assert taken is not None
     assert taken.data == b"1"
     assert [(s.function_id, s.output) for s in store.load_steps("w")] == [(0, b"1")]
+    again = messages.receive_message("w", "t", recv_step("w", 0))  # a replay of position 0
+    assert again is not None
+    assert again.data == b"1"
 
-    with pytest.raises(StepRejected) as overtaken:  # position 0 is recorded already
-        messages.receive_message("w", "t", step("w", 0))
+    assert store.record_step(step("w", 1)) is None  # position 1 holds another kind of step
+    with pytest.raises(StepRejected) as overtaken:
+        messages.receive_message("w", "t", recv_step("w", 1))
     assert overtaken.value.reason == Unrecorded.CONFLICT
     assert store.set_status("w", S.CANCELLED, only_from=(S.PENDING,))
     with pytest.raises(StepRejected) as cancelled:
-        messages.receive_message("w", "t", step("w", 1))
+        messages.receive_message("w", "t", recv_step("w", 2))
     assert cancelled.value.reason == Unrecorded.CANCELLED
     # Neither refused receive took the second message.
     assert messages.has_message("w", "t")
-    assert [s.function_id for s in store.load_steps("w")] == [0]
+    assert [s.function_id for s in store.load_steps("w")] == [0, 1]
+    assert send(messages, "x", b"x", to="nobody") == Delivery("no_destination")
+
+
+def test_a_blocked_receiver_is_handed_the_message_as_its_step(store: SystemStore) -> None:
+    messages = cast(MessagingStore, store)
+    store.insert_workflow(workflow("w"))
+    assert messages.receive_message("w", "t", recv_step("w", 0)) is None  # registers at 0
+    assert send(messages, "m1", b"1") == Delivery("sent", handed_to=0)
+    assert not messages.has_message("w", "t")
+    assert [(s.function_id, s.function_name, s.output) for s in store.load_steps("w")] == [
+        (0, RECV, b"1")
+    ]
+    handed = messages.receive_message("w", "t", recv_step("w", 0))  # what the receiver reads
+    assert handed is not None
+    assert handed.data == b"1"
+    assert send(messages, "m1", b"1") == Delivery("duplicate")  # its ID still deduplicates
+
+    # Taken once only: the next message, with the registration used up, is queued.
+    assert send(messages, "m2", b"2") == Delivery("sent")
+    assert messages.has_message("w", "t")
+
+
+def test_a_hand_off_never_overtakes_or_loses_a_message(store: SystemStore) -> None:
+    messages = cast(MessagingStore, store)
+    store.insert_workflow(workflow("w"))
+
+    def receive(position: int) -> bytes | None:
+        taken = messages.receive_message("w", "t", recv_step("w", position))
+        return taken.data if taken else None
+
+    # A receiver that timed out withdraws first; a sender then queues.
+    assert receive(0) is None
+    assert messages.stop_waiting("w", "t", 0)
+    assert not messages.stop_waiting("w", "t", 0)
+    assert send(messages, "m0", b"0") == Delivery("sent")
+    assert receive(0) == b"0"
+
+    # Registered, then cancelled: m1 is queued; once resumed, m2 may not overtake it.
+    assert receive(1) is None
+    assert store.set_status("w", S.CANCELLED, only_from=(S.PENDING,))
+    assert send(messages, "m1", b"1") == Delivery("sent")
+    assert store.set_status("w", S.PENDING, only_from=(S.CANCELLED,))
+    assert send(messages, "m2", b"2") == Delivery("sent")
+    assert [receive(1), receive(2)] == [b"1", b"2"]
+
+    # A stale registration (its position recorded since) leaves the message queued, not lost.
+    assert receive(3) is None
+    assert store.record_step(recv_step("w", 3)) is None
+    assert send(messages, "m3", b"3") == Delivery("sent")
+    assert receive(4) == b"3"
 
 
 def test_an_event_or_stream_value_is_kept_only_with_its_step(store: SystemStore) -> None:

@@ -25,6 +25,7 @@ class Notifier:
 
     Only watched channels are counted (those of a current `wait_for`, and those a loop
     `mark`s): one channel per workflow ever signalled would otherwise grow without bound.
+    A signal may carry a value (a handed-off message), kept for the waiter to `take`.
     """
 
     def __init__(self, poll_interval_sec: float) -> None:
@@ -34,13 +35,21 @@ class Notifier:
         self._watchers: dict[str, int] = {}  # channel -> waits in progress on it
         self._marked: set[str] = set()  # channels of long-lived loops, always counted
         self._everything = 0  # bumped by signal_all: every waiter re-checks
+        self._values: dict[str, object] = {}  # watched channel -> value its last signal carried
 
-    def signal(self, name: str) -> None:
-        """Wake the waiters of channel ``name``."""
+    def signal(self, name: str, value: object | None = None) -> None:
+        """Wake the waiters of channel ``name``, leaving them ``value`` if given."""
         with self._cond:
             if name in self._watchers or name in self._marked:
                 self._counts[name] = self._counts.get(name, 0) + 1
+                if value is not None:
+                    self._values[name] = value
                 self._cond.notify_all()
+
+    def take(self, name: str) -> object | None:
+        """The value a signal of watched channel ``name`` carried (once), if any."""
+        with self._cond:
+            return self._values.pop(name, None)
 
     def _watch(self, names: tuple[str, ...], delta: int) -> None:
         for name in names:
@@ -49,6 +58,7 @@ class Notifier:
                 self._watchers[name] = left
                 continue
             self._watchers.pop(name, None)
+            self._values.pop(name, None)
             if name not in self._marked:
                 self._counts.pop(name, None)
 

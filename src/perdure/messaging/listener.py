@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import base64
 import threading
 
 import psycopg
 
 from perdure.execution.notifier import Notifier
 from perdure.logs import get_logger
+from perdure.storage.interface import Payload
 
 logger = get_logger(__name__)
 
 CHANNEL = "perdure"
+
+
+def wake_up(note: str) -> tuple[str, Payload | None]:
+    """The local channel a notification wakes, and the message it carries if any.
+
+    Most notifications are a channel name. A hand-off's is "recv|<workflow>|<position>|<format>|
+    <base64 message>" (the last two empty when the message was too long to carry): the
+    receiver's channel is its first three fields.
+    """
+    if not note.startswith("recv|"):
+        return note, None
+    name, serialization, data = note.rsplit("|", 2)
+    if not serialization:
+        return name, None
+    return name, Payload(base64.b64decode(data), serialization)
 
 
 class NotificationListener:
@@ -48,7 +65,7 @@ class NotificationListener:
                     self._notifier.signal_all()
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=0.5):
-                            self._notifier.signal(note.payload)
+                            self._notifier.signal(*wake_up(note.payload))
             except psycopg.Error as exc:
                 logger.warning("Notification listener lost its connection (%s); reconnecting", exc)
                 self._notifier.signal_all()

@@ -29,6 +29,7 @@ from perdure.storage.interface import (
     Payload,
     StepRejected,
     StepRow,
+    Unrecorded,
     WorkflowStatusString,
 )
 
@@ -135,24 +136,29 @@ class Messaging:
             given = take_next_options().workflow_id if current_workflow_id() is None else None
             message_id = f"{destination_id}|{given}" if given else str(uuid.uuid4())
         try:
-            outcome = self.store.send_message(
+            delivery = self.store.send_message(
                 message_id=message_id,
                 destination_id=destination_id,
                 topic=topic,
                 message=payload.data or b"",
                 serialization=payload.serialization,
+                recv_step_name=RECV,
                 step=step,
             )
         except StepRejected as exc:
             assert ctx is not None  # noqa: S101 - only raised with a step
             raise rejected_step_error(ctx, exc) from None
-        if outcome == "no_destination":
+        if delivery.outcome == "no_destination":
             raise DBOSNonExistentWorkflowError(
                 destination_id,
                 f"Cannot send a message to workflow {destination_id!r}: no workflow has that "
                 "ID. Check the destination ID (start the workflow before sending to it).",
             )
-        self.notifier.signal(channel("msg", destination_id, topic or ""))
+        if delivery.handed_to is None:
+            self.notifier.signal(channel("msg", destination_id, topic or ""))
+        else:  # a receiver here returns with the message, without reading it back
+            handed = Payload(payload.data or b"", payload.serialization)
+            self.notifier.signal(channel("recv", destination_id, str(delivery.handed_to)), handed)
 
     def recv(self, topic: str | None, timeout_seconds: float) -> Any:
         """The oldest message on ``topic`` for the calling workflow, or None on timeout."""
@@ -167,25 +173,48 @@ class Messaging:
         position, recorded = self._position(ctx, RECV)
         if recorded is not None:
             return self.engine.replay_value(ctx, recorded)
+        handed_off = channel("recv", ctx.workflow_id, str(position))
 
         def receive() -> Payload | None:
+            handed = self.notifier.take(handed_off)  # a sender here or a notification left it
+            if handed is not None:
+                return cast(Payload, handed)
             return self.store.receive_message(
                 ctx.workflow_id, topic, self._step(ctx, position, RECV)
             )
 
         try:
             payload = self.notifier.wait_for(
-                (channel("msg", ctx.workflow_id, topic or ""),),
+                (channel("msg", ctx.workflow_id, topic or ""), handed_off),
                 receive,
                 deadline=deadline,
                 interrupted=ctx.check_live,
             )
-            if payload is None:  # timed out: that, too, is the recorded outcome
-                self.engine.record_step(ctx, self._step(ctx, position, RECV))
-                return None
+            if payload is None:
+                payload = self._time_out(ctx, topic, position)
         except StepRejected as exc:
-            raise rejected_step_error(ctx, exc) from None
+            if exc.reason != Unrecorded.CONFLICT:
+                raise rejected_step_error(ctx, exc) from None
+            # The position was taken meanwhile: by a sender handing off, or another execution.
+            payload = self._recorded_message(ctx, position)
+            if payload is None:
+                raise rejected_step_error(ctx, exc) from None
         return self._decode(payload, "received message", ctx.workflow_id)
+
+    def _time_out(self, ctx: WorkflowContext, topic: str | None, position: int) -> Payload | None:
+        """Record that ``recv`` timed out, unless a sender handed it a message first."""
+        if not self.store.stop_waiting(ctx.workflow_id, topic, position):
+            handed = self._recorded_message(ctx, position)
+            if handed is not None:
+                return handed
+        self.engine.record_step(ctx, self._step(ctx, position, RECV))
+        return None
+
+    def _recorded_message(self, ctx: WorkflowContext, position: int) -> Payload | None:
+        recorded = self.engine.store.get_step(ctx.workflow_id, position)
+        if recorded is None or recorded.function_name != RECV:
+            return None
+        return Payload(recorded.output, recorded.serialization)
 
     # -- events --------------------------------------------------------------------------------
 

@@ -212,6 +212,19 @@ class Payload:
 
 
 @dataclass(frozen=True)
+class Delivery:
+    """What `MessagingStore.send_message` did with a message.
+
+    ``outcome`` is "sent", "duplicate" (a message with that ID was sent before) or
+    "no_destination". ``handed_to`` is set when a receiver was blocked in ``recv``: the message
+    was recorded straight away as that receiver's step at this position.
+    """
+
+    outcome: str
+    handed_to: int | None = None
+
+
+@dataclass(frozen=True)
 class StreamEntry:
     """One value of a stream, or its end marker (``closed``)."""
 
@@ -235,17 +248,27 @@ class MessagingStore(Protocol):
         topic: str | None,
         message: bytes,
         serialization: str,
+        recv_step_name: str,
         step: StepRow | None = None,
-    ) -> str:
-        """Queue a message: "sent", "duplicate" or "no_destination"."""
+    ) -> Delivery:
+        """Deliver a message: hand it to a receiver blocked in ``recv`` (recording its step,
+        named ``recv_step_name``) when no older message of the topic is queued, else queue it.
+        """
 
     def receive_message(
         self, destination_id: str, topic: str | None, step: StepRow
     ) -> Payload | None:
-        """Consume the oldest message of a topic and record ``step`` (holding it) atomically.
+        """The message of ``step``'s position: one handed off there already, else the oldest
+        queued message of the topic, taken with ``step`` (holding it) recorded atomically.
 
-        Returns None, recording nothing, when no message is waiting. Raises `StepRejected`
-        (taking nothing) when the step cannot be recorded.
+        With none, registers the workflow as waiting at that position (for senders to hand
+        off to) and returns None, recording nothing. Raises `StepRejected` (taking nothing)
+        when the step cannot be recorded.
+        """
+
+    def stop_waiting(self, destination_id: str, topic: str | None, function_id: int) -> bool:
+        """Withdraw the registration of a receiver at ``function_id``: False if a sender took
+        it first (its message is then recorded at that position).
         """
 
     def has_message(self, destination_id: str, topic: str | None) -> bool:

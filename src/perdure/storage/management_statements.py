@@ -84,13 +84,14 @@ COPY_STEPS_BEFORE = (
 
 # Rows other tables keep per workflow, deleted with it: (table, column naming the workflow).
 # What a deleted workflow takes with it: checkpoints, its events, streams, its inbox, and
-# registrations of waiters for its result.
+# registrations of waiters for its result and of its own blocked recv.
 WORKFLOW_OWNED_ROWS = (
     ("operation_outputs", "workflow_id"),
     ("workflow_events", "workflow_id"),
     ("streams", "workflow_id"),
     ("notifications", "destination_id"),
     ("result_waiters", "workflow_id"),
+    ("recv_waiters", "workflow_id"),
 )
 DELETE_OWNED_ROWS = "DELETE FROM {p}{table} WHERE {column} IN ({ids})"
 _DELETE_WORKFLOWS = "DELETE FROM {p}workflow_status WHERE workflow_id IN ({ids})"

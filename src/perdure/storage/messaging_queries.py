@@ -2,29 +2,47 @@
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 from perdure.clock import now_ms
 from perdure.storage import statements as core_sql
 from perdure.storage.interface import (
     STEP_COLUMNS,
+    Delivery,
     Payload,
     StepRejected,
     StepRow,
     StreamEntry,
     Unrecorded,
 )
-from perdure.storage.sql_backend import UNIQUE_VIOLATION, SqlBackend, Statements, step_params
+from perdure.storage.sql_backend import (
+    UNIQUE_VIOLATION,
+    SqlBackend,
+    Statements,
+    step_params,
+    step_row,
+)
 
 # Stored in place of a missing topic: NULL would need IS NOT DISTINCT FROM in every query.
 NO_TOPIC = "__perdure_no_topic__"
 
-SEND = (
-    "INSERT INTO {p}notifications (message_id, destination_id, topic, message, serialization, "
-    "created_at_epoch_ms) SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM {p}workflow_status "
-    "WHERE workflow_id = ?) ON CONFLICT (message_id) DO NOTHING"
-)
+_STEP_COLS = ", ".join(STEP_COLUMNS)
+_MESSAGE_COLS = "message_id, destination_id, topic, message, serialization, created_at_epoch_ms"
 MESSAGE_EXISTS = "SELECT 1 FROM {p}notifications WHERE message_id = ?"
+QUEUE_MESSAGE = (
+    f"INSERT INTO {{p}}notifications ({_MESSAGE_COLS}, consumed) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+# A registered receiver, taken by the sender that hands it a message (or by its own timeout).
+TAKE_WAITER = (
+    "DELETE FROM {p}recv_waiters WHERE workflow_id = ? AND topic = ? RETURNING function_id"
+)
+STOP_WAITING = "DELETE FROM {p}recv_waiters WHERE workflow_id = ? AND topic = ? AND function_id = ?"
+WAITING_AT = "SELECT function_id FROM {p}recv_waiters WHERE workflow_id = ? AND topic = ?"
+REGISTER_WAITER = (
+    "INSERT INTO {p}recv_waiters (workflow_id, topic, function_id) VALUES (?, ?, ?) "
+    "ON CONFLICT (workflow_id, topic) DO UPDATE SET function_id = excluded.function_id"
+)
 # SQLite: the oldest unread message of a topic, marked read as it is taken. Read messages
 # stay, so their IDs keep deduplicating retried sends.
 CONSUME = (
@@ -32,29 +50,84 @@ CONSUME = (
     "WHERE destination_id = ? AND topic = ? AND consumed = 0 ORDER BY seq LIMIT 1) "
     "RETURNING message, serialization"
 )
+
+# PostgreSQL delivers a message in one statement. When its receiver is registered as blocked
+# in recv, nothing older is queued and the ID is new, the message is recorded as the
+# receiver's step (and stored consumed, so its ID still deduplicates), and the statement sends
+# the wake-up "recv|<workflow>|<position>|<format>|<base64 message>" (format and message left
+# empty when too long for a notification). Otherwise it is queued, which the trigger announces.
+# A position already recorded (a stale registration) leaves the message queued. The hand-off
+# insert has no ON CONFLICT: a duplicate sent concurrently fails the statement (undoing the
+# hand-off), and a retry finds the duplicate. Returns: destination exists, rows written,
+# position handed to.
+_NOTE_MAX_MESSAGE = 3072  # bytes; as base64 with the IDs, well inside the 8000-byte limit
+_NOTE_MAX_ID = 2048
+SEND_OR_HAND_OFF = (
+    "WITH m AS (SELECT ?::text AS message_id, ?::text AS destination_id, ?::text AS topic, "
+    "?::bytea AS message, ?::text AS serialization, ?::bigint AS created_at_epoch_ms, "
+    "?::text AS recv_step_name), "
+    "dest AS (SELECT w.status FROM {p}workflow_status w JOIN m "
+    "ON w.workflow_id = m.destination_id), "
+    "waiter AS (DELETE FROM {p}recv_waiters r USING m WHERE r.workflow_id = m.destination_id "
+    "AND r.topic = m.topic AND EXISTS (SELECT 1 FROM dest WHERE status = 'PENDING') "
+    "AND NOT EXISTS (SELECT 1 FROM {p}notifications n WHERE n.destination_id = "
+    "m.destination_id AND n.topic = m.topic AND n.consumed = 0) "
+    "AND NOT EXISTS (SELECT 1 FROM {p}notifications n WHERE n.message_id = m.message_id) "
+    "RETURNING r.function_id), "
+    f"handed AS (INSERT INTO {{p}}operation_outputs ({_STEP_COLS}) "
+    "SELECT m.destination_id, waiter.function_id, m.recv_step_name, m.message, NULL, NULL, "
+    "m.serialization, m.created_at_epoch_ms, m.created_at_epoch_ms FROM m, waiter "
+    "ON CONFLICT (workflow_id, function_id) DO NOTHING RETURNING function_id), "
+    f"handed_message AS (INSERT INTO {{p}}notifications ({_MESSAGE_COLS}, consumed) "
+    f"SELECT {_MESSAGE_COLS}, 1 FROM m, handed RETURNING 1), "
+    f"queued AS (INSERT INTO {{p}}notifications ({_MESSAGE_COLS}, consumed) "
+    f"SELECT {_MESSAGE_COLS}, 0 FROM m WHERE EXISTS (SELECT 1 FROM dest) "
+    "AND NOT EXISTS (SELECT 1 FROM handed) ON CONFLICT (message_id) DO NOTHING RETURNING 1) "
+    "SELECT EXISTS (SELECT 1 FROM dest), "
+    "(SELECT count(*) FROM queued) + (SELECT count(*) FROM handed_message), "
+    "(SELECT function_id FROM handed), "
+    "(SELECT pg_notify('perdure', concat_ws('|', 'recv', m.destination_id, h.function_id, "
+    f"CASE WHEN {_NOTE_MAX_MESSAGE} >= octet_length(m.message) AND {_NOTE_MAX_ID} >= "
+    "octet_length(m.destination_id) THEN m.serialization || '|' || encode(m.message, 'base64') "
+    "ELSE '|' END)) FROM m, handed h)"
+)
 # PostgreSQL records a step and its effect in one statement (one round trip) instead of a
 # transaction of four. The effect happens only while the workflow is PENDING (``live``), and a
 # step already recorded at the position (another execution got there first) fails the whole
 # statement on the primary key: an effect is never kept without the step that records it.
-_STEP_COLS = ", ".join(STEP_COLUMNS)
 _LIVE = "live AS (SELECT 1 FROM {p}workflow_status WHERE workflow_id = ? AND status = 'PENDING')"
 # Then an effect statement that reads ``FROM recorded`` (one row when the step was recorded).
 _RECORDED = (
     f"WITH {_LIVE}, recorded AS (INSERT INTO {{p}}operation_outputs ({_STEP_COLS}) "
     f"SELECT {', '.join('?' for _ in STEP_COLUMNS)} FROM live RETURNING 1) "
 )
-# The message is taken with its step. Returns one row: the message (NULLs if none is
-# waiting) and whether the workflow was PENDING.
-CONSUME_AND_RECORD = (
-    f"WITH {_LIVE}, "
-    "taken AS (UPDATE {p}notifications SET consumed = 1 WHERE seq = (SELECT seq "
-    "FROM {p}notifications WHERE destination_id = ? AND topic = ? AND consumed = 0 "
-    "ORDER BY seq LIMIT 1 FOR UPDATE) AND EXISTS (SELECT 1 FROM live) "
+# recv in one statement: the message a sender handed to this position (``done``), else the
+# oldest queued one, taken with its step; with neither, the receiver registers as waiting.
+# Returns one row: the message (NULLs if none) and whether the workflow was PENDING. A hand-off
+# committed after this statement began fails it on the primary key, like any taken position.
+CONSUME_OR_WAIT = (
+    "WITH r AS (SELECT ?::text AS workflow_id, ?::text AS topic, ?::int AS function_id, "
+    "?::text AS function_name, ?::bigint AS started_at, ?::bigint AS completed_at), "
+    "live AS (SELECT 1 FROM {p}workflow_status w JOIN r ON w.workflow_id = r.workflow_id "
+    "WHERE w.status = 'PENDING'), "
+    "done AS (SELECT o.output, o.serialization FROM {p}operation_outputs o JOIN r "
+    "ON o.workflow_id = r.workflow_id AND o.function_id = r.function_id "
+    "AND o.function_name = r.function_name), "
+    "taken AS (UPDATE {p}notifications SET consumed = 1 WHERE seq = (SELECT n.seq "
+    "FROM {p}notifications n JOIN r ON n.destination_id = r.workflow_id AND n.topic = r.topic "
+    "WHERE n.consumed = 0 ORDER BY n.seq LIMIT 1 FOR UPDATE OF n) "
+    "AND EXISTS (SELECT 1 FROM live) AND NOT EXISTS (SELECT 1 FROM done) "
     "RETURNING message, serialization), "
     f"recorded AS (INSERT INTO {{p}}operation_outputs ({_STEP_COLS}) "
-    "SELECT ?, ?, ?, message, NULL, NULL, serialization, ?, ? FROM taken) "
-    "SELECT taken.message, taken.serialization, EXISTS (SELECT 1 FROM live) "
-    "FROM (SELECT 1) AS one LEFT JOIN taken ON true"
+    "SELECT r.workflow_id, r.function_id, r.function_name, taken.message, NULL, NULL, "
+    "taken.serialization, r.started_at, r.completed_at FROM r, taken), "
+    "waiting AS (INSERT INTO {p}recv_waiters (workflow_id, topic, function_id) "
+    "SELECT r.workflow_id, r.topic, r.function_id FROM r WHERE EXISTS (SELECT 1 FROM live) "
+    "AND NOT EXISTS (SELECT 1 FROM done) AND NOT EXISTS (SELECT 1 FROM taken) "
+    "ON CONFLICT (workflow_id, topic) DO UPDATE SET function_id = excluded.function_id) "
+    "SELECT COALESCE(done.output, taken.message), "
+    "COALESCE(done.serialization, taken.serialization), EXISTS (SELECT 1 FROM live) "
+    "FROM (SELECT 1) AS one LEFT JOIN done ON true LEFT JOIN taken ON true"
 )
 PEEK = (
     "SELECT 1 FROM {p}notifications WHERE destination_id = ? AND topic = ? AND consumed = 0 LIMIT 1"
@@ -120,53 +193,79 @@ class MessagingQueries(SqlBackend):
         topic: str | None,
         message: bytes,
         serialization: str,
+        recv_step_name: str,
         step: StepRow | None = None,
-    ) -> str:
-        """Queue a message; returns "sent", "duplicate" (same ID sent before) or "no_destination".
+    ) -> Delivery:
+        """Hand a message to its blocked receiver, or queue it (see `MessagingStore`).
 
         Raises `StepRejected` if ``step`` could not be recorded (nothing is sent then).
         """
-        params = (
-            message_id,
-            destination_id,
-            topic or NO_TOPIC,
-            message,
-            serialization,
-            now_ms(),
-            destination_id,
-        )
+        fields = (message_id, destination_id, topic or NO_TOPIC, message, serialization, now_ms())
+        deliver = self._send_postgres if self.backend_name == "postgres" else self._send_sqlite
 
-        if step is None:
-            # No checkpoint to share a transaction with: one autocommit statement; the reason
-            # for not sending is looked up only when nothing was inserted.
-            if self._autocommit(self._q(SEND), params)[1] == 1:
-                return "sent"
-            if self._autocommit(self._q(MESSAGE_EXISTS), (message_id,))[0]:
-                return "duplicate"
-            return "no_destination"
+        def send() -> Delivery:
+            if step is None and self.backend_name == "postgres":
+                return deliver(None, fields, recv_step_name)  # one autocommit statement
+            work = partial(deliver, fields=fields, recv_step_name=recv_step_name)
+            return cast(Delivery, self._in_step_transaction(step, work))
 
-        def send(tx: Statements) -> str:
-            if tx.run(self._q(SEND), params)[1] == 1:
-                return "sent"
-            if tx.run(self._q(MESSAGE_EXISTS), (message_id,))[0]:
-                return "duplicate"
-            return "no_destination"
+        try:
+            return send()
+        except Exception as exc:
+            if getattr(exc, "sqlstate", None) != UNIQUE_VIOLATION:
+                raise
+        return send()  # a duplicate sent concurrently undid the hand-off; now it is found
 
-        outcome: str = self._in_step_transaction(step, send)
-        return outcome
+    def _send_postgres(
+        self, tx: Statements | None, fields: tuple[Any, ...], recv_step_name: str
+    ) -> Delivery:
+        statement, params = self._q(SEND_OR_HAND_OFF), (*fields, recv_step_name)
+        rows, _ = tx.run(statement, params) if tx else self._autocommit(statement, params)
+        destination_exists, written, handed_to, _ = rows[0]
+        if not destination_exists:
+            return Delivery("no_destination")
+        return Delivery("sent" if written else "duplicate", handed_to)
+
+    def _send_sqlite(
+        self, tx: Statements | None, fields: tuple[Any, ...], recv_step_name: str
+    ) -> Delivery:
+        assert tx is not None  # noqa: S101 - SQLite sends in a transaction (one writer at a time)
+        message_id, destination_id, topic, message, serialization, now = fields
+        status = tx.run(self._q(core_sql.SELECT_STATUS), (destination_id,))[0]
+        if not status:
+            return Delivery("no_destination")
+        if tx.run(self._q(MESSAGE_EXISTS), (message_id,))[0]:
+            return Delivery("duplicate")
+        handed_to = None
+        queue = (destination_id, topic)
+        if status[0][0] == "PENDING" and not tx.run(self._q(PEEK), queue)[0]:
+            waiter = tx.run(self._q(TAKE_WAITER), queue)[0]
+            if waiter:
+                received = StepRow(
+                    destination_id, waiter[0][0], recv_step_name, message, None, None,
+                    serialization, now, now,
+                )  # fmt: skip
+                if tx.run(self._q(core_sql.INSERT_STEP), step_params(received))[1] == 1:
+                    handed_to = received.function_id
+        tx.run(self._q(QUEUE_MESSAGE), (*fields, int(handed_to is not None)))
+        return Delivery("sent", handed_to)
 
     def receive_message(
         self, destination_id: str, topic: str | None, step: StepRow
     ) -> Payload | None:
-        """Take the oldest unread message of the topic, recording ``step`` with it.
-
-        The step's output becomes the message, in the same transaction: a message is consumed
-        exactly once. Returns None (and records nothing) when no message is waiting.
+        """The message handed to ``step``'s position, else the oldest queued one (recording
+        ``step`` with it, in the same transaction: a message is consumed exactly once), else
+        None after registering the receiver as waiting there.
         """
         if self.backend_name == "postgres":
-            return self._consume_and_record(destination_id, topic, step)
+            return self._consume_or_wait(topic, step)
         # SQLite: a write transaction locks the whole file, so look before taking the lock.
+        at = (step.workflow_id, step.function_id)
+        handed = [step_row(r) for r in self._autocommit(self._q(core_sql.SELECT_STEP), at)[0]]
+        if handed and handed[0].function_name == step.function_name:
+            return Payload(handed[0].output, handed[0].serialization)
         if not self.has_message(destination_id, topic):
+            self._register_waiter(step.workflow_id, topic or NO_TOPIC, step.function_id)
             return None
 
         def consume(tx: Statements) -> Payload | None:
@@ -184,15 +283,23 @@ class MessagingQueries(SqlBackend):
             raise StepRejected(self.unrecorded_reason(step.workflow_id)) from None
         return result
 
-    def _consume_and_record(
-        self, destination_id: str, topic: str | None, step: StepRow
-    ) -> Payload | None:
+    def _register_waiter(self, workflow_id: str, topic: str, function_id: int) -> None:
+        """SQLite: record the receiver's position, writing only if it is not there yet."""
+        rows, _ = self._autocommit(self._q(WAITING_AT), (workflow_id, topic))
+        if not rows or rows[0][0] != function_id:
+            self._autocommit(self._q(REGISTER_WAITER), (workflow_id, topic, function_id))
+
+    def stop_waiting(self, destination_id: str, topic: str | None, function_id: int) -> bool:
+        """Withdraw a receiver's registration; False if a sender took it first."""
+        params = (destination_id, topic or NO_TOPIC, function_id)
+        return self._autocommit(self._q(STOP_WAITING), params)[1] == 1
+
+    def _consume_or_wait(self, topic: str | None, step: StepRow) -> Payload | None:
         params = (
-            step.workflow_id, destination_id, topic or NO_TOPIC, step.workflow_id,
-            step.function_id, step.function_name, step.started_at_epoch_ms,
-            step.completed_at_epoch_ms,
+            step.workflow_id, topic or NO_TOPIC, step.function_id, step.function_name,
+            step.started_at_epoch_ms, step.completed_at_epoch_ms,
         )  # fmt: skip
-        rows, _ = self._one_statement_step(CONSUME_AND_RECORD, params)
+        rows, _ = self._one_statement_step(CONSUME_OR_WAIT, params)
         data, serialization, live = rows[0]
         if not live:
             raise StepRejected(self.unrecorded_reason(step.workflow_id))
