@@ -207,14 +207,48 @@ def test_a_send_racing_the_recv_timeout_is_received_exactly_once(
     def racer() -> list[object]:
         return [DBOS.recv("t", timeout_seconds=0.05), DBOS.recv("t", timeout_seconds=0.3)]
 
-    for attempt in range(10):
+    for attempt in range(20):
         workflow_id = f"racer-{attempt}"
         with SetWorkflowID(workflow_id):
             handle = DBOS.start_workflow(racer)
         wait_until(lambda: _registered(db_url, workflow_id), what="recv to block")  # noqa: B023
-        time.sleep(attempt * 0.01)  # lands the send before, at and after the first timeout
+        time.sleep(attempt * 0.005)  # lands the send before, at and after the first timeout
         DBOS.send(workflow_id, attempt, "t")
         received = handle.get_result()
         assert sorted(received, key=lambda v: v is None) == [attempt, None], received
+    unread = "SELECT COUNT(*) FROM {p}notifications WHERE consumed = 0"
+    assert run_sql(db_url, unread)[0][0] == 0
+
+
+def test_a_hand_off_racing_a_re_registration_is_still_received_at_the_timeout(
+    dbos: type[DBOS], db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race, made deterministic: as the recv times out, a sender hands it a message while
+    a check of the receiver (whose snapshot predates the hand-off) registers it again."""
+    runtime = DBOS._runtime
+    assert runtime is not None
+    store = runtime.engine.store
+    withdraw = store.stop_waiting  # type: ignore[attr-defined]
+
+    def hand_off_then_withdraw(workflow_id: str, topic: str, position: int) -> bool:
+        delivery = store.send_message(  # type: ignore[attr-defined]
+            message_id="late", destination_id=workflow_id, topic=topic, message=b'"late"',
+            serialization="json", recv_step_name="DBOS.recv",
+        )  # fmt: skip
+        assert delivery.handed_to == position
+        register = (
+            "INSERT INTO {p}recv_waiters (workflow_id, topic, function_id) "
+            "VALUES (:id, :topic, :position)"
+        )
+        run_sql(db_url, register, id=workflow_id, topic=topic, position=position)
+        return bool(withdraw(workflow_id, topic, position))  # True: the row was there
+
+    monkeypatch.setattr(store, "stop_waiting", hand_off_then_withdraw)
+
+    @DBOS.workflow()
+    def late() -> object:
+        return DBOS.recv("t", timeout_seconds=0.1)
+
+    assert late() == "late"
     unread = "SELECT COUNT(*) FROM {p}notifications WHERE consumed = 0"
     assert run_sql(db_url, unread)[0][0] == 0

@@ -203,10 +203,13 @@ class Messaging:
 
     def _time_out(self, ctx: WorkflowContext, topic: str | None, position: int) -> Payload | None:
         """Record that ``recv`` timed out, unless a sender handed it a message first."""
-        if not self.store.stop_waiting(ctx.workflow_id, topic, position):
-            handed = self._recorded_message(ctx, position)
-            if handed is not None:
-                return handed
+        # Once the registration is withdrawn no hand-off to this position can start, and one
+        # in flight has committed (withdrawing waits for it). Whether or not the row was still
+        # there (a check racing a hand-off may have registered again), the step tells.
+        self.store.stop_waiting(ctx.workflow_id, topic, position)
+        handed = self._recorded_message(ctx, position)
+        if handed is not None:
+            return handed
         self.engine.record_step(ctx, self._step(ctx, position, RECV))
         return None
 

@@ -267,8 +267,10 @@ class MessagingStore(Protocol):
         """
 
     def stop_waiting(self, destination_id: str, topic: str | None, function_id: int) -> bool:
-        """Withdraw the registration of a receiver at ``function_id``: False if a sender took
-        it first (its message is then recorded at that position).
+        """Withdraw the registration of a receiver at ``function_id`` (False if it was gone).
+
+        When this returns, no sender can start a hand-off to that position, and one that took
+        the registration has committed: the position's step shows whether it did.
         """
 
     def has_message(self, destination_id: str, topic: str | None) -> bool:
