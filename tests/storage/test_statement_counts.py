@@ -117,3 +117,35 @@ def test_resumed_workflow_loads_its_steps_in_one_query(dbos: type[DBOS]) -> None
     assert len(loads) == 1, loads
     step_writes = [s for s in statements if s.startswith("INSERT") and "operation_outputs" in s]
     assert len(step_writes) == 2, statements
+
+
+def test_a_message_handed_to_a_blocked_receiver_costs_the_receiver_no_statement(
+    dbos: type[DBOS],
+) -> None:
+    @DBOS.workflow()
+    def receiver() -> object:
+        return DBOS.recv("t", timeout_seconds=30)
+
+    store = _store()
+    blocked = "SELECT 1 FROM {p}recv_waiters WHERE workflow_id = ?"
+    by_thread: list[tuple[str, str]] = []
+    for attempt in range(2):  # the first warms up prepared statements and connections
+        workflow_id = f"receiver-{attempt}"
+        with SetWorkflowID(workflow_id):
+            handle = DBOS.start_workflow(receiver)
+        wait_until(lambda: store._autocommit(store._q(blocked), (workflow_id,))[0])  # noqa: B023
+        by_thread.clear()
+        store.statement_listener = lambda sql: by_thread.append(
+            (threading.current_thread().name, sql)
+        )
+        try:
+            DBOS.send(workflow_id, "hi", "t")
+            assert handle.get_result() == "hi"
+        finally:
+            store.statement_listener = None
+    sender = threading.current_thread().name
+    messaging = ("notifications", "recv_waiters", "operation_outputs")
+    receiving = [s for t, s in by_thread if t != sender and any(m in s for m in messaging)]
+    assert receiving == []  # the receiver returned with what the sender recorded for it
+    if store.backend_name == "postgres":
+        assert len([s for t, s in by_thread if t == sender]) == 1  # the send is one statement

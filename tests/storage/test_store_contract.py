@@ -154,6 +154,32 @@ def test_a_hand_off_never_overtakes_or_loses_a_message(store: SystemStore) -> No
     assert receive(4) == b"3"
 
 
+def test_a_message_from_a_workflow_is_sent_only_with_its_step(store: SystemStore) -> None:
+    messages = cast(MessagingStore, store)
+    store.insert_workflow(workflow("sender"))
+    store.insert_workflow(workflow("w"))
+    assert messages.receive_message("w", "t", recv_step("w", 0)) is None  # blocked at 0
+
+    def send_from(position: int, message_id: str) -> Delivery:
+        return messages.send_message(
+            message_id=message_id, destination_id="w", topic="t", message=b"1",
+            serialization="json", recv_step_name=RECV, step=step("sender", position),
+        )  # fmt: skip
+
+    assert send_from(0, "sender-0") == Delivery("sent", handed_to=0)
+    with pytest.raises(StepRejected) as overtaken:  # the sender's position 0 is taken
+        send_from(0, "sender-0-again")
+    assert overtaken.value.reason == Unrecorded.CONFLICT
+    assert store.set_status("sender", S.CANCELLED, only_from=(S.PENDING,))
+    with pytest.raises(StepRejected) as cancelled:
+        send_from(1, "sender-1")
+    assert cancelled.value.reason == Unrecorded.CANCELLED
+    # Neither refused send delivered anything.
+    assert not messages.has_message("w", "t")
+    assert [s.function_id for s in store.load_steps("sender")] == [0]
+    assert [s.function_id for s in store.load_steps("w")] == [0]
+
+
 def test_an_event_or_stream_value_is_kept_only_with_its_step(store: SystemStore) -> None:
     messages = cast(MessagingStore, store)
     store.insert_workflow(workflow("w"))

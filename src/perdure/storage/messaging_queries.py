@@ -51,6 +51,18 @@ CONSUME = (
     "RETURNING message, serialization"
 )
 
+# PostgreSQL records a step and its effect in one statement (one round trip) instead of a
+# transaction of four. The effect happens only while the workflow is PENDING (``live``), and a
+# step already recorded at the position (another execution got there first) fails the whole
+# statement on the primary key: an effect is never kept without the step that records it.
+_LIVE = "live AS (SELECT 1 FROM {p}workflow_status WHERE workflow_id = ? AND status = 'PENDING')"
+_RECORDED_CTE = (
+    f"{_LIVE}, recorded AS (INSERT INTO {{p}}operation_outputs ({_STEP_COLS}) "
+    f"SELECT {', '.join('?' for _ in STEP_COLUMNS)} FROM live RETURNING 1)"
+)
+# Then an effect statement that reads ``FROM recorded`` (one row when the step was recorded).
+_RECORDED = f"WITH {_RECORDED_CTE} "
+
 # PostgreSQL delivers a message in one statement. When its receiver is registered as blocked
 # in recv, nothing older is queued and the ID is new, the message is recorded as the
 # receiver's step (and stored consumed, so its ID still deduplicates), and the statement sends
@@ -58,18 +70,20 @@ CONSUME = (
 # empty when too long for a notification). Otherwise it is queued, which the trigger announces.
 # A position already recorded (a stale registration) leaves the message queued. The hand-off
 # insert has no ON CONFLICT: a duplicate sent concurrently fails the statement (undoing the
-# hand-off), and a retry finds the duplicate. Returns: destination exists, rows written,
-# position handed to.
+# hand-off), and a retry finds the duplicate. Nothing happens unless ``go`` has a row (from a
+# workflow: unless the sender's own step was recorded). Returns: destination exists, rows
+# written, position handed to, (the notification), whether it went ahead.
 _NOTE_MAX_MESSAGE = 3072  # bytes; as base64 with the IDs, well inside the 8000-byte limit
 _NOTE_MAX_ID = 2048
-SEND_OR_HAND_OFF = (
-    "WITH m AS (SELECT ?::text AS message_id, ?::text AS destination_id, ?::text AS topic, "
+_DELIVER = (
+    "m AS (SELECT ?::text AS message_id, ?::text AS destination_id, ?::text AS topic, "
     "?::bytea AS message, ?::text AS serialization, ?::bigint AS created_at_epoch_ms, "
     "?::text AS recv_step_name), "
     "dest AS (SELECT w.status FROM {p}workflow_status w JOIN m "
     "ON w.workflow_id = m.destination_id), "
     "waiter AS (DELETE FROM {p}recv_waiters r USING m WHERE r.workflow_id = m.destination_id "
-    "AND r.topic = m.topic AND EXISTS (SELECT 1 FROM dest WHERE status = 'PENDING') "
+    "AND r.topic = m.topic AND EXISTS (SELECT 1 FROM go) "
+    "AND EXISTS (SELECT 1 FROM dest WHERE status = 'PENDING') "
     "AND NOT EXISTS (SELECT 1 FROM {p}notifications n WHERE n.destination_id = "
     "m.destination_id AND n.topic = m.topic AND n.consumed = 0) "
     "AND NOT EXISTS (SELECT 1 FROM {p}notifications n WHERE n.message_id = m.message_id) "
@@ -81,26 +95,21 @@ SEND_OR_HAND_OFF = (
     f"handed_message AS (INSERT INTO {{p}}notifications ({_MESSAGE_COLS}, consumed) "
     f"SELECT {_MESSAGE_COLS}, 1 FROM m, handed RETURNING 1), "
     f"queued AS (INSERT INTO {{p}}notifications ({_MESSAGE_COLS}, consumed) "
-    f"SELECT {_MESSAGE_COLS}, 0 FROM m WHERE EXISTS (SELECT 1 FROM dest) "
-    "AND NOT EXISTS (SELECT 1 FROM handed) ON CONFLICT (message_id) DO NOTHING RETURNING 1) "
+    f"SELECT {_MESSAGE_COLS}, 0 FROM m WHERE EXISTS (SELECT 1 FROM go) "
+    "AND EXISTS (SELECT 1 FROM dest) AND NOT EXISTS (SELECT 1 FROM handed) "
+    "ON CONFLICT (message_id) DO NOTHING RETURNING 1) "
     "SELECT EXISTS (SELECT 1 FROM dest), "
     "(SELECT count(*) FROM queued) + (SELECT count(*) FROM handed_message), "
     "(SELECT function_id FROM handed), "
     "(SELECT pg_notify('perdure', concat_ws('|', 'recv', m.destination_id, h.function_id, "
     f"CASE WHEN {_NOTE_MAX_MESSAGE} >= octet_length(m.message) AND {_NOTE_MAX_ID} >= "
     "octet_length(m.destination_id) THEN m.serialization || '|' || encode(m.message, 'base64') "
-    "ELSE '|' END)) FROM m, handed h)"
+    "ELSE '|' END)) FROM m, handed h), "
+    "EXISTS (SELECT 1 FROM go)"
 )
-# PostgreSQL records a step and its effect in one statement (one round trip) instead of a
-# transaction of four. The effect happens only while the workflow is PENDING (``live``), and a
-# step already recorded at the position (another execution got there first) fails the whole
-# statement on the primary key: an effect is never kept without the step that records it.
-_LIVE = "live AS (SELECT 1 FROM {p}workflow_status WHERE workflow_id = ? AND status = 'PENDING')"
-# Then an effect statement that reads ``FROM recorded`` (one row when the step was recorded).
-_RECORDED = (
-    f"WITH {_LIVE}, recorded AS (INSERT INTO {{p}}operation_outputs ({_STEP_COLS}) "
-    f"SELECT {', '.join('?' for _ in STEP_COLUMNS)} FROM live RETURNING 1) "
-)
+SEND_OR_HAND_OFF = f"WITH go AS (SELECT 1), {_DELIVER}"
+# From a workflow: the sender's step, then the delivery, only if that step was recorded.
+SEND_OR_HAND_OFF_RECORDED = f"WITH {_RECORDED_CTE}, go AS (SELECT 1 FROM recorded), {_DELIVER}"
 # recv in one statement: the message a sender handed to this position (``done``), else the
 # oldest queued one, taken with its step; with neither, the receiver registers as waiting.
 # Returns one row: the message (NULLs if none) and whether the workflow was PENDING. A hand-off
@@ -201,35 +210,36 @@ class MessagingQueries(SqlBackend):
         Raises `StepRejected` if ``step`` could not be recorded (nothing is sent then).
         """
         fields = (message_id, destination_id, topic or NO_TOPIC, message, serialization, now_ms())
-        deliver = self._send_postgres if self.backend_name == "postgres" else self._send_sqlite
-
-        def send() -> Delivery:
-            if step is None and self.backend_name == "postgres":
-                return deliver(None, fields, recv_step_name)  # one autocommit statement
-            work = partial(deliver, fields=fields, recv_step_name=recv_step_name)
+        if self.backend_name != "postgres":
+            work = partial(self._send_sqlite, fields=fields, recv_step_name=recv_step_name)
             return cast(Delivery, self._in_step_transaction(step, work))
-
+        if step is not None:
+            return self._send_postgres(step, (*fields, recv_step_name))
         try:
-            return send()
+            return self._send_postgres(None, (*fields, recv_step_name))
         except Exception as exc:
             if getattr(exc, "sqlstate", None) != UNIQUE_VIOLATION:
                 raise
-        return send()  # a duplicate sent concurrently undid the hand-off; now it is found
+        # A duplicate sent concurrently undid the hand-off: this time the statement finds it.
+        return self._send_postgres(None, (*fields, recv_step_name))
 
-    def _send_postgres(
-        self, tx: Statements | None, fields: tuple[Any, ...], recv_step_name: str
-    ) -> Delivery:
-        statement, params = self._q(SEND_OR_HAND_OFF), (*fields, recv_step_name)
-        rows, _ = tx.run(statement, params) if tx else self._autocommit(statement, params)
-        destination_exists, written, handed_to, _ = rows[0]
+    def _send_postgres(self, step: StepRow | None, params: tuple[Any, ...]) -> Delivery:
+        if step is None:
+            rows, _ = self._autocommit(self._q(SEND_OR_HAND_OFF), params)
+        else:  # a taken position (or a concurrent duplicate, which has one) is a conflict
+            statement_params = (step.workflow_id, *step_params(step), *params)
+            rows, _ = self._one_statement_step(SEND_OR_HAND_OFF_RECORDED, statement_params)
+        destination_exists, written, handed_to, _, went_ahead = rows[0]
+        if not went_ahead:
+            assert step is not None  # noqa: S101 - only a sender's step can stop it
+            raise StepRejected(self.unrecorded_reason(step.workflow_id))
         if not destination_exists:
             return Delivery("no_destination")
         return Delivery("sent" if written else "duplicate", handed_to)
 
     def _send_sqlite(
-        self, tx: Statements | None, fields: tuple[Any, ...], recv_step_name: str
+        self, tx: Statements, fields: tuple[Any, ...], recv_step_name: str
     ) -> Delivery:
-        assert tx is not None  # noqa: S101 - SQLite sends in a transaction (one writer at a time)
         message_id, destination_id, topic, message, serialization, now = fields
         status = tx.run(self._q(core_sql.SELECT_STATUS), (destination_id,))[0]
         if not status:
