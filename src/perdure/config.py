@@ -41,6 +41,19 @@ _KNOWN_KEYS = frozenset(DBOSConfig.__annotations__)
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
+# Hosts only this machine can reach: the admin server needs no token there.
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+@dataclass(frozen=True)
+class AdminServerSettings:
+    """Where the admin HTTP server listens, and the bearer token it requires (if any)."""
+
+    host: str = "127.0.0.1"
+    port: int = 3001
+    token: str | None = None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Validated configuration with every default filled in."""
@@ -58,6 +71,9 @@ class Settings:
     heartbeat_interval_sec: float
     dead_executor_timeout_sec: float
     log_level: str | None
+    admin_server: AdminServerSettings | None = None
+    enable_otlp: bool = False
+    otlp_traces_endpoints: tuple[str, ...] = ()
 
 
 def _fail(key: str, problem: str, accepted: str) -> DBOSInitializationError:
@@ -116,6 +132,71 @@ def _optional_str(config: Mapping[str, Any], key: str) -> str | None:
     return value
 
 
+_ADMIN_ACCEPTED = (
+    "a dict with any of 'enabled' (bool, default True), 'host' (default '127.0.0.1'), 'port' "
+    "(0-65535, default 3001; 0 picks a free one) and 'token' (required unless host is "
+    "127.0.0.1, ::1 or localhost; clients send 'Authorization: Bearer <token>')"
+)
+
+
+def parse_admin_server(value: object) -> AdminServerSettings | None:
+    """The admin server's settings from config key ``admin_server`` (None: it does not run)."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise _fail("admin_server", f"{value!r} is not a dict", _ADMIN_ACCEPTED)
+    unknown = sorted(set(value) - {"enabled", "host", "port", "token"})
+    if unknown:
+        raise _fail(
+            "admin_server", f"unknown setting(s) {', '.join(map(repr, unknown))}", _ADMIN_ACCEPTED
+        )
+    enabled = value.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise _fail("admin_server", f"'enabled' is {enabled!r}, not True or False", _ADMIN_ACCEPTED)
+    if not enabled:
+        return None
+    host = value.get("host", "127.0.0.1")
+    port = value.get("port", 3001)
+    token = value.get("token")
+    if not isinstance(host, str) or not host:
+        raise _fail(
+            "admin_server", f"'host' is {host!r}, not a host name or address", _ADMIN_ACCEPTED
+        )
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise _fail("admin_server", f"'port' is {port!r}, not a port number", _ADMIN_ACCEPTED)
+    if token is not None and (not isinstance(token, str) or not token):
+        raise _fail("admin_server", "'token' is not a non-empty string", _ADMIN_ACCEPTED)
+    if token is None and host not in LOOPBACK_HOSTS:
+        raise _fail(
+            "admin_server",
+            f"host {host!r} lets other machines in, and no 'token' is set",
+            _ADMIN_ACCEPTED,
+        )
+    return AdminServerSettings(host=host, port=port, token=token)
+
+
+def _otlp(config: Mapping[str, Any]) -> tuple[bool, tuple[str, ...]]:
+    enabled = config.get("enable_otlp")
+    if enabled is not None and not isinstance(enabled, bool):
+        raise _fail("enable_otlp", f"{enabled!r} is not True or False", "True or False")
+    endpoints = config.get("otlp_traces_endpoints") or []
+    if not isinstance(endpoints, (list, tuple)) or not all(
+        isinstance(e, str) and e.startswith(("http://", "https://")) for e in endpoints
+    ):
+        raise _fail(
+            "otlp_traces_endpoints",
+            f"{endpoints!r} is not a list of http(s) URLs",
+            "a list such as ['http://localhost:4318/v1/traces']",
+        )
+    if endpoints and not enabled:
+        raise _fail(
+            "otlp_traces_endpoints",
+            "it is set but enable_otlp is not True, so nothing would be exported",
+            "enable_otlp=True with the endpoints, or neither",
+        )
+    return bool(enabled), tuple(endpoints)
+
+
 def parse_config(config: Mapping[str, Any]) -> Settings:
     """Validate a user config; raise `DBOSInitializationError` naming the bad key and the fix."""
     if not isinstance(config, Mapping):
@@ -161,6 +242,7 @@ def parse_config(config: Mapping[str, Any]) -> Settings:
             "live process could be taken for dead",
             "at least twice heartbeat_interval_sec (default 60 with heartbeats every 5)",
         )
+    enable_otlp, otlp_endpoints = _otlp(config)
     return Settings(
         name=name,
         system_database_url=system_url,
@@ -179,6 +261,9 @@ def parse_config(config: Mapping[str, Any]) -> Settings:
         heartbeat_interval_sec=heartbeat,
         dead_executor_timeout_sec=dead_after,
         log_level=log_level.upper() if log_level else None,
+        admin_server=parse_admin_server(config.get("admin_server")),
+        enable_otlp=enable_otlp,
+        otlp_traces_endpoints=otlp_endpoints,
     )
 
 

@@ -6,8 +6,9 @@ import asyncio
 import threading
 from typing import Any, cast
 
+from perdure.admin import AdminServer
 from perdure.clock import now_ms
-from perdure.config import Settings, apply_log_level
+from perdure.config import AdminServerSettings, Settings, apply_log_level
 from perdure.error import (
     DBOSAwaitedWorkflowCancelledError,
     DBOSInitializationError,
@@ -22,8 +23,10 @@ from perdure.execution.pool import WorkerPool
 from perdure.execution.recovery import recover_pending_workflows
 from perdure.execution.registry import MethodKind, RegisteredWorkflow, Registry
 from perdure.execution.takeover import Heartbeat
+from perdure.execution.tracing import Tracing
 from perdure.execution.workflow import Invocation, WorkflowEngine
 from perdure.logs import get_logger
+from perdure.management import WorkflowManager
 from perdure.messaging.listener import NotificationListener
 from perdure.messaging.operations import Messaging
 from perdure.queues.dequeue import Dequeuer
@@ -31,7 +34,13 @@ from perdure.queues.queue import QueueDirectory, QueueSpec
 from perdure.scheduling.scheduler import DeclaredSchedules, Scheduler
 from perdure.serialization import Payloads
 from perdure.storage import open_store, redact_url
-from perdure.storage.interface import ExecutorStore, QueueStore, ScheduleStore, SystemStore
+from perdure.storage.interface import (
+    ExecutorStore,
+    ManagementStore,
+    QueueStore,
+    ScheduleStore,
+    SystemStore,
+)
 from perdure.storage.postgres.store import psycopg_conninfo
 
 logger = get_logger(__name__)
@@ -62,6 +71,8 @@ class Runtime:
         self._listener: NotificationListener | None = None
         self._messaging: Messaging | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.admin_server: AdminServer | None = None
+        self._tracing: Tracing | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -71,6 +82,8 @@ class Runtime:
             return
         apply_log_level(self.settings)
         settings = self.settings
+        if settings.enable_otlp:  # first: a missing OpenTelemetry package fails before anything
+            self._tracing = Tracing(settings.name, settings.otlp_traces_endpoints)
         store = open_store(
             settings.system_database_url, max_connections=settings.max_executor_threads + 4
         )
@@ -99,7 +112,10 @@ class Runtime:
             executor_id=settings.executor_id,
             app_version=settings.application_version,
             notifier=self.notifier,
+            tracing=self._tracing,
         )
+        if settings.admin_server is not None:
+            self._start_admin_server(settings.admin_server)
         self._heartbeat = Heartbeat(
             self._engine,
             cast(ExecutorStore, store),
@@ -134,6 +150,32 @@ class Runtime:
             redact_url(store.url),
         )
 
+    def _start_admin_server(self, admin: AdminServerSettings) -> None:
+        assert self._engine is not None  # noqa: S101 - called by launch, after the engine
+        # Lenient: a payload this process cannot decode is shown as such, not an error page.
+        manager = WorkflowManager(
+            cast(ManagementStore, self._engine.store),
+            self._engine.payloads,
+            engine=self._engine,
+            lenient=True,
+        )
+        settings = self.settings
+        self.admin_server = AdminServer(
+            manager,
+            admin,
+            describe=lambda: {
+                "application": settings.name,
+                "executor_id": settings.executor_id,
+                "application_version": settings.application_version,
+            },
+        )
+        try:
+            self.admin_server.start()
+        except DBOSInitializationError:
+            self.admin_server = None
+            self.destroy()  # what launch started so far
+            raise
+
     def _recover(self) -> None:
         engine = self._engine
         if engine is None:
@@ -153,6 +195,9 @@ class Runtime:
 
     def destroy(self, workflow_completion_timeout_sec: float = 0) -> None:
         """Stop background work and close connections; running workflows stay PENDING."""
+        if self.admin_server is not None:
+            self.admin_server.stop()  # first: its requests use the store
+            self.admin_server = None
         if self._scheduler is not None:
             self._scheduler.stop()  # first, like the dequeuer: it starts workflows
         if self._dequeuer is not None:
@@ -169,6 +214,9 @@ class Runtime:
             self._app_db.dispose()
         if self._store is not None:
             self._store.close()
+        if self._tracing is not None:
+            self._tracing.shutdown()  # exports the spans still pending
+            self._tracing = None
         self._engine = self._store = self._pool = self._app_db = self._recovery = None
         self._listener = self._messaging = None
         self._dequeuer = self._scheduler = self._heartbeat = None

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import click
 
+from perdure.cli.dashboard import dashboard
 from perdure.cli.executors import executor
 from perdure.cli.queues import queue
 from perdure.cli.target import Target, pass_target
@@ -63,6 +64,7 @@ def reset(target: Target, yes: bool) -> None:
     click.echo(f"System database {redact_url(url)} is reset; run `perdure migrate` to recreate it.")
 
 
+cli.add_command(dashboard)
 cli.add_command(queue)
 cli.add_command(executor)
 cli.add_command(workflow)

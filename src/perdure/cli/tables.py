@@ -1,12 +1,12 @@
-"""Plain-text tables and JSON-ready values for the command line's output."""
+"""Plain-text tables for the command line's output."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import Any
+
+from perdure.management.views import jsonable
 
 # Longer cells are cut, so one wide payload cannot wreck the layout; --json shows everything.
 MAX_CELL_WIDTH = 60
@@ -54,21 +54,3 @@ def iso_time(epoch_ms: int | None) -> str:
         return ""
     moment = datetime.fromtimestamp(epoch_ms / 1000, tz=timezone.utc)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` as plain JSON types; what JSON cannot hold becomes its ``repr``."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, BaseException):
-        return {
-            "type": f"{type(value).__module__}.{type(value).__qualname__}",
-            "message": str(value),
-        }
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [jsonable(v) for v in value]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    return repr(value)

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import click
 
-from perdure.cli.tables import jsonable
 from perdure.client.connection import open_existing_store
 from perdure.config import SYSTEM_DATABASE_URL_ENV
 from perdure.management import WorkflowManager
+from perdure.management.views import jsonable
 from perdure.serialization import JsonSerializer, Payloads
 
 

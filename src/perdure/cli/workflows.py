@@ -10,6 +10,7 @@ from perdure.error import DBOSNonExistentWorkflowError
 from perdure.execution.handles import WorkflowStatus
 from perdure.management.filters import STATUSES
 from perdure.management.records import StepInfo
+from perdure.management.views import workflow_summary
 from perdure.queues.queue import INTERNAL_QUEUE_NAME
 
 _LIST_COLUMNS = ["WORKFLOW ID", "STATUS", "NAME", "CREATED", "UPDATED", "QUEUE", "EXECUTOR"]
@@ -76,7 +77,7 @@ def list_workflows(
     except ValueError as exc:  # a malformed --start / --end
         raise click.BadParameter(str(exc)) from exc
     if target.as_json:
-        emit_json([_summary(s) for s in found])
+        emit_json([workflow_summary(s) for s in found])
         return
     rows = [
         (
@@ -91,13 +92,6 @@ def list_workflows(
         for s in found
     ]
     click.echo(format_table(_LIST_COLUMNS, rows))
-
-
-def _summary(status: WorkflowStatus) -> dict[str, object]:
-    fields = vars(status).copy()
-    for payload in ("input", "output", "error"):
-        fields.pop(payload)
-    return fields
 
 
 @workflow.command("get")
@@ -195,7 +189,7 @@ def _report(target: Target, status: WorkflowStatus | None, action: str) -> None:
     if status is None:  # deleted meanwhile
         return
     if target.as_json:
-        emit_json(_summary(status))
+        emit_json(workflow_summary(status))
         return
     line = f"{action} workflow {status.workflow_id}: now {status.status}"
     if status.status == "ENQUEUED" and status.queue_name == INTERNAL_QUEUE_NAME:

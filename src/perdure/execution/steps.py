@@ -111,19 +111,20 @@ def run_step(
     run, recorded, was_recorded = _begin(engine, ctx, name)
     if was_recorded:
         return recorded
-    for attempt in range(1, policy.attempts + 1):
-        token = set_step(StepContext(run.position, attempt, policy.attempts))
-        try:
-            value = func(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - _after_failure retries, or records and raises
-            delay = _after_failure(engine, run, policy, attempt, exc)
-        else:
-            _record(engine, run, value=value)
-            return value
-        finally:
-            reset_step(token)
-        if ctx.cancelled.wait(delay):
-            ctx.check_live()
+    with engine.step_span(ctx, name, run.position):
+        for attempt in range(1, policy.attempts + 1):
+            token = set_step(StepContext(run.position, attempt, policy.attempts))
+            try:
+                value = func(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - _after_failure retries, or records, raises
+                delay = _after_failure(engine, run, policy, attempt, exc)
+            else:
+                _record(engine, run, value=value)
+                return value
+            finally:
+                reset_step(token)
+            if ctx.cancelled.wait(delay):
+                ctx.check_live()
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
@@ -143,19 +144,20 @@ async def run_step_async(
     run, recorded, was_recorded = _begin(engine, ctx, name)
     if was_recorded:
         return recorded
-    for attempt in range(1, policy.attempts + 1):
-        token = set_step(StepContext(run.position, attempt, policy.attempts))
-        try:
-            value = await func(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - _after_failure retries, or records and raises
-            delay = _after_failure(engine, run, policy, attempt, exc)
-        else:
-            _record(engine, run, value=value)
-            return value
-        finally:
-            reset_step(token)
-        await asyncio.sleep(delay)
-        ctx.check_live()
+    with engine.step_span(ctx, name, run.position):
+        for attempt in range(1, policy.attempts + 1):
+            token = set_step(StepContext(run.position, attempt, policy.attempts))
+            try:
+                value = await func(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - _after_failure retries, or records, raises
+                delay = _after_failure(engine, run, policy, attempt, exc)
+            else:
+                _record(engine, run, value=value)
+                return value
+            finally:
+                reset_step(token)
+            await asyncio.sleep(delay)
+            ctx.check_live()
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 

@@ -72,7 +72,8 @@ def run_transaction(
 
     token = set_step(StepContext(position, 1, None))
     try:
-        value = _attempts(app_db, isolation_level, body)
+        with engine.step_span(ctx, name, position):
+            value = _attempts(app_db, isolation_level, body)
     except _Unrecorded:
         # Rolled back with the user's writes; find out why: cancelled, or another execution.
         row = engine.store.get_workflow(ctx.workflow_id)

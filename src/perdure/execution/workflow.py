@@ -6,7 +6,7 @@ import asyncio
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ from perdure.execution.context import (
 from perdure.execution.notifier import Notifier, channel
 from perdure.execution.pool import WorkerPool
 from perdure.execution.registry import MethodKind, RegisteredWorkflow, Registry
+from perdure.execution.tracing import Tracing
 from perdure.logs import get_logger
 from perdure.serialization import Payloads
 from perdure.storage.interface import (
@@ -78,6 +79,8 @@ class ActiveWorkflow:
     # False when the execution stopped without an outcome (a conflict, an interrupt): waiters
     # then read the outcome of the other execution from the database.
     outcome_known: bool = False
+    # With tracing: the trace context of whoever started it, parent of the workflow's span.
+    trace_parent: object = None
 
 
 @dataclass
@@ -101,8 +104,10 @@ class WorkflowEngine:
         executor_id: str,
         app_version: str,
         notifier: Notifier,
+        tracing: Tracing | None = None,
     ) -> None:
         self.store = store
+        self.tracing = tracing
         self.payloads = payloads
         self.registry = registry
         self.pool = pool
@@ -240,6 +245,8 @@ class WorkflowEngine:
             if row.workflow_id in self._active:
                 return None
             active = ActiveWorkflow(ctx, payloads)
+            if self.tracing is not None:
+                active.trace_parent = self.tracing.current_context()
             self._active[row.workflow_id] = active
             return active
 
@@ -292,12 +299,31 @@ class WorkflowEngine:
         """The body runs in the workflow's context; an exception it raises is recorded."""
         entered = enter_workflow(active.ctx)
         try:
-            yield
+            with self._workflow_span(active):
+                yield
         except BaseException as exc:
             self._finish_error(active, exc)
             raise
         finally:
             leave_workflow(entered)
+
+    def _workflow_span(self, active: ActiveWorkflow) -> AbstractContextManager[Any]:
+        if self.tracing is None:
+            return nullcontext()
+        attributes = {
+            "perdure.executor_id": self.executor_id,
+            "perdure.app_version": self.app_version,
+        }
+        ctx = active.ctx
+        return self.tracing.workflow(ctx.workflow_id, ctx.name, active.trace_parent, attributes)
+
+    def step_span(
+        self, ctx: WorkflowContext, name: str, position: int
+    ) -> AbstractContextManager[Any]:
+        """The tracing span of a step's execution (a no-op without tracing)."""
+        if self.tracing is None:
+            return nullcontext()
+        return self.tracing.step(ctx.workflow_id, name, position)
 
     def execute_in_background(
         self,

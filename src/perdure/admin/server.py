@@ -1,0 +1,346 @@
+"""The admin HTTP server: a JSON API over `WorkflowManager` and the dashboard page, on a thread."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from perdure.config import AdminServerSettings
+from perdure.error import (
+    DBOSConflictingWorkflowError,
+    DBOSException,
+    DBOSInitializationError,
+    DBOSNonExistentWorkflowError,
+)
+from perdure.logs import get_logger
+from perdure.management import WorkflowManager
+from perdure.management.filters import STATUSES
+from perdure.management.views import jsonable, queue_view, workflow_summary
+
+logger = get_logger(__name__)
+
+# The most rows one listing returns; the dashboard pages with offset.
+MAX_LIST_LIMIT = 1000
+_MAX_BODY_BYTES = 64 * 1024
+
+
+class ApiError(Exception):
+    """A request the API refuses: the HTTP status and a message saying what to change."""
+
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a route answers: status, body (JSON value or raw bytes) and content type."""
+
+    status: HTTPStatus
+    body: Any
+    content_type: str = "application/json"
+
+
+@dataclass(frozen=True)
+class Request:
+    """A routed request: the path's parameters (decoded), the query, the JSON body."""
+
+    params: dict[str, str]
+    query: dict[str, list[str]]
+    body: dict[str, Any]
+
+
+Route = Callable[[Request], Reply]
+
+
+class AdminApi:
+    """The routes, apart from the HTTP plumbing: each takes a `Request`, returns a `Reply`."""
+
+    def __init__(self, manager: WorkflowManager, describe: Callable[[], dict[str, Any]]) -> None:
+        self._manager = manager
+        self._describe = describe
+        self.routes: list[tuple[str, re.Pattern[str], Route]] = [
+            ("GET", re.compile(r"/healthz"), self.health),
+            ("GET", re.compile(r"/workflows"), self.list_workflows),
+            ("GET", re.compile(r"/workflows/(?P<id>[^/]+)"), self.get_workflow),
+            ("GET", re.compile(r"/workflows/(?P<id>[^/]+)/steps"), self.steps),
+            ("POST", re.compile(r"/workflows/(?P<id>[^/]+)/cancel"), self.cancel),
+            ("POST", re.compile(r"/workflows/(?P<id>[^/]+)/resume"), self.resume),
+            ("POST", re.compile(r"/workflows/(?P<id>[^/]+)/fork"), self.fork),
+            ("GET", re.compile(r"/queues"), self.queues),
+            ("GET", re.compile(r"/executors"), self.executors),
+        ]
+
+    def health(self, _: Request) -> Reply:
+        return Reply(HTTPStatus.OK, {"status": "healthy", **self._describe()})
+
+    def list_workflows(self, request: Request) -> Reply:
+        query = request.query
+        statuses = [s.upper() for s in query.get("status", [])]
+        wrong = [s for s in statuses if s not in STATUSES]
+        if wrong:
+            raise ApiError(
+                HTTPStatus.BAD_REQUEST,
+                f"Unknown status {wrong[0]!r}; use one of {', '.join(STATUSES)}.",
+            )
+        filters: dict[str, Any] = {
+            "status": statuses or None,
+            "limit": _int(query, "limit", 50, high=MAX_LIST_LIMIT),
+            "offset": _int(query, "offset", 0),
+            "sort_desc": _flag(query, "sort_desc", default=True),
+            "load_input": False,
+            "load_output": False,
+        }
+        for key in ("name", "queue_name", "workflow_id_prefix", "app_version", "user"):
+            if query.get(key):
+                filters[key] = query[key][0]
+        for key in ("start_time", "end_time"):
+            if query.get(key):
+                filters[key] = query[key][0]
+        try:
+            found = self._manager.list_workflows(**filters)
+        except ValueError as exc:  # a malformed start_time / end_time
+            raise ApiError(HTTPStatus.BAD_REQUEST, str(exc)) from exc
+        return Reply(HTTPStatus.OK, [workflow_summary(s) for s in found])
+
+    def get_workflow(self, request: Request) -> Reply:
+        return Reply(HTTPStatus.OK, jsonable(self._status(request.params["id"])))
+
+    def steps(self, request: Request) -> Reply:
+        workflow_id = self._status(request.params["id"]).workflow_id
+        return Reply(HTTPStatus.OK, jsonable(self._manager.list_workflow_steps(workflow_id)))
+
+    def cancel(self, request: Request) -> Reply:
+        workflow_id = self._status(request.params["id"]).workflow_id
+        self._manager.cancel_workflow(workflow_id)
+        return Reply(HTTPStatus.OK, workflow_summary(self._status(workflow_id)))
+
+    def resume(self, request: Request) -> Reply:
+        workflow_id = self._status(request.params["id"]).workflow_id
+        self._manager.resume_workflow(workflow_id)
+        return Reply(HTTPStatus.OK, workflow_summary(self._status(workflow_id)))
+
+    def fork(self, request: Request) -> Reply:
+        body = request.body
+        workflow_id = self._status(request.params["id"]).workflow_id
+        start_step = body.get("start_step")
+        if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
+            raise ApiError(
+                HTTPStatus.BAD_REQUEST,
+                f"Fork of {workflow_id!r}: 'start_step' must be the position (an integer >= 0) "
+                f"of the first step to run again, got {start_step!r}.",
+            )
+        options = {k: body.get(k) for k in ("application_version", "new_workflow_id")}
+        for key, value in options.items():
+            if value is not None and not isinstance(value, str):
+                raise ApiError(
+                    HTTPStatus.BAD_REQUEST,
+                    f"Fork of {workflow_id!r}: {key!r} must be a string, got {value!r}.",
+                )
+        forked = self._manager.fork_workflow(workflow_id, start_step, **options)
+        return Reply(HTTPStatus.CREATED, workflow_summary(self._status(forked)))
+
+    def queues(self, _: Request) -> Reply:
+        return Reply(HTTPStatus.OK, [queue_view(q) for q in self._manager.list_queues()])
+
+    def executors(self, _: Request) -> Reply:
+        return Reply(HTTPStatus.OK, jsonable(self._manager.list_executors()))
+
+    def _status(self, workflow_id: str) -> Any:
+        status = self._manager.get_workflow_status(workflow_id)
+        if status is None:
+            raise ApiError(
+                HTTPStatus.NOT_FOUND,
+                f"No workflow has the ID {workflow_id!r}; list them with GET /workflows.",
+            )
+        return status
+
+
+def _int(query: dict[str, list[str]], key: str, default: int, *, high: int | None = None) -> int:
+    if not query.get(key):
+        return default
+    text = query[key][0]
+    if not text.isdigit() or (high is not None and int(text) > high):
+        limit = f" up to {high}" if high is not None else ""
+        raise ApiError(
+            HTTPStatus.BAD_REQUEST, f"{key}={text!r}: give a whole number from 0{limit}."
+        )
+    return int(text)
+
+
+def _flag(query: dict[str, list[str]], key: str, *, default: bool) -> bool:
+    if not query.get(key):
+        return default
+    text = query[key][0].lower()
+    if text not in ("true", "false", "1", "0"):
+        raise ApiError(HTTPStatus.BAD_REQUEST, f"{key}={text!r}: give true or false.")
+    return text in ("true", "1")
+
+
+def dashboard_page() -> bytes:
+    """The dashboard: one static page that reads the JSON API."""
+    return resources.files("perdure.admin").joinpath("dashboard.html").read_bytes()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def _serve(self, method: str) -> None:
+        url = urlsplit(self.path)
+        path = url.path.rstrip("/") or "/"
+        if method == "GET" and path in ("/", "/dashboard"):
+            # The page holds no data; it asks for the token when the API answers 401.
+            self._send(Reply(HTTPStatus.OK, dashboard_page(), "text/html; charset=utf-8"))
+            return
+        try:
+            self._authorize()
+            route, params = self._route(method, path)
+            body = self._body() if method == "POST" else {}
+            reply = route(Request(params, parse_qs(url.query), body))
+        except ApiError as exc:
+            reply = Reply(exc.status, {"error": str(exc)})
+        except DBOSNonExistentWorkflowError as exc:
+            reply = Reply(HTTPStatus.NOT_FOUND, {"error": str(exc)})
+        except DBOSConflictingWorkflowError as exc:
+            reply = Reply(HTTPStatus.CONFLICT, {"error": str(exc)})
+        except DBOSException as exc:  # refused by the manager: a state that does not allow it
+            reply = Reply(HTTPStatus.CONFLICT, {"error": str(exc)})
+        except Exception:
+            logger.exception("Admin server: %s %s failed", method, self.path)
+            reply = Reply(
+                HTTPStatus.INTERNAL_SERVER_ERROR,
+                {"error": "Internal error; the server's log (logger 'perdure') has the details."},
+            )
+        self._send(reply)
+
+    def _authorize(self) -> None:
+        token = self.server.token
+        if token is None:
+            return
+        given = self.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            raise ApiError(
+                HTTPStatus.UNAUTHORIZED,
+                "This admin server requires the header 'Authorization: Bearer <token>' with the "
+                "token set in its admin_server config (or --token).",
+            )
+
+    def _route(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        allowed = []
+        for route_method, pattern, route in self.server.api.routes:
+            match = pattern.fullmatch(path)
+            if match is None:
+                continue
+            if route_method == method:  # IDs may hold any character, percent-encoded
+                return route, {k: unquote(v) for k, v in match.groupdict().items()}
+            allowed.append(route_method)
+        if allowed:
+            raise ApiError(
+                HTTPStatus.METHOD_NOT_ALLOWED, f"{path} answers {', '.join(allowed)} only."
+            )
+        raise ApiError(HTTPStatus.NOT_FOUND, f"No such endpoint: {method} {path}.")
+
+    def _body(self) -> dict[str, Any]:
+        declared = self.headers.get("Content-Length") or "0"
+        if not declared.isdigit():
+            raise ApiError(HTTPStatus.BAD_REQUEST, f"Content-Length {declared!r} is not a number.")
+        length = int(declared)
+        if length > _MAX_BODY_BYTES:
+            raise ApiError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "The request body is too large.")
+        raw = self.rfile.read(length) if length else b""
+        if not raw.strip():
+            return {}
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            raise ApiError(HTTPStatus.BAD_REQUEST, f"The body is not JSON: {exc}.") from exc
+        if not isinstance(body, dict):
+            raise ApiError(HTTPStatus.BAD_REQUEST, "The body must be a JSON object.")
+        return body
+
+    def _send(self, reply: Reply) -> None:
+        data = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        if reply.status == HTTPStatus.UNAUTHORIZED:
+            self.send_header("WWW-Authenticate", "Bearer")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("Admin server: " + format, *args)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], api: AdminApi, token: str | None) -> None:
+        super().__init__(address, _Handler)
+        self.api = api
+        self.token = token
+
+
+class AdminServer:
+    """Serves `AdminApi` and the dashboard on a background thread until `stop`."""
+
+    def __init__(
+        self,
+        manager: WorkflowManager,
+        settings: AdminServerSettings,
+        describe: Callable[[], dict[str, Any]],
+    ) -> None:
+        self._settings = settings
+        self._api = AdminApi(manager, describe)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL it listens on (with the actual port when port 0 was asked for)."""
+        assert self._server is not None  # noqa: S101 - only after start
+        host, port = self._server.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else host
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{port}"
+
+    def start(self) -> None:
+        """Bind and start serving; a taken port is a `DBOSInitializationError`."""
+        settings = self._settings
+        try:
+            self._server = _Server((settings.host, settings.port), self._api, settings.token)
+        except OSError as exc:
+            raise DBOSInitializationError(
+                f"The admin server cannot listen on {settings.host}:{settings.port} ({exc}). "
+                "Choose another admin_server 'port' (0 picks a free one) or stop what uses it."
+            ) from exc
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="perdure-admin-server", daemon=True
+        )
+        self._thread.start()
+        logger.info("Admin server listening on %s", self.url)
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = self._thread = None

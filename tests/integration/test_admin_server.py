@@ -1,0 +1,239 @@
+"""The admin HTTP server (SPEC §8) of a launched app and of `perdure dashboard`, both backends."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+from urllib.error import HTTPError
+from urllib.parse import quote
+
+import pytest
+
+from perdure import DBOS, Queue, SetWorkflowID
+from perdure.error import DBOSInitializationError
+from tests.fixtures.app import make_config, wait_until
+
+TOKEN = "s3cret-token"  # noqa: S105 - a test server's token
+
+
+def call(
+    url: str, method: str = "GET", body: object = None, token: str | None = TOKEN
+) -> tuple[int, Any]:
+    """One request; the status and the decoded JSON body (the page's text for HTML)."""
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:  # noqa: S310 - local
+            raw, status, kind = response.read(), response.status, response.headers["Content-Type"]
+    except HTTPError as error:
+        raw, status, kind = error.read(), error.code, error.headers["Content-Type"]
+    return status, json.loads(raw) if kind == "application/json" else raw.decode()
+
+
+@pytest.fixture
+def admin(db_url: str) -> Iterator[str]:
+    """The base URL of the admin server of a launched app (free port, token required)."""
+    DBOS(config=make_config(db_url, admin_server={"port": 0, "token": TOKEN}))
+    DBOS.launch()
+    runtime = DBOS._runtime
+    assert runtime is not None
+    assert runtime.admin_server is not None
+    yield runtime.admin_server.url
+    DBOS.destroy(destroy_registry=True)
+
+
+def test_health_needs_the_token(admin: str) -> None:
+    status, body = call(f"{admin}/healthz")
+    assert status == 200
+    assert body == {
+        "status": "healthy",
+        "application": "perdure-test",
+        "executor_id": "local",
+        "application_version": "",
+    }
+    for token in (None, "wrong"):
+        status, body = call(f"{admin}/healthz", token=token)
+        assert status == 401
+        assert "Authorization: Bearer" in body["error"]
+
+
+def test_workflows_are_listed_inspected_and_filtered(admin: str) -> None:
+    @DBOS.step()
+    def double(n: int) -> int:
+        return 2 * n
+
+    @DBOS.workflow()
+    def doubler(n: int) -> int:
+        return double(double(n))
+
+    @DBOS.workflow()
+    def broken() -> None:
+        raise ValueError("no good")
+
+    with SetWorkflowID("orders/1"):  # any character, percent-encoded in the path
+        assert doubler(5) == 20
+    with SetWorkflowID("broken-1"), pytest.raises(ValueError, match="no good"):
+        broken()
+
+    status, listed = call(f"{admin}/workflows")
+    assert status == 200
+    assert [w["workflow_id"] for w in listed] == ["broken-1", "orders/1"]  # newest first
+    assert "input" not in listed[0]  # listings leave payloads out
+    _, errors = call(f"{admin}/workflows?status=ERROR")
+    assert [w["workflow_id"] for w in errors] == ["broken-1"]
+    name = quote(listed[1]["name"])
+    _, named = call(f"{admin}/workflows?name={name}&sort_desc=false&limit=1")
+    assert [w["workflow_id"] for w in named] == ["orders/1"]
+
+    status, one = call(f"{admin}/workflows/{quote('orders/1', safe='')}")
+    assert status == 200
+    assert (one["status"], one["output"]) == ("SUCCESS", 20)
+    assert one["input"] == {"args": [5], "kwargs": {}}
+    _, failed = call(f"{admin}/workflows/broken-1")
+    assert failed["error"]["message"] == "no good"
+    status, steps = call(f"{admin}/workflows/{quote('orders/1', safe='')}/steps")
+    assert status == 200
+    assert [(s["function_id"], s["function_name"].split(".")[-1], s["output"]) for s in steps] == [
+        (0, "double", 10),
+        (1, "double", 20),
+    ]
+
+
+def test_bad_requests_get_a_clear_error(admin: str) -> None:
+    for path, status, words in (
+        ("/workflows/nope", 404, "No workflow has the ID 'nope'"),
+        ("/workflows/nope/steps", 404, "No workflow has the ID 'nope'"),
+        ("/workflows?status=DONE", 400, "Unknown status 'DONE'"),
+        ("/workflows?limit=many", 400, "limit='many'"),
+        ("/workflows?start_time=yesterday", 400, "yesterday"),
+        ("/nothing-here", 404, "No such endpoint"),
+    ):
+        got, body = call(admin + path)
+        assert (got, words in body["error"]) == (status, True), (path, body)
+    got, body = call(f"{admin}/workflows/nope/cancel")  # GET where only POST is served
+    assert (got, body["error"]) == (405, "/workflows/nope/cancel answers POST only.")
+
+
+def test_cancel_resume_and_fork(admin: str) -> None:
+    gate = threading.Event()
+    runs: list[int] = []
+
+    @DBOS.step()
+    def first() -> int:
+        runs.append(1)
+        return 1
+
+    @DBOS.step()
+    def second() -> int:
+        assert gate.wait(20)
+        runs.append(2)
+        return 2
+
+    @DBOS.workflow()
+    def two_steps() -> int:
+        return first() + second()
+
+    with SetWorkflowID("steered"):
+        handle = DBOS.start_workflow(two_steps)
+    wait_until(lambda: runs == [1], what="the first step")
+    status, cancelled = call(f"{admin}/workflows/steered/cancel", "POST")
+    assert (status, cancelled["status"]) == (200, "CANCELLED")
+    gate.set()
+    wait_until(lambda: DBOS.get_workflow_status("steered").status == "CANCELLED")  # type: ignore[union-attr]
+
+    status, resumed = call(f"{admin}/workflows/steered/resume", "POST")
+    assert status == 200
+    assert resumed["workflow_id"] == "steered"
+    assert DBOS.retrieve_workflow("steered").get_result() == 3
+
+    status, fork = call(f"{admin}/workflows/steered/fork", "POST", {"start_step": 1})
+    assert status == 201
+    assert fork["workflow_id"] != "steered"
+    assert DBOS.retrieve_workflow(fork["workflow_id"]).get_result() == 3
+    assert runs.count(1) == 1  # the fork kept step 0's recorded outcome
+    status, body = call(f"{admin}/workflows/steered/fork", "POST", {"start_step": "x"})
+    assert status == 400
+    assert "'start_step' must be the position" in body["error"]
+    assert handle.workflow_id == "steered"
+
+
+def test_queues_show_their_load_and_settings(admin: str) -> None:
+    Queue("emails", concurrency=3, limiter={"limit": 10, "period": 60})
+    status, queues = call(f"{admin}/queues")
+    assert status == 200
+    emails = next(q for q in queues if q["queue_name"] == "emails")
+    assert (emails["enqueued"], emails["running"], emails["internal"]) == (0, 0, False)
+    assert emails["settings"]["concurrency"] == 3
+    assert emails["settings"]["limiter"] == {"limit": 10, "period": 60}
+
+
+def test_the_dashboard_page_is_served_without_data(admin: str) -> None:
+    status, page = call(f"{admin}/", token=None)  # a browser's first visit: no token yet
+    assert status == 200
+    assert "<title>Perdure dashboard</title>" in page
+    assert 'api("/workflows?"' in page  # the data comes from the API, behind the token
+
+
+def test_admin_settings_are_checked(db_url: str) -> None:
+    for settings, words in (
+        ({"host": "0.0.0.0"}, "lets other machines in, and no 'token' is set"),  # noqa: S104
+        ({"port": 70000}, "'port' is 70000"),
+        ({"colour": "red"}, "unknown setting(s) 'colour'"),
+        ("yes", "'yes' is not a dict"),
+    ):
+        with pytest.raises(DBOSInitializationError, match="admin_server") as error:
+            DBOS(config=make_config(db_url, admin_server=settings))
+        assert words in str(error.value)
+        DBOS.destroy(destroy_registry=True)
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        DBOS(config=make_config(db_url, admin_server={"port": port}))
+        with pytest.raises(DBOSInitializationError, match=f"cannot listen on 127.0.0.1:{port}"):
+            DBOS.launch()
+    DBOS.destroy(destroy_registry=True)
+    DBOS(config=make_config(db_url, admin_server={"enabled": False}))
+    DBOS.launch()  # the port is free again, and nothing listens
+    runtime = DBOS._runtime
+    assert runtime is not None
+    assert runtime.admin_server is None
+    DBOS.destroy(destroy_registry=True)
+
+
+def test_perdure_dashboard_serves_a_database(dbos: type[DBOS], db_url: str) -> None:
+    @DBOS.workflow()
+    def hello() -> str:
+        return "hi"
+
+    with SetWorkflowID("hello-1"):
+        hello()
+    env = {**os.environ, "PERDURE_ADMIN_TOKEN": TOKEN}
+    command = [
+        *(sys.executable, "-c", "from perdure.cli.main import main; main()"),
+        *("--db", db_url, "dashboard", "--port", "0"),
+    ]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as server:
+        try:
+            assert server.stdout is not None
+            line = server.stdout.readline()
+            assert line.startswith("Perdure dashboard at http://127.0.0.1:"), line
+            base = line.split()[3].rstrip("/")
+            status, listed = call(f"{base}/workflows")
+            assert (status, [w["workflow_id"] for w in listed]) == (200, ["hello-1"])
+            assert call(f"{base}/workflows", token=None)[0] == 401
+        finally:
+            server.send_signal(signal.SIGTERM)
+            assert server.wait(20) == 0
