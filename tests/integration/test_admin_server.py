@@ -25,10 +25,14 @@ TOKEN = "s3cret-token"  # noqa: S105 - a test server's token
 
 
 def call(
-    url: str, method: str = "GET", body: object = None, token: str | None = TOKEN
+    url: str,
+    method: str = "GET",
+    body: object = None,
+    token: str | None = TOKEN,
+    **extra_headers: str,
 ) -> tuple[int, Any]:
     """One request; the status and the decoded JSON body (the page's text for HTML)."""
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", **extra_headers}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
     data = json.dumps(body).encode() if body is not None else None
@@ -183,6 +187,31 @@ def test_the_dashboard_page_is_served_without_data(admin: str) -> None:
     assert status == 200
     assert "<title>Perdure dashboard</title>" in page
     assert 'api("/workflows?"' in page  # the data comes from the API, behind the token
+
+
+def test_without_a_token_only_local_names_and_json_posts_get_in(db_url: str) -> None:
+    DBOS(config=make_config(db_url, admin_server={"port": 0}))
+    DBOS.launch()
+    try:
+        runtime = DBOS._runtime
+        assert runtime is not None
+        assert runtime.admin_server is not None
+        base = runtime.admin_server.url
+        assert call(f"{base}/healthz", token=None)[0] == 200
+        port = base.rsplit(":", 1)[1]
+        assert call(f"{base}/healthz", token=None, Host=f"localhost:{port}")[0] == 200
+        # A page whose DNS name was rebound to 127.0.0.1 sends its own name as Host.
+        status, body = call(f"{base}/healthz", token=None, Host=f"evil.example:{port}")
+        assert status == 403
+        assert "Host 'evil.example' is refused" in body["error"]
+        # A cross-site form can POST text/plain without asking first; JSON it cannot.
+        status, body = call(
+            f"{base}/workflows/any/cancel", "POST", {}, token=None, **{"Content-Type": "text/plain"}
+        )
+        assert status == 415
+        assert "Content-Type: application/json" in body["error"]
+    finally:
+        DBOS.destroy(destroy_registry=True)
 
 
 def test_admin_settings_are_checked(db_url: str) -> None:

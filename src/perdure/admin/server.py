@@ -14,7 +14,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from perdure.config import AdminServerSettings
+from perdure.config import LOOPBACK_HOSTS, AdminServerSettings
 from perdure.error import (
     DBOSConflictingWorkflowError,
     DBOSException,
@@ -210,7 +210,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             self._authorize()
             route, params = self._route(method, path)
-            body = self._body() if method == "POST" else {}
+            body = self._json_body() if method == "POST" else {}
             reply = route(Request(params, parse_qs(url.query), body))
         except ApiError as exc:
             reply = Reply(exc.status, {"error": str(exc)})
@@ -231,6 +231,15 @@ class _Handler(BaseHTTPRequestHandler):
     def _authorize(self) -> None:
         token = self.server.token
         if token is None:
+            # Without a token only this machine gets in; a page in its browser must not
+            # either, through a DNS name rebound to 127.0.0.1: only loopback names may be used.
+            host = urlsplit(f"//{self.headers.get('Host', '')}").hostname or ""
+            if host not in LOOPBACK_HOSTS:
+                raise ApiError(
+                    HTTPStatus.FORBIDDEN,
+                    f"Host {host!r} is refused: without a token this server answers only to "
+                    "127.0.0.1, localhost and ::1. Set a token to serve other names.",
+                )
             return
         given = self.headers.get("Authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
@@ -255,7 +264,15 @@ class _Handler(BaseHTTPRequestHandler):
             )
         raise ApiError(HTTPStatus.NOT_FOUND, f"No such endpoint: {method} {path}.")
 
-    def _body(self) -> dict[str, Any]:
+    def _json_body(self) -> dict[str, Any]:
+        # A JSON content type makes a browser ask before sending a cross-site POST, which this
+        # server never allows: no other site's page can cancel, resume or fork.
+        if self.headers.get_content_type() != "application/json":
+            raise ApiError(
+                HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                "POST requests must send 'Content-Type: application/json' (a JSON object, or "
+                "an empty body).",
+            )
         declared = self.headers.get("Content-Length") or "0"
         if not declared.isdigit():
             raise ApiError(HTTPStatus.BAD_REQUEST, f"Content-Length {declared!r} is not a number.")
