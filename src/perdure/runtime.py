@@ -82,19 +82,22 @@ class Runtime:
             return
         apply_log_level(self.settings)
         settings = self.settings
-        if settings.enable_otlp:  # first: a missing OpenTelemetry package fails before anything
-            self._tracing = Tracing(settings.name, settings.otlp_traces_endpoints)
         store = open_store(
             settings.system_database_url, max_connections=settings.max_executor_threads + 4
         )
         try:
             store.migrate()
+            if settings.enable_otlp:  # before any thread starts: missing packages fail here
+                self._tracing = Tracing(settings.name, settings.otlp_traces_endpoints)
             self._app_db = ApplicationDatabase(
                 settings.application_database_url, system_url=settings.system_database_url
             )
             self._app_db.ensure_schema()
         except BaseException:
             store.close()
+            if self._tracing is not None:
+                self._tracing.shutdown()  # its exporter threads, if it started any
+                self._tracing = None
             raise
         self._store = store
         self._pool = WorkerPool(settings.max_executor_threads, name="perdure-workflow")
