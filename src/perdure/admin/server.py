@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import re
@@ -30,6 +31,10 @@ logger = get_logger(__name__)
 
 # The most rows one listing returns; the dashboard pages with offset.
 MAX_LIST_LIMIT = 1000
+# Listing filters passed on as given (times are parsed, and checked, by the manager).
+_TEXT_FILTERS = (
+    "name", "queue_name", "workflow_id_prefix", "app_version", "user", "start_time", "end_time",
+)  # fmt: skip
 _MAX_BODY_BYTES = 64 * 1024
 
 
@@ -100,10 +105,7 @@ class AdminApi:
             "load_input": False,
             "load_output": False,
         }
-        for key in ("name", "queue_name", "workflow_id_prefix", "app_version", "user"):
-            if query.get(key):
-                filters[key] = query[key][0]
-        for key in ("start_time", "end_time"):
+        for key in _TEXT_FILTERS:
             if query.get(key):
                 filters[key] = query[key][0]
         try:
@@ -119,19 +121,19 @@ class AdminApi:
         workflow_id = self._status(request.params["id"]).workflow_id
         return Reply(HTTPStatus.OK, jsonable(self._manager.list_workflow_steps(workflow_id)))
 
+    # cancel, resume and fork raise DBOSNonExistentWorkflowError for an unknown ID (a 404).
     def cancel(self, request: Request) -> Reply:
-        workflow_id = self._status(request.params["id"]).workflow_id
+        workflow_id = request.params["id"]
         self._manager.cancel_workflow(workflow_id)
         return Reply(HTTPStatus.OK, workflow_summary(self._status(workflow_id)))
 
     def resume(self, request: Request) -> Reply:
-        workflow_id = self._status(request.params["id"]).workflow_id
+        workflow_id = request.params["id"]
         self._manager.resume_workflow(workflow_id)
         return Reply(HTTPStatus.OK, workflow_summary(self._status(workflow_id)))
 
     def fork(self, request: Request) -> Reply:
-        body = request.body
-        workflow_id = self._status(request.params["id"]).workflow_id
+        body, workflow_id = request.body, request.params["id"]
         start_step = body.get("start_step")
         if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
             raise ApiError(
@@ -186,6 +188,7 @@ def _flag(query: dict[str, list[str]], key: str, *, default: bool) -> bool:
     return text in ("true", "1")
 
 
+@functools.cache
 def dashboard_page() -> bytes:
     """The dashboard: one static page that reads the JSON API."""
     return resources.files("perdure.admin").joinpath("dashboard.html").read_bytes()

@@ -43,10 +43,12 @@ def dashboard(target: Target, host: str, port: int, token: str | None) -> None:
     except DBOSInitializationError as exc:
         raise click.BadParameter(str(exc)) from exc
     assert settings is not None  # noqa: S101 - enabled by default
-    identity = {"application": redact_url(url), "executor_id": "perdure dashboard"}
-    server = AdminServer(
-        target.manager(), settings, describe=lambda: {**identity, "application_version": ""}
-    )
+    identity = {
+        "application": redact_url(url),
+        "executor_id": "perdure dashboard",
+        "application_version": "",
+    }
+    server = AdminServer(target.manager(), settings, describe=lambda: identity)
     server.start()
     stopped = threading.Event()
 
