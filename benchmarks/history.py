@@ -156,9 +156,9 @@ def _cli_seconds(command: list[str]) -> list[float]:
 
 def _perdure_plans(url: str) -> dict[str, str]:
     """EXPLAIN (ANALYZE, BUFFERS) of the SQL Perdure runs for each listing (its own builder)."""
-    from perdure.storage.interface import WorkflowQuery  # noqa: PLC0415 - Perdure only
-    from perdure.storage.management_queries import ManagementQueries  # noqa: PLC0415
-    from perdure.storage.statements import render  # noqa: PLC0415
+    from perdure.storage.postgres.database import DIALECT  # noqa: PLC0415 - Perdure only
+    from perdure.storage.records import WorkflowQuery  # noqa: PLC0415
+    from perdure.storage.sql.management import listing  # noqa: PLC0415
 
     queries = {
         "default": WorkflowQuery(limit=50),
@@ -169,10 +169,8 @@ def _perdure_plans(url: str) -> dict[str, str]:
     plans = {}
     with psycopg.connect(url, autocommit=True) as conn:
         for name, query in queries.items():
-            # No store needed: the builder reads ``self`` only for a workflow-ID prefix filter.
-            no_store: Any = None
-            text, params = ManagementQueries._listing(no_store, query)
-            statement = render(text, prefix="perdure.", placeholder="%s")
+            text, params = listing(query, collate=DIALECT.binary_collation)
+            statement = DIALECT.render(text)
             rows = conn.execute(f"EXPLAIN (ANALYZE, BUFFERS) {statement}", params).fetchall()
             plans[name] = statement + "\n" + "\n".join(str(row[0]) for row in rows)
     return plans

@@ -50,11 +50,14 @@ def test_error_module_has_the_spec_names() -> None:
         "DBOSWorkflowConflictIDError",
     }
     assert spec_names <= set(dir(error))
-    for name in spec_names - {"DBOSWorkflowCancelledError"}:
+    signals = {"DBOSWorkflowCancelledError", "DBOSWorkflowConflictIDError"}
+    for name in spec_names - signals:
         assert issubclass(getattr(error, name), error.DBOSException), name
-    # Cancellation must not be swallowed by `except Exception` in user code.
-    assert not issubclass(error.DBOSWorkflowCancelledError, Exception)
-    assert issubclass(error.DBOSWorkflowCancelledError, BaseException)
+    # A cancellation, or the loss of the workflow to another execution, must not be
+    # swallowed by `except Exception` in user code.
+    for name in signals:
+        assert not issubclass(getattr(error, name), Exception), name
+        assert issubclass(getattr(error, name), error.DBOSBaseException), name
 
 
 def test_error_codes_are_distinct() -> None:

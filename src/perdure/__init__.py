@@ -19,7 +19,7 @@ from perdure.facade.queues import Queue
 from perdure.facade.scheduling import WorkflowSchedule
 from perdure.management import StepInfo
 from perdure.serialization import PayloadCodec, Serializer
-from perdure.storage.interface import WorkflowStatusString
+from perdure.storage.records import WorkflowStatusString
 
 __all__ = [
     "DBOS",

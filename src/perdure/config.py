@@ -31,6 +31,7 @@ class DBOSConfig(TypedDict):
     scheduler_polling_interval_sec: NotRequired[float | None]
     heartbeat_interval_sec: NotRequired[float | None]
     dead_executor_timeout_sec: NotRequired[float | None]
+    system_database_wait_sec: NotRequired[float | None]
     log_level: NotRequired[str | None]
     enable_otlp: NotRequired[bool | None]
     otlp_traces_endpoints: NotRequired[list[str] | None]
@@ -70,6 +71,8 @@ class Settings:
     scheduler_polling_interval_sec: float
     heartbeat_interval_sec: float
     dead_executor_timeout_sec: float
+    # How long DBOS.launch() waits for a PostgreSQL server that is down or starting.
+    system_database_wait_sec: float
     log_level: str | None
     admin_server: AdminServerSettings | None = None
     enable_otlp: bool = False
@@ -260,6 +263,7 @@ def parse_config(config: Mapping[str, Any]) -> Settings:
         ),
         heartbeat_interval_sec=heartbeat,
         dead_executor_timeout_sec=dead_after,
+        system_database_wait_sec=_positive_number(config, "system_database_wait_sec", 60.0),
         log_level=log_level.upper() if log_level else None,
         admin_server=parse_admin_server(config.get("admin_server")),
         enable_otlp=enable_otlp,

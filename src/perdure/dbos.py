@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
@@ -308,8 +309,8 @@ class DBOS(
 
     @classmethod
     async def retrieve_workflow_async(cls, workflow_id: str) -> WorkflowHandleAsync[Any]:
-        """Async twin of `retrieve_workflow`."""
-        handle = cls.retrieve_workflow(workflow_id)
+        """Async twin of `retrieve_workflow` (its database read runs off the event loop)."""
+        handle = await asyncio.to_thread(cls.retrieve_workflow, workflow_id)
         return WorkflowHandleAsync(cls._require_runtime().engine, handle.workflow_id)
 
     @classmethod
@@ -319,8 +320,8 @@ class DBOS(
 
     @classmethod
     async def get_workflow_status_async(cls, workflow_id: str) -> WorkflowStatus | None:
-        """Async twin of `get_workflow_status`."""
-        return cls.get_workflow_status(workflow_id)
+        """Async twin of `get_workflow_status` (its database read runs off the event loop)."""
+        return await asyncio.to_thread(cls.get_workflow_status, workflow_id)
 
     # -- durable time ----------------------------------------------------------------------------
 

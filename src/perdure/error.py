@@ -6,7 +6,6 @@ positions) as attributes; its message says what went wrong and what to do next::
     DBOSException                                   root, has ``dbos_error_code``
     ├── DBOSInitializationError                     bad config, unreachable database, not launched
     ├── DBOSConflictingWorkflowError                same ID reused for a different workflow
-    ├── DBOSWorkflowConflictIDError                 another execution recorded this step first
     ├── DBOSNonExistentWorkflowError                no workflow with that ID
     ├── DBOSWorkflowFunctionNotFoundError           recorded workflow name is not registered
     ├── DBOSMaxStepRetriesExceeded                  a step ran out of attempts
@@ -16,11 +15,15 @@ positions) as attributes; its message says what went wrong and what to do next::
     ├── MaxRecoveryAttemptsExceededError            a workflow crashed too often: dead-lettered
     ├── DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded
     ├── DBOSNotAuthorizedError
-    └── DBOSSerializationError                      a value the serializer cannot store or read
+    ├── DBOSSerializationError                      a value the serializer cannot store or read
+    └── DBOSSystemDatabaseError                     the system database refused a statement for
+                                                    a reason retrying cannot fix
 
     BaseException
-    └── DBOSWorkflowCancelledError                  raised inside a cancelled workflow; user code
-                                                    must not swallow it, so not an Exception
+    └── DBOSBaseException                           signals raised inside a workflow that user
+        │                                           code must not swallow, so not Exceptions
+        ├── DBOSWorkflowCancelledError              the workflow was cancelled or timed out
+        └── DBOSWorkflowConflictIDError             another execution owns the workflow now
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class DBOSErrorCode(IntEnum):
     AWAITED_WORKFLOW_MAX_RECOVERY_ATTEMPTS_EXCEEDED = 12
     NOT_AUTHORIZED = 13
     SERIALIZATION = 14
+    SYSTEM_DATABASE = 15
 
 
 class DBOSException(Exception):
@@ -82,24 +86,6 @@ class DBOSConflictingWorkflowError(DBOSException):
     def __init__(self, workflow_id: str, message: str) -> None:
         self.workflow_id = workflow_id
         super().__init__(message)
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (self.__class__, (self.workflow_id, self.message))
-
-
-class DBOSWorkflowConflictIDError(DBOSException):
-    """Another execution of the same workflow recorded this operation first."""
-
-    dbos_error_code = DBOSErrorCode.WORKFLOW_CONFLICT_ID
-
-    def __init__(self, workflow_id: str, message: str | None = None) -> None:
-        self.workflow_id = workflow_id
-        super().__init__(
-            message
-            or f"Workflow {workflow_id!r} is being executed by another process or thread, "
-            "which recorded this operation first; this execution stopped so no step runs twice. "
-            "Wait for the workflow's result with DBOS.retrieve_workflow(...).get_result()."
-        )
 
     def __reduce__(self) -> tuple[object, ...]:
         return (self.__class__, (self.workflow_id, self.message))
@@ -180,21 +166,63 @@ class DBOSUnexpectedStepError(DBOSException):
         )
 
 
-class DBOSWorkflowCancelledError(BaseException):
-    """Raised inside a workflow that was cancelled or passed its deadline.
+class DBOSBaseException(BaseException):
+    """Root of the signals that stop a workflow's execution from inside it.
 
-    It derives from BaseException so that ``except Exception`` in user code does not swallow it.
+    They derive from BaseException so that ``except Exception`` in user code does not swallow
+    them; the engine converts them at the workflow's boundary.
+
+    Attributes:
+        message: The human-readable message.
+        dbos_error_code: A stable numeric code (see `DBOSErrorCode`), or None.
     """
+
+    dbos_error_code: int | None = None
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (self.__class__, (self.message,))
+
+
+class DBOSWorkflowCancelledError(DBOSBaseException):
+    """Raised inside a workflow that was cancelled or passed its deadline."""
 
     dbos_error_code = DBOSErrorCode.WORKFLOW_CANCELLED
 
     def __init__(self, workflow_id: str, message: str | None = None) -> None:
         self.workflow_id = workflow_id
-        self.message = message or (
-            f"Workflow {workflow_id!r} was cancelled (by cancel_workflow or its timeout); it "
+        super().__init__(
+            message
+            or f"Workflow {workflow_id!r} was cancelled (by cancel_workflow or its timeout); it "
             "stopped at its next step. Resume it with DBOS.resume_workflow if it should finish."
         )
-        super().__init__(self.message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (self.__class__, (self.workflow_id, self.message))
+
+
+class DBOSWorkflowConflictIDError(DBOSBaseException):
+    """This execution no longer owns its workflow: another execution was given it.
+
+    Raised at the execution's next durable operation after a takeover, a recovery, a resume or
+    a requeue elsewhere; the execution records nothing more and stops. The workflow goes on
+    (or has finished) in the execution that owns it now.
+    """
+
+    dbos_error_code = DBOSErrorCode.WORKFLOW_CONFLICT_ID
+
+    def __init__(self, workflow_id: str, message: str | None = None) -> None:
+        self.workflow_id = workflow_id
+        super().__init__(
+            message
+            or f"Workflow {workflow_id!r} is now owned by another execution (it was taken over, "
+            "recovered, resumed or requeued elsewhere), so this execution stopped without "
+            "recording anything more: no step runs in two places. Wait for the workflow's "
+            "result with DBOS.retrieve_workflow(...).get_result()."
+        )
 
     def __reduce__(self) -> tuple[object, ...]:
         return (self.__class__, (self.workflow_id, self.message))
@@ -280,3 +308,25 @@ class DBOSSerializationError(DBOSException):
     """A value cannot be serialized for storage, or a stored value cannot be read back."""
 
     dbos_error_code = DBOSErrorCode.SERIALIZATION
+
+
+class DBOSSystemDatabaseError(DBOSException):
+    """The system database refused a statement for a reason that retrying cannot fix.
+
+    Connection failures (a restart, a failover, a partition) are never raised as this: they are
+    retried for as long as they last. This is everything else (a full disk, a value too large
+    for an index, a closed store), translated from the driver's error at the storage boundary.
+    It is never recorded as a workflow's outcome: the workflow stays PENDING and is resumed.
+
+    Attributes:
+        sqlstate: The SQLSTATE code PostgreSQL gave (None on SQLite or without one).
+    """
+
+    dbos_error_code = DBOSErrorCode.SYSTEM_DATABASE
+
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        self.sqlstate = sqlstate
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (self.__class__, (self.message, self.sqlstate))

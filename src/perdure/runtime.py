@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-from typing import Any, cast
+from typing import Any
 
 from perdure.admin import AdminServer
 from perdure.clock import now_ms
@@ -18,30 +17,23 @@ from perdure.error import (
 from perdure.execution.app_database import ApplicationDatabase
 from perdure.execution.context import current_workflow, take_enqueue_options
 from perdure.execution.handles import WorkflowHandle, WorkflowHandleAsync
+from perdure.execution.heartbeat import Heartbeat
 from perdure.execution.notifier import Notifier, channel
 from perdure.execution.pool import WorkerPool
-from perdure.execution.recovery import recover_pending_workflows
 from perdure.execution.registry import MethodKind, RegisteredWorkflow, Registry
-from perdure.execution.takeover import Heartbeat
+from perdure.execution.takeover import Takeover
 from perdure.execution.tracing import Tracing
 from perdure.execution.workflow import Invocation, WorkflowEngine
 from perdure.logs import get_logger
 from perdure.management import WorkflowManager
-from perdure.messaging.listener import NotificationListener
 from perdure.messaging.operations import Messaging
+from perdure.messaging.wakeups import deliver
 from perdure.queues.dequeue import Dequeuer
 from perdure.queues.queue import QueueDirectory, QueueSpec
 from perdure.scheduling.scheduler import DeclaredSchedules, Scheduler
 from perdure.serialization import Payloads
 from perdure.storage import open_store, redact_url
-from perdure.storage.interface import (
-    ExecutorStore,
-    ManagementStore,
-    QueueStore,
-    ScheduleStore,
-    SystemStore,
-)
-from perdure.storage.postgres.store import psycopg_conninfo
+from perdure.storage.store import Listening, Store
 
 logger = get_logger(__name__)
 
@@ -62,13 +54,13 @@ class Runtime:
         self.schedules = schedules if schedules is not None else DeclaredSchedules()
         self._dequeuer: Dequeuer | None = None
         self._heartbeat: Heartbeat | None = None
+        self._takeover: Takeover | None = None
         self._scheduler: Scheduler | None = None
         self._engine: WorkflowEngine | None = None
         self._app_db: ApplicationDatabase | None = None
-        self._store: SystemStore | None = None
+        self._store: Store | None = None
         self._pool: WorkerPool | None = None
-        self._recovery: threading.Thread | None = None
-        self._listener: NotificationListener | None = None
+        self._listener: Listening | None = None
         self._messaging: Messaging | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.admin_server: AdminServer | None = None
@@ -77,13 +69,19 @@ class Runtime:
     # -- lifecycle -------------------------------------------------------------------------------
 
     def launch(self) -> None:
-        """Migrate the system database, then start recovering this executor's PENDING work."""
+        """Migrate the system database, then start heartbeats, takeover and the loops.
+
+        A PostgreSQL server that is down or starting is waited for, up to
+        ``system_database_wait_sec``.
+        """
         if self._engine is not None:
             return
         apply_log_level(self.settings)
         settings = self.settings
         store = open_store(
-            settings.system_database_url, max_connections=settings.max_executor_threads + 4
+            settings.system_database_url,
+            max_connections=settings.max_executor_threads + 4,
+            connect_wait_sec=settings.system_database_wait_sec,
         )
         try:
             store.migrate()
@@ -101,12 +99,8 @@ class Runtime:
             raise
         self._store = store
         self._pool = WorkerPool(settings.max_executor_threads, name="perdure-workflow")
-        self.notifier = Notifier(settings.notification_listener_polling_interval_sec)
-        if not settings.system_database_url.startswith("sqlite"):
-            self._listener = NotificationListener(
-                psycopg_conninfo(settings.system_database_url), self.notifier
-            )
-            self._listener.start()
+        self.notifier = notifier = Notifier(settings.notification_listener_polling_interval_sec)
+        self._listener = store.listen(lambda note: deliver(notifier, note), notifier.signal_all)
         self._engine = WorkflowEngine(
             store=store,
             payloads=Payloads(settings.serializer, settings.payload_codec),
@@ -120,28 +114,28 @@ class Runtime:
         if settings.admin_server is not None:
             self._start_admin_server(settings.admin_server)
         self._heartbeat = Heartbeat(
-            self._engine,
-            cast(ExecutorStore, store),
+            store,
+            instance_id=self._engine.instance_id,
+            executor_id=settings.executor_id,
+            app_version=settings.application_version,
             interval_sec=settings.heartbeat_interval_sec,
-            dead_after_sec=settings.dead_executor_timeout_sec,
         )
         self._heartbeat.start()
-        self._recovery = threading.Thread(
-            target=self._recover, name="perdure-recovery", daemon=True
+        # Its first pass is the recovery at launch: the workflows of dead processes.
+        self._takeover = Takeover(
+            self._engine, self._heartbeat, dead_after_sec=settings.dead_executor_timeout_sec
         )
-        self._recovery.start()
-        # Every SQL store implements the queue queries next to the core ones.
+        self._takeover.start()
         self._dequeuer = Dequeuer(
             self._engine,
             self.queues,
-            cast(QueueStore, store),
-            max_in_flight=settings.max_executor_threads,
+            store,
             internal_polling_sec=settings.notification_listener_polling_interval_sec,
         )
         self._dequeuer.start()
         self._scheduler = Scheduler(
             self._engine,
-            cast(ScheduleStore, store),
+            store,
             self.schedules,
             polling_interval_sec=settings.scheduler_polling_interval_sec,
         )
@@ -157,7 +151,7 @@ class Runtime:
         assert self._engine is not None  # noqa: S101 - called by launch, after the engine
         # Lenient: a payload this process cannot decode is shown as such, not an error page.
         manager = WorkflowManager(
-            cast(ManagementStore, self._engine.store),
+            self._engine.store,
             self._engine.payloads,
             engine=self._engine,
             lenient=True,
@@ -179,22 +173,10 @@ class Runtime:
             self.destroy()  # what launch started so far
             raise
 
-    def _recover(self) -> None:
-        engine = self._engine
-        if engine is None:
-            return
-        try:
-            restarted = recover_pending_workflows(engine)
-        except Exception:
-            logger.exception("Recovery of pending workflows failed; it is retried at next launch")
-            return
-        if restarted:
-            logger.info("Recovered %d pending workflow(s)", len(restarted))
-
     def wait_for_recovery(self, timeout_sec: float | None = None) -> None:
-        """Block until the launch-time recovery scan has started every workflow it found."""
-        if self._recovery is not None:
-            self._recovery.join(timeout_sec)
+        """Block until the launch-time recovery (the takeover's first pass) is done."""
+        if self._takeover is not None:
+            self._takeover.first_pass_done.wait(timeout_sec)
 
     def destroy(self, workflow_completion_timeout_sec: float = 0) -> None:
         """Stop background work and close connections; running workflows stay PENDING."""
@@ -205,14 +187,15 @@ class Runtime:
             self._scheduler.stop()  # first, like the dequeuer: it starts workflows
         if self._dequeuer is not None:
             self._dequeuer.stop()  # first: it submits work to the pool and reads the store
-        if self._heartbeat is not None:
-            self._heartbeat.stop()  # it, too, may start taken-over workflows
+        if self._takeover is not None:
+            self._takeover.stop()  # it, too, starts taken-over workflows
         if self._listener is not None:
             self._listener.stop()
         if self._pool is not None:
             self._pool.stop(workflow_completion_timeout_sec)
-        if self._recovery is not None:
-            self._recovery.join(timeout=5)
+        if self._heartbeat is not None:
+            # After the pool: while workflows still run here, this process proves them alive.
+            self._heartbeat.stop()
         if self._app_db is not None:
             self._app_db.dispose()
         if self._store is not None:
@@ -220,8 +203,8 @@ class Runtime:
         if self._tracing is not None:
             self._tracing.shutdown()  # exports the spans still pending
             self._tracing = None
-        self._engine = self._store = self._pool = self._app_db = self._recovery = None
-        self._listener = self._messaging = None
+        self._engine = self._store = self._pool = self._app_db = None
+        self._listener = self._messaging = self._takeover = None
         self._dequeuer = self._scheduler = self._heartbeat = None
 
     def reset_system_database(self) -> None:
@@ -259,8 +242,8 @@ class Runtime:
 
     def stored_queue(self, name: str) -> QueueSpec | None:
         """A queue definition stored in the system database (perhaps by another process)."""
-        record = cast(QueueStore, self.engine.store).get_queue(name)
-        return QueueSpec.from_record(record) if record is not None else None
+        records = self.engine.store.list_queues((name,))
+        return QueueSpec.from_record(records[0]) if records else None
 
     @property
     def messaging(self) -> Messaging:
@@ -303,10 +286,10 @@ class Runtime:
         started = engine.start(call)
         try:
             if started.active is None:
-                return await asyncio.to_thread(engine.await_result, started.workflow_id)
+                return await engine.await_result_async(started.workflow_id)
             return await engine.execute_async(started.active, call)
         except DBOSWorkflowConflictIDError:
-            return await asyncio.to_thread(engine.await_result, started.workflow_id)
+            return await engine.await_result_async(started.workflow_id)
         except DBOSWorkflowCancelledError as exc:
             raise _for_caller(exc) from None
 

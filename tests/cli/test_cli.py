@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import cast
 
 import pytest
 
@@ -17,7 +16,6 @@ from perdure import DBOS, SetWorkflowID
 from perdure.error import DBOSAwaitedWorkflowCancelledError
 from perdure.queues.queue import QueueSpec
 from perdure.storage import open_store
-from perdure.storage.interface import QueueStore
 from tests.integration.system_tables import relaunch, run_sql
 
 WAIT = 10.0
@@ -159,7 +157,7 @@ def test_queue_list(history: str) -> None:
     spec = QueueSpec.create("mail", 3, {"limit": 10, "period": 2.0}, priority_enabled=True)
     store = open_store(history)
     try:
-        cast(QueueStore, store).save_queue(spec.record())
+        store.save_queue(spec.record())
     finally:
         store.close()
     run_sql(history, "UPDATE {p}workflow_status SET status = 'ENQUEUED', queue_name = 'mail' "

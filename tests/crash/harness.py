@@ -63,6 +63,15 @@ class Program:
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=EXIT_TIMEOUT_SEC)
 
+    def pause(self) -> None:
+        """SIGSTOP the program's process group: alive, holding its connections, silent."""
+        assert self.running(), f"{self.describe()}\nexpected it to be running at the pause"
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT the program's process group after `pause`."""
+        os.killpg(self.process.pid, signal.SIGCONT)
+
     def wait(self, timeout: float = EXIT_TIMEOUT_SEC) -> int:
         """Wait for the program to exit on its own; its exit code (negative: killed by signal)."""
         try:
@@ -96,6 +105,7 @@ class Programs:
         """Kill the group of every program not yet exited (only ours, by process group ID)."""
         for program in self._started:
             if program.running():
+                os.killpg(program.process.pid, signal.SIGCONT)  # a paused one too
                 os.killpg(program.process.pid, signal.SIGKILL)
                 program.process.wait(timeout=EXIT_TIMEOUT_SEC)
 
@@ -200,6 +210,20 @@ class Witness:
             (workflow_id, name),
         )
         return int(rows[0][0]) if rows else None
+
+    def ownership(self, workflow_id: str) -> tuple[int, dict[int, int | None]]:
+        """The workflow's current owner token, and the token each recorded step was written
+        under, by position."""
+        token = self._system_rows(
+            f"SELECT owner_token FROM {self.db.system}workflow_status WHERE workflow_id = ?",
+            (workflow_id,),
+        )
+        steps = self._system_rows(
+            f"SELECT function_id, owner_token FROM {self.db.system}operation_outputs "
+            "WHERE workflow_id = ?",
+            (workflow_id,),
+        )
+        return int(token[0][0]), {int(p): (int(t) if t is not None else None) for p, t in steps}
 
     def outcomes(self) -> list[dict[str, Any]]:
         """What programs reported through `Program.record_outcome`, in order."""

@@ -9,9 +9,9 @@ import sqlalchemy as sa
 
 from perdure import DBOS, SetWorkflowID
 from perdure.execution.app_database import sqlalchemy_url
-from perdure.execution.recovery import recover_pending_workflows
-from perdure.storage.sql_store import SqlStore
+from perdure.execution.recovery import take_over
 from tests.fixtures.app import make_config, wait_until
+from tests.integration.system_tables import run_sql
 
 
 @pytest.fixture
@@ -51,7 +51,9 @@ def test_transaction_commits_once_in_the_application_database(app_dbos: sa.Engin
     assert _notes(app_dbos) == ["hello"]
 
 
-def test_checkpoint_committed_before_a_crash_is_found_on_recovery(app_dbos: sa.Engine) -> None:
+def test_checkpoint_committed_before_a_crash_is_found_on_recovery(
+    app_dbos: sa.Engine, db_url: str
+) -> None:
     runs: list[str] = []
 
     @DBOS.transaction()
@@ -71,19 +73,10 @@ def test_checkpoint_committed_before_a_crash_is_found_on_recovery(app_dbos: sa.E
     runtime = DBOS._runtime
     assert runtime is not None
     store = runtime.engine.store
-    assert isinstance(store, SqlStore)
-    p = store.prefix
-    store._autocommit(
-        store._q(f"DELETE FROM {p}operation_outputs WHERE workflow_id = ?"), ("note-2",)
-    )
-    store._autocommit(
-        store._q(
-            f"UPDATE {p}workflow_status SET status = 'PENDING', instance_id = 'dead' "
-            "WHERE workflow_id = ?"
-        ),
-        ("note-2",),
-    )
-    assert recover_pending_workflows(runtime.engine) == ["note-2"]
+    run_sql(db_url, "DELETE FROM {p}operation_outputs WHERE workflow_id = 'note-2'")
+    run_sql(db_url, "UPDATE {p}workflow_status SET status = 'PENDING', instance_id = 'dead' "
+            "WHERE workflow_id = 'note-2'")  # fmt: skip
+    assert take_over(runtime.engine, ("dead",)) == ["note-2"]
     wait_until(lambda: DBOS.retrieve_workflow("note-2").get_status().status == "SUCCESS")
     assert DBOS.retrieve_workflow("note-2").get_result() == "KEPT!"
     assert runs == ["kept"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 import time
@@ -76,15 +77,32 @@ def test_launch_twice_is_harmless(dbos: type[DBOS]) -> None:
     assert flow() == "perdure-test"
 
 
-def test_unreachable_postgres_fails_launch_with_the_fix(unconfigured: None) -> None:
-    DBOS(config=make_config("postgresql://postgres@127.0.0.1:1/nope"))
+def test_unreachable_postgres_fails_launch_with_the_fix_after_its_wait(
+    unconfigured: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = "postgresql://postgres@127.0.0.1:1/nope"
+    DBOS(config=make_config(url, system_database_wait_sec=1.5))
     started = time.monotonic()
     with pytest.raises(DBOSInitializationError) as caught:
         DBOS.launch()
-    assert time.monotonic() - started < 12
+    waited = time.monotonic() - started
+    assert 1.5 <= waited < 12  # it waited for a server that might be starting, then gave up
     message = str(caught.value)
     assert "127.0.0.1:1" in message
     assert "Check that PostgreSQL is running" in message
+    assert any("Waiting up to 2s for the system database" in r.getMessage() for r in caplog.records)
+
+
+def test_a_refused_login_fails_launch_at_once(unconfigured: None, postgres_server_url: str) -> None:
+    """A wrong user is a mistake to fix, not a server to wait for."""
+    url = re.sub(r"//[^@/]*@", "//no_such_role@", postgres_server_url)
+    if "no_such_role@" not in url:
+        url = postgres_server_url.replace("://", "://no_such_role@", 1)
+    DBOS(config=make_config(url, system_database_wait_sec=60))
+    started = time.monotonic()
+    with pytest.raises(DBOSInitializationError, match="no_such_role"):
+        DBOS.launch()
+    assert time.monotonic() - started < 10
 
 
 def test_sqlite_in_a_missing_folder_fails_launch(unconfigured: None, tmp_path: Path) -> None:

@@ -9,7 +9,12 @@ import pytest
 
 from perdure import DBOS, DBOSConfig, error
 from perdure.config import SYSTEM_DATABASE_URL_ENV, parse_config
-from perdure.error import DBOSException, DBOSInitializationError, DBOSWorkflowCancelledError
+from perdure.error import (
+    DBOSException,
+    DBOSInitializationError,
+    DBOSWorkflowCancelledError,
+    DBOSWorkflowConflictIDError,
+)
 from perdure.serialization import JsonSerializer, PickleSerializer
 
 
@@ -32,6 +37,7 @@ def test_config_keys_are_the_documented_ones() -> None:
         "scheduler_polling_interval_sec",
         "heartbeat_interval_sec",
         "dead_executor_timeout_sec",
+        "system_database_wait_sec",
         "log_level",
         "enable_otlp",
         "otlp_traces_endpoints",
@@ -152,10 +158,11 @@ def test_error_hierarchy() -> None:
         code = getattr(cls, "dbos_error_code", None)
         assert isinstance(code, int), name
         codes.add(code)
-        if cls is DBOSWorkflowCancelledError:
-            # User code must not swallow cancellation with `except Exception`.
+        if cls in (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError):
+            # User code must not swallow a cancellation, or the loss of its workflow to
+            # another execution, with `except Exception`.
             assert not issubclass(cls, Exception)
-            assert issubclass(cls, BaseException)
+            assert issubclass(cls, error.DBOSBaseException)
         else:
             assert issubclass(cls, DBOSException), name
     assert len(codes) == len(SPEC_ERRORS)  # one code per error class

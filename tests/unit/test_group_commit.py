@@ -9,7 +9,7 @@ import pytest
 
 from perdure.storage import group_commit
 from perdure.storage.group_commit import GroupCommit
-from perdure.storage.interface import StepRow
+from perdure.storage.records import StepRow
 from tests.fixtures.app import wait_until
 
 WAIT = 10.0

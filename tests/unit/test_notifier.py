@@ -6,8 +6,8 @@ import base64
 import threading
 
 from perdure.execution.notifier import Notifier
-from perdure.messaging.listener import wake_up
-from perdure.storage.interface import Payload
+from perdure.messaging.wakeups import wake_up
+from perdure.storage.records import Payload
 from tests.fixtures.app import wait_until
 
 

@@ -13,11 +13,11 @@ from perdure.queues.limits import (
     starts_in_window,
 )
 from perdure.queues.queue import INTERNAL_QUEUE_NAME, QueueDirectory, QueueSpec
-from perdure.storage.interface import Occupancy
+from perdure.storage.records import Occupancy
 
 
 def occupancy(running: int = 0, here: int = 0, starts: tuple[int, ...] = ()) -> Occupancy:
-    return Occupancy(None, running, here, starts)
+    return Occupancy(None, running, here, starts, now_ms=0)
 
 
 def test_no_limits_admit_the_whole_batch() -> None:

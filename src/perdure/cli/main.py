@@ -37,7 +37,7 @@ def cli(ctx: click.Context, db_url: str | None, as_json: bool) -> None:
 def migrate(target: Target) -> None:
     """Create or upgrade the system database schema."""
     url = target.url()
-    store = open_store(url, max_connections=2)
+    store = open_store(url, max_connections=2, wait_limit_sec=10.0, connect_wait_sec=0.0)
     try:
         store.migrate()
     finally:
@@ -56,7 +56,9 @@ def reset(target: Target, yes: bool) -> None:
             f"Delete every workflow record in {redact_url(url)}? This cannot be undone",
             abort=True,
         )
-    store = open_store(url, max_connections=2, create=False)
+    store = open_store(
+        url, max_connections=2, create=False, wait_limit_sec=10.0, connect_wait_sec=0.0
+    )
     try:
         store.reset()
     finally:

@@ -13,6 +13,8 @@ from perdure.management import WorkflowManager
 from perdure.management.views import jsonable
 from perdure.serialization import JsonSerializer, Payloads
 
+CLI_WAIT_LIMIT_SEC = 10.0
+
 
 @dataclass
 class Target:
@@ -31,10 +33,14 @@ class Target:
 
     def manager(self) -> WorkflowManager:
         """A manager on the existing database (closed when the command ends)."""
-        store = open_existing_store(self.url())
+        # A command fails at once if it cannot connect, and waits a little for a database
+        # that goes away while it runs.
+        store = open_existing_store(
+            self.url(), wait_limit_sec=CLI_WAIT_LIMIT_SEC, connect_wait_sec=0.0
+        )
         click.get_current_context().call_on_close(store.close)
         # Rows are read in the format recorded with each; undecodable ones are shown as such.
-        return WorkflowManager(store.management, Payloads(JsonSerializer()), lenient=True)
+        return WorkflowManager(store, Payloads(JsonSerializer()), lenient=True)
 
 
 pass_target = click.make_pass_decorator(Target)

@@ -6,7 +6,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Any, cast
+from typing import Any
 
 from typing_extensions import TypedDict, Unpack
 
@@ -25,17 +25,15 @@ from perdure.execution.handles import WorkflowStatus
 from perdure.execution.notifier import Notifier
 from perdure.management import StepInfo, WorkflowManager
 from perdure.management.filters import ListWorkflowFilters, QueuedWorkflowFilters
-from perdure.messaging.listener import NotificationListener
-from perdure.messaging.operations import Messaging, in_thread
+from perdure.messaging.operations import Messaging
+from perdure.messaging.wakeups import deliver
 from perdure.serialization import PayloadCodec, Payloads, Serializer
-from perdure.storage.interface import (
-    MessagingStore,
+from perdure.storage.records import (
     QueuePlacement,
-    QueueStore,
     WorkflowRow,
     WorkflowStatusString,
+    new_owner_token,
 )
-from perdure.storage.postgres.store import psycopg_conninfo
 
 # Recorded as the executor of workflows a client enqueues, until a worker claims them.
 CLIENT_EXECUTOR_ID = "perdure-client"
@@ -96,15 +94,13 @@ class DBOSClient:
         )
         self._payloads = Payloads(settings.serializer, settings.payload_codec)
         self._store = open_existing_store(settings.system_database_url)
-        self._manager = WorkflowManager(self._store.management, self._payloads)
-        notifier = Notifier(settings.notification_listener_polling_interval_sec)
-        self._listener: NotificationListener | None = None
-        if not url.startswith("sqlite"):
-            # Waits (get_event, read_stream) wake on Postgres notifications, not polling.
-            self._listener = NotificationListener(psycopg_conninfo(url), notifier)
-            self._listener.start()
-        store = cast(MessagingStore, self._store.system)
-        self._messaging = Messaging(store, self._payloads, notifier)
+        self._manager = WorkflowManager(self._store, self._payloads)
+        self._notifier = notifier = Notifier(settings.notification_listener_polling_interval_sec)
+        # Waits (get_result, get_event, read_stream) wake on Postgres notifications, not polling.
+        self._listener = self._store.listen(
+            lambda note: deliver(notifier, note), notifier.signal_all
+        )
+        self._messaging = Messaging(self._store, self._payloads, notifier)
 
     def destroy(self) -> None:
         """Close the database connections; the client is unusable afterwards."""
@@ -117,7 +113,7 @@ class DBOSClient:
         await asyncio.to_thread(self.destroy)
 
     def _handle(self, workflow_id: str) -> ClientWorkflowHandle[Any]:
-        return ClientWorkflowHandle(self._manager, self._payloads, workflow_id)
+        return ClientWorkflowHandle(self._manager, self._payloads, self._notifier, workflow_id)
 
     # -- messages, events and streams ---------------------------------------------------------
 
@@ -150,8 +146,8 @@ class DBOSClient:
         return self._messaging.get_event(workflow_id, key, timeout_seconds)
 
     async def get_event_async(self, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
-        """Async twin of `get_event`."""
-        return await asyncio.to_thread(self.get_event, workflow_id, key, timeout_seconds)
+        """Async twin of `get_event`: it waits on the event loop, taking no thread."""
+        return await self._messaging.get_event_async(workflow_id, key, timeout_seconds)
 
     def read_stream(self, workflow_id: str, key: str) -> Iterator[Any]:
         """Yield a workflow's stream values in order until closed or the writer has ended."""
@@ -159,7 +155,7 @@ class DBOSClient:
 
     async def read_stream_async(self, workflow_id: str, key: str) -> AsyncIterator[Any]:
         """Async twin of `read_stream`: an async generator."""
-        async for value in in_thread(self.read_stream(workflow_id, key)):
+        async for value in self._messaging.read_stream_async(workflow_id, key):
             yield value
 
     # -- queues ------------------------------------------------------------------------------
@@ -184,8 +180,8 @@ class DBOSClient:
                 "DBOSClient.enqueue needs options with 'workflow_name' and 'queue_name', e.g. "
                 "{'workflow_name': 'process_order', 'queue_name': 'orders'}."
             )
-        queues = cast(QueueStore, self._store.system)
-        queue = queues.get_queue(queue_name)
+        found = self._store.list_queues((queue_name,))
+        queue = found[0] if found else None
         if queue is None:
             raise DBOSException(
                 f"Cannot enqueue {name!r}: queue {queue_name!r} is not defined in this system "
@@ -203,7 +199,7 @@ class DBOSClient:
         placed = QueuePlacement(queue_name, options.get("deduplication_id"), priority or 0).place(
             row
         )
-        outcome = self._store.system.insert_workflow(placed)
+        outcome = self._store.start_workflow(placed)
         if not outcome.created and outcome.row.name != name:
             raise DBOSConflictingWorkflowError(
                 row.workflow_id,
@@ -251,6 +247,7 @@ class DBOSClient:
             forked_from=None,
             deduplication_id=None,
             priority=0,
+            owner_token=new_owner_token(),
         )
 
     async def enqueue_async(
@@ -263,7 +260,7 @@ class DBOSClient:
     # -- reading ---------------------------------------------------------------------------
 
     def retrieve_workflow(self, workflow_id: str) -> ClientWorkflowHandle[Any]:
-        """A handle to an existing workflow; its ``get_result`` polls the database.
+        """A handle to an existing workflow; its ``get_result`` waits for it to end.
 
         Raises:
             DBOSNonExistentWorkflowError: No workflow has this ID.

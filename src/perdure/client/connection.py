@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 from perdure.error import DBOSInitializationError
-from perdure.storage import open_store, redact_url
-from perdure.storage.interface import ManagementStore, SystemStore
+from perdure.storage import Store, open_store, redact_url
 from perdure.storage.migrations import load_migrations
 
-
-@dataclass(frozen=True)
-class OpenedStore:
-    """One store seen through both of its interfaces."""
-
-    system: SystemStore
-    management: ManagementStore
-
-    def close(self) -> None:
-        """Release the store's connections."""
-        self.system.close()
+# How long a client's call keeps retrying while the system database is unreachable: a client
+# serves a caller (a request handler, a script) that should hear of an outage, not hang.
+CLIENT_WAIT_LIMIT_SEC = 60.0
 
 
 def backend_of(url: str) -> str:
@@ -29,7 +18,13 @@ def backend_of(url: str) -> str:
     return "sqlite" if url.startswith("sqlite:") else "postgres"
 
 
-def open_existing_store(url: str, *, max_connections: int = 4) -> OpenedStore:
+def open_existing_store(
+    url: str,
+    *,
+    max_connections: int = 4,
+    wait_limit_sec: float = CLIENT_WAIT_LIMIT_SEC,
+    connect_wait_sec: float | None = None,
+) -> Store:
     """Open the system database at ``url``; never create or migrate its schema.
 
     Raises:
@@ -44,18 +39,24 @@ def open_existing_store(url: str, *, max_connections: int = 4) -> OpenedStore:
                 f"No system database at {shown}: the file does not exist. Launch the "
                 "application once, or run `perdure migrate --db URL`, to create it."
             )
-    system = open_store(url, max_connections=max_connections, create=False)
-    # Both SQL backends implement the management queries next to the core ones.
-    opened = OpenedStore(system, cast(ManagementStore, system))
+    store = open_store(
+        url,
+        max_connections=max_connections,
+        create=False,
+        wait_limit_sec=wait_limit_sec,
+        connect_wait_sec=min(wait_limit_sec, 10.0)
+        if connect_wait_sec is None
+        else connect_wait_sec,
+    )
     try:
-        _check_schema(opened.management, url)
+        _check_schema(store, url)
     except BaseException:
-        opened.close()
+        store.close()
         raise
-    return opened
+    return store
 
 
-def _check_schema(store: ManagementStore, url: str) -> None:
+def _check_schema(store: Store, url: str) -> None:
     shown = redact_url(url)
     try:
         version = store.schema_version()

@@ -4,48 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Generic, TypeVar
+import uuid
+from typing import Generic, TypeVar
 
-from perdure.error import (
-    DBOSAwaitedWorkflowCancelledError,
-    DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded,
-    DBOSNonExistentWorkflowError,
-)
+from perdure.error import DBOSNonExistentWorkflowError
 from perdure.execution.handles import WorkflowStatus
+from perdure.execution.notifier import Notifier, channel
+from perdure.execution.workflow import recorded_outcome
 from perdure.management import WorkflowManager
 from perdure.serialization import Payloads
-from perdure.storage.interface import WorkflowRow
-from perdure.storage.interface import WorkflowStatusString as S
+from perdure.storage.records import TERMINAL_STATUSES, WorkflowRow
 
 R = TypeVar("R")
-
-_TERMINAL = (S.SUCCESS, S.ERROR, S.CANCELLED, S.MAX_RECOVERY_ATTEMPTS_EXCEEDED)
-# get_result polls with a growing interval: quick for short workflows, gentle for long ones.
-FIRST_POLL_SEC = 0.01
-MAX_POLL_SEC = 1.0
-
-
-def recorded_outcome(payloads: Payloads, row: WorkflowRow) -> Any:
-    """The output of a finished workflow, or raise the error it ended with."""
-    wid = row.workflow_id
-    if row.status == S.SUCCESS:
-        if row.output is None:
-            return None
-        what = f"output of workflow {row.name!r}"
-        return payloads.decode(row.output, row.serialization, what=what, workflow_id=wid)
-    if row.status == S.ERROR:
-        raise payloads.decode_error(row.error or b"", row.serialization, workflow_id=wid)
-    if row.status == S.CANCELLED:
-        raise DBOSAwaitedWorkflowCancelledError(wid)
-    raise DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded(wid)
 
 
 class ClientWorkflowHandle(Generic[R]):
     """A workflow seen from a client: its status, and its result once it ends."""
 
-    def __init__(self, manager: WorkflowManager, payloads: Payloads, workflow_id: str) -> None:
+    def __init__(
+        self, manager: WorkflowManager, payloads: Payloads, notifier: Notifier, workflow_id: str
+    ) -> None:
         self._manager = manager
         self._payloads = payloads
+        self._notifier = notifier
         self.workflow_id = workflow_id
 
     def get_workflow_id(self) -> str:
@@ -60,26 +41,37 @@ class ClientWorkflowHandle(Generic[R]):
         return status
 
     def get_result(self, *, timeout_sec: float | None = None) -> R:
-        """Wait for the workflow to end (polling the database); its output or its error.
+        """Wait for the workflow to end; its output or its error.
+
+        Woken by the workflow's end (a PostgreSQL notification; on SQLite, polling).
 
         Raises:
             TimeoutError: ``timeout_sec`` passed first (the workflow keeps running).
         """
-        deadline = None if timeout_sec is None else time.monotonic() + timeout_sec
-        delay = FIRST_POLL_SEC
-        while True:
-            row = self._manager.store.get_workflow(self.workflow_id)
+        store = self._manager.store
+
+        def finished() -> WorkflowRow | None:
+            row = store.get_workflow(self.workflow_id)
             if row is None:
                 raise DBOSNonExistentWorkflowError(self.workflow_id)
-            if row.status in _TERMINAL:
-                return recorded_outcome(self._payloads, row)  # type: ignore[no-any-return] # decoded payload
-            if deadline is not None and time.monotonic() + delay > deadline:
-                raise TimeoutError(
-                    f"Workflow {self.workflow_id!r} did not finish within {timeout_sec}s; it is "
-                    "still running. Call get_result() again to keep waiting."
-                )
-            time.sleep(delay)  # the client has no notifications yet: back-off between polls
-            delay = min(delay * 2, MAX_POLL_SEC)
+            return row if row.status in TERMINAL_STATUSES else None
+
+        deadline = None if timeout_sec is None else time.monotonic() + timeout_sec
+        row = finished()
+        if row is None:
+            waiter_id = uuid.uuid4().hex
+            store.watch_result(self.workflow_id, waiter_id, watching=True)
+            try:
+                names = (channel("end", self.workflow_id),)
+                row = self._notifier.wait_for(names, finished, deadline=deadline)
+            finally:
+                store.watch_result(self.workflow_id, waiter_id, watching=False)
+        if row is None:
+            raise TimeoutError(
+                f"Workflow {self.workflow_id!r} did not finish within {timeout_sec}s; it is "
+                "still running. Call get_result() again to keep waiting."
+            )
+        return recorded_outcome(self._payloads, row)  # type: ignore[no-any-return] # decoded payload
 
 
 class ClientWorkflowHandleAsync(Generic[R]):

@@ -16,10 +16,10 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from perdure.storage.interface import STEP_COLUMNS, StepRow
+from perdure.storage.records import STEP_COLUMNS, StepRow
 
-# PostgreSQL SQLSTATEs worth retrying: serialization_failure, deadlock_detected.
-_RETRYABLE_SQLSTATES = ("40001", "40P01")
+# PostgreSQL SQLSTATEs a transaction retries at once: serialization_failure, deadlock_detected.
+_CONFLICT_SQLSTATES = ("40001", "40P01")
 _APP_COLUMNS = ("workflow_id", "function_id", "function_name", "output", "error", "serialization")
 
 
@@ -43,11 +43,13 @@ class ApplicationDatabase:
         if self.is_system_database:
             columns = ", ".join(STEP_COLUMNS)
             params = ", ".join(f":{c}" for c in STEP_COLUMNS)
-            # Written only while the workflow is PENDING, so a cancel also rolls back the writes.
+            # Written only while this execution owns the PENDING workflow, so a cancel or a
+            # takeover also rolls back the user's writes.
             self.checkpoint_sql = sa.text(
                 f"INSERT INTO {prefix}operation_outputs ({columns}) SELECT {params} "
                 f"WHERE EXISTS (SELECT 1 FROM {prefix}workflow_status "
-                "WHERE workflow_id = :workflow_id AND status = 'PENDING') "
+                "WHERE workflow_id = :workflow_id AND status = 'PENDING' "
+                "AND owner_token = :owner_token) "
                 "ON CONFLICT (workflow_id, function_id) DO NOTHING"
             )
         else:
@@ -108,13 +110,28 @@ class ApplicationDatabase:
         ):
             yield session
 
-    def is_retryable(self, exc: sa.exc.DBAPIError) -> bool:
-        """Serialization failures, deadlocks, lost connections; a busy SQLite database."""
+    def is_conflict(self, exc: BaseException) -> bool:
+        """A serialization failure or a deadlock: the transaction may succeed if tried again."""
+        if not isinstance(exc, sa.exc.DBAPIError) or self.is_sqlite:
+            return False
+        return getattr(exc.orig, "sqlstate", None) in _CONFLICT_SQLSTATES
+
+    def is_unavailable(self, exc: BaseException) -> bool:
+        """The database is away (a restart, a failover, a partition, a busy SQLite file, an
+        exhausted pool): the transaction did not happen and is tried again when it is back."""
+        if isinstance(exc, sa.exc.TimeoutError):  # no connection free in the pool
+            return True
+        if not isinstance(exc, sa.exc.DBAPIError):
+            return False
         if exc.connection_invalidated:
             return True
         if self.is_sqlite:
-            return "locked" in str(exc.orig) or "busy" in str(exc.orig)
-        return getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
+            text = str(exc.orig)
+            return "locked" in text or "busy" in text
+        from perdure.storage.database import ErrorKind  # noqa: PLC0415 - lazy, as the driver
+        from perdure.storage.postgres.database import classify_error  # noqa: PLC0415
+
+        return exc.orig is not None and classify_error(exc.orig) is ErrorKind.CONNECTION
 
     def dispose(self) -> None:
         """Close the engine's connections."""

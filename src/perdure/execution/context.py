@@ -12,7 +12,7 @@ from typing_extensions import Self
 
 from perdure.clock import now_ms
 from perdure.error import DBOSWorkflowCancelledError
-from perdure.storage.interface import StepRow
+from perdure.storage.records import StepRow
 
 
 @dataclass
@@ -25,6 +25,9 @@ class WorkflowContext:
     # therefore never reads before a step.
     recorded: dict[int, StepRow]
     deadline_epoch_ms: int | None
+    # The owner token of this execution's claim: every write it makes names it, and is
+    # refused once another claim replaced it.
+    owner_token: int = 0
     cancelled: threading.Event = field(default_factory=threading.Event)
     # True when re-executing after a crash or restart (recorded steps may exist).
     resumed: bool = False
@@ -120,6 +123,11 @@ def current_workflow() -> WorkflowContext | None:
     """The workflow executing here, or None (also None inside a step: steps are leaves)."""
     if _step.get() is not None:
         return None
+    return _workflow.get()
+
+
+def enclosing_workflow() -> WorkflowContext | None:
+    """The workflow executing here, inside its steps too."""
     return _workflow.get()
 
 

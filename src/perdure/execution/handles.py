@@ -8,10 +8,10 @@ from typing import Any, Generic, TypeVar
 
 from perdure.error import DBOSNonExistentWorkflowError
 from perdure.execution.context import current_workflow
-from perdure.execution.steps import RetryPolicy, run_step
+from perdure.execution.steps import RetryPolicy, run_step, run_step_async
 from perdure.execution.workflow import ActiveWorkflow, WorkflowEngine
 from perdure.serialization import Payloads
-from perdure.storage.interface import WorkflowRow
+from perdure.storage.records import WorkflowRow
 
 R = TypeVar("R")
 
@@ -140,6 +140,8 @@ class WorkflowHandleAsync(Generic[R]):
     def __init__(
         self, engine: WorkflowEngine, workflow_id: str, active: ActiveWorkflow | None = None
     ) -> None:
+        self._engine = engine
+        self._active = active
         self._sync: WorkflowHandle[R] = WorkflowHandle(engine, workflow_id, active)
         self.workflow_id = workflow_id
 
@@ -148,8 +150,21 @@ class WorkflowHandleAsync(Generic[R]):
         return self.workflow_id
 
     async def get_result(self) -> R:
-        """Wait for the workflow to end without blocking the event loop."""
-        return await asyncio.to_thread(self._sync.get_result)
+        """Wait for the workflow to end, on the event loop (no thread is taken).
+
+        Inside a workflow the result is checkpointed, at a position taken on the loop.
+        """
+        engine, workflow_id, active = self._engine, self.workflow_id, self._active
+        if current_workflow() is None:
+            return await engine.await_result_async(workflow_id, active)  # type: ignore[no-any-return]
+        return await run_step_async(  # type: ignore[no-any-return]
+            engine,
+            engine.await_result_async,
+            (workflow_id, active),
+            {},
+            name=GET_RESULT_STEP_NAME,
+            policy=RetryPolicy(),
+        )
 
     async def get_status(self) -> WorkflowStatus:
         """The workflow's current `WorkflowStatus`."""

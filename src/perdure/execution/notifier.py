@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +38,8 @@ class Notifier:
         self._marked: set[str] = set()  # channels of long-lived loops, always counted
         self._everything = 0  # bumped by signal_all: every waiter re-checks
         self._values: dict[str, object] = {}  # watched channel -> value its last signal carried
+        # Waits on event loops: each is woken on its own loop, not by the condition.
+        self._async_waiters: list[_AsyncWaiter] = []
 
     def signal(self, name: str, value: object | None = None) -> None:
         """Wake the waiters of channel ``name``, leaving them ``value`` if given."""
@@ -45,6 +49,9 @@ class Notifier:
                 if value is not None:
                     self._values[name] = value
                 self._cond.notify_all()
+                for waiter in self._async_waiters:
+                    if name in waiter.names:
+                        waiter.wake()
 
     def take(self, name: str) -> object | None:
         """The value a signal of watched channel ``name`` carried (once), if any."""
@@ -67,6 +74,8 @@ class Notifier:
         with self._cond:
             self._everything += 1
             self._cond.notify_all()
+            for waiter in self._async_waiters:
+                waiter.wake()
 
     def mark(self, names: tuple[str, ...]) -> tuple[int, ...]:
         """The signal counts of ``names`` now, for a later `wait_changed`."""
@@ -134,3 +143,60 @@ class Notifier:
             if interrupted is not None:
                 interrupted()
             recheck = min(recheck * 2, self.poll_interval_sec)
+
+    async def wait_for_async(
+        self,
+        names: tuple[str, ...],
+        check: Callable[[], T | None],
+        *,
+        deadline: float | None,
+        interrupted: Callable[[], None] | None = None,
+    ) -> T | None:
+        """`wait_for` on the running event loop: the wait takes no thread.
+
+        ``check`` runs on the loop (a short database read, like every statement of an async
+        workflow); between checks the coroutine awaits a wake-up scheduled on its loop.
+        """
+        waiter = _AsyncWaiter(frozenset(names), asyncio.get_running_loop())
+        with self._cond:
+            self._watch(names, +1)  # before the first check: no signal after it is missed
+            self._async_waiters.append(waiter)
+        try:
+            recheck = _FIRST_RECHECK_SEC
+            while True:
+                waiter.event.clear()  # a signal from here on sets it again
+                value = check()
+                if value is not None:
+                    return value
+                timeout = recheck
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return None
+                    timeout = min(timeout, remaining)
+                # A timeout means "look again": polling covers writes no signal announces.
+                # (asyncio's TimeoutError is not the builtin one before Python 3.11.)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(waiter.event.wait(), timeout)
+                if interrupted is not None:
+                    interrupted()
+                recheck = min(recheck * 2, self.poll_interval_sec)
+        finally:
+            with self._cond:
+                self._async_waiters.remove(waiter)
+                self._watch(names, -1)
+
+
+class _AsyncWaiter:
+    """A wait on an event loop: signals from any thread set its event on that loop."""
+
+    __slots__ = ("event", "loop", "names")
+
+    def __init__(self, names: frozenset[str], loop: asyncio.AbstractEventLoop) -> None:
+        self.names = names
+        self.loop = loop
+        self.event = asyncio.Event()
+
+    def wake(self) -> None:
+        with contextlib.suppress(RuntimeError):  # its loop closed: the wait is over anyway
+            self.loop.call_soon_threadsafe(self.event.set)

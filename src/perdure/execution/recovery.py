@@ -1,5 +1,10 @@
-"""Resuming PENDING workflows left by a dead execution: of this executor at launch, or of
-another process that stopped heartbeating (`perdure.execution.takeover`)."""
+"""Resuming PENDING workflows whose execution is gone: claim them under a new owner token and
+run them here from their recorded steps.
+
+Their owners are found elsewhere: dead processes (`perdure.execution.takeover`), or executions
+of this process that stopped without an outcome (its sweep). Only workflows this process can
+run are claimed: registered here, and of this process's application version (or of none).
+"""
 
 from __future__ import annotations
 
@@ -8,66 +13,99 @@ from perdure.error import (
     DBOSWorkflowFunctionNotFoundError,
     MaxRecoveryAttemptsExceededError,
 )
-from perdure.execution.workflow import WorkflowEngine
+from perdure.execution.workflow import Invocation, WorkflowEngine
 from perdure.logs import get_logger
-from perdure.storage.interface import WorkflowStatusString
+from perdure.storage.records import (
+    WorkflowClaim,
+    WorkflowRow,
+    WorkflowStatusString,
+    new_owner_token,
+)
 
 logger = get_logger(__name__)
 
+# The most workflows one claim takes: a bounded statement, and a share for other takers.
+CLAIM_BATCH = 100
 
-def recover_pending_workflows(engine: WorkflowEngine) -> list[str]:
-    """Claim and restart every PENDING workflow of this executor not owned by this launch.
 
-    A workflow that cannot be rebuilt (unregistered function, unreadable inputs) is logged and
-    left PENDING with its recorded work intact, to resume once the code is fixed.
+def claim_of(engine: WorkflowEngine, *, limit: int = CLAIM_BATCH) -> WorkflowClaim:
+    """A claim for this process (its executor, instance, registered names and version)."""
+    return WorkflowClaim(
+        executor_id=engine.executor_id,
+        instance_id=engine.instance_id,
+        token=new_owner_token(),
+        names=engine.registry.workflow_names(),
+        app_version=engine.app_version,
+        limit=limit,
+    )
+
+
+def take_over(
+    engine: WorkflowEngine, instances: tuple[str, ...], *, limit: int = CLAIM_BATCH
+) -> list[str]:
+    """Claim up to ``limit`` PENDING workflows of dead ``instances`` and run them here.
+
     Returns the IDs of the workflows restarted.
     """
-    pending = engine.store.pending_workflows(engine.executor_id, engine.instance_id)
-    return restart_workflows(engine, pending)
+    if not instances:
+        return []
+    claim = claim_of(engine, limit=limit)
+    claim = WorkflowClaim(**{**claim.__dict__, "from_instances": instances})
+    return restart_claimed(engine, engine.store.claim_workflows(claim))
 
 
-def restart_workflows(
-    engine: WorkflowEngine, pending: list[tuple[str, str]], *, take_over: bool = False
-) -> list[str]:
-    """Claim each (workflow ID, dead owner) still owned by that owner, and restart it here.
+def reclaim(engine: WorkflowEngine, workflow_id: str, expected_token: int) -> list[str]:
+    """Claim one PENDING workflow still under ``expected_token`` and run it here."""
+    claim = claim_of(engine, limit=1)
+    claim = WorkflowClaim(
+        **{**claim.__dict__, "workflow_id": workflow_id, "expected_token": expected_token}
+    )
+    return restart_claimed(engine, engine.store.claim_workflows(claim))
 
-    With ``take_over`` the workflows move to this executor (they belonged to another one).
-    Returns the IDs of the workflows restarted.
+
+def runnable(engine: WorkflowEngine, row: WorkflowRow) -> Invocation | None:
+    """The call recorded in ``row``, or None (logged) if this process cannot rebuild it."""
+    try:
+        return engine.invocation_of(row)
+    except (DBOSWorkflowFunctionNotFoundError, DBOSSerializationError) as exc:
+        logger.error("Cannot recover workflow %s: %s", row.workflow_id, exc)  # noqa: TRY400 - the message is the whole story
+        return None
+
+
+def restart_claimed(engine: WorkflowEngine, rows: list[WorkflowRow]) -> list[str]:
+    """Run claimed workflows here; dead-letter those past their recovery attempts.
+
+    A claimed workflow whose call cannot be rebuilt (a configured instance or a class not
+    registered, unreadable inputs) is logged and left PENDING here, with its recorded work,
+    for the sweep to try again once the code is fixed.
     """
     restarted = []
-    for workflow_id, owner in pending:
-        row = engine.store.get_workflow(workflow_id)
-        if row is None:
+    for row in rows:
+        call = runnable(engine, row)
+        if call is None:
             continue
-        try:
-            call = engine.invocation_of(row)
-        except (DBOSWorkflowFunctionNotFoundError, DBOSSerializationError) as exc:
-            if take_over:  # another application's workflow, most likely: its own processes take it
-                logger.debug("Not taking over workflow %s here: %s", workflow_id, exc)
-            else:
-                logger.error("Cannot recover workflow %s: %s", workflow_id, exc)  # noqa: TRY400 - the message is the whole story
+        if row.recovery_attempts > call.entry.max_recovery_attempts + 1:
+            _dead_letter(engine, row, call.entry.max_recovery_attempts)
             continue
-        claimed = engine.store.claim_for_recovery(
-            workflow_id,
-            engine.instance_id,
-            dead_owner=owner,
-            max_recovery_attempts=call.entry.max_recovery_attempts,
-            executor_id=engine.executor_id if take_over else None,
+        active = engine.resume(row)
+        if active is None:
+            continue  # already executing here under this claim
+        logger.info(
+            "Recovering workflow %s (%s), attempt %d",
+            row.workflow_id,
+            row.name,
+            row.recovery_attempts,
         )
-        if claimed is None:
-            continue  # another launch took it first, or it finished
-        if claimed.status == WorkflowStatusString.MAX_RECOVERY_ATTEMPTS_EXCEEDED:
-            error = MaxRecoveryAttemptsExceededError(workflow_id, call.entry.max_recovery_attempts)
-            logger.error("%s", error)
-            continue
-        active = engine.resume(claimed)
-        if active is not None:
-            logger.info(
-                "Recovering workflow %s (%s), attempt %d",
-                workflow_id,
-                claimed.name,
-                claimed.recovery_attempts,
-            )
+        try:
             engine.execute_in_background(active, call)
-            restarted.append(workflow_id)
+        except RuntimeError:  # the pool stopped (shutdown): the next owner resumes it
+            engine.abandon(active)
+            raise
+        restarted.append(row.workflow_id)
     return restarted
+
+
+def _dead_letter(engine: WorkflowEngine, row: WorkflowRow, max_attempts: int) -> None:
+    status = WorkflowStatusString.MAX_RECOVERY_ATTEMPTS_EXCEEDED
+    if engine.store.finish_workflow(row.workflow_id, row.owner_token, status=status) is None:
+        logger.error("%s", MaxRecoveryAttemptsExceededError(row.workflow_id, max_attempts))

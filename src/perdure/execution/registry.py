@@ -80,6 +80,11 @@ class Registry:
         with self._lock:
             self.instances[(self.class_name_of(type(instance)), config_name)] = instance
 
+    def workflow_names(self) -> tuple[str, ...]:
+        """The names of every registered workflow: what this process can run."""
+        with self._lock:
+            return tuple(sorted(self.workflows))
+
     def find_workflow(self, workflow_id: str, name: str) -> RegisteredWorkflow:
         """The workflow registered as ``name``, or a clear error naming the workflow ID."""
         entry = self.workflows.get(name)

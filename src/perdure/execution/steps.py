@@ -17,7 +17,7 @@ from perdure.execution.context import (
     reset_step,
     set_step,
 )
-from perdure.execution.workflow import WorkflowEngine
+from perdure.execution.workflow import WorkflowEngine, is_system_failure
 from perdure.logs import get_logger
 
 logger = get_logger(__name__)
@@ -62,24 +62,35 @@ def _begin(engine: WorkflowEngine, ctx: WorkflowContext, name: str) -> tuple[_St
     return run, engine.replay_value(ctx, recorded), True
 
 
-def _record(
-    engine: WorkflowEngine, run: _StepRun, *, value: Any = None, error: BaseException | None = None
-) -> None:
+def _record(engine: WorkflowEngine, run: _StepRun, *, value: Any = None) -> Any:
+    """Checkpoint a step's output; the value the workflow goes on with (the record's)."""
     try:
-        step = engine.step_row(
-            run.ctx, run.position, run.name, run.started_ms, value=value, error=error
-        )
+        step = engine.step_row(run.ctx, run.position, run.name, run.started_ms, value=value)
     except Exception as exc:  # an output we cannot store becomes the step's recorded error
-        step = engine.step_row(run.ctx, run.position, run.name, run.started_ms, error=exc)
-        engine.record_step(run.ctx, step)
+        _record_error(engine, run, exc)
         raise
-    engine.record_step(run.ctx, step)
+    standing = engine.record_step(run.ctx, step)
+    return value if standing is None else engine.replay_value(run.ctx, standing)
+
+
+def _record_error(engine: WorkflowEngine, run: _StepRun, error: BaseException) -> None:
+    """Checkpoint a step's final error (unless the record at its position says otherwise)."""
+    step = engine.step_row(run.ctx, run.position, run.name, run.started_ms, error=error)
+    standing = engine.record_step(run.ctx, step)
+    if standing is not None:
+        engine.replay_value(run.ctx, standing)  # raises the recorded error, if that is it
 
 
 def _after_failure(
     engine: WorkflowEngine, run: _StepRun, policy: RetryPolicy, attempt: int, exc: Exception
 ) -> float:
-    """After a failed attempt: the delay before the next one, or record the failure and raise."""
+    """After a failed attempt: the delay before the next one, or record the failure and raise.
+
+    A failure of the system database (a Perdure call inside the step) is not the step's
+    outcome: it is raised without a record, and the workflow is resumed later.
+    """
+    if is_system_failure(exc):
+        raise exc
     if attempt < policy.attempts:
         delay = policy.delay_after(attempt)
         logger.warning(
@@ -89,7 +100,7 @@ def _after_failure(
     error: Exception = exc
     if policy.retries_allowed:
         error = DBOSMaxStepRetriesExceeded(run.name, policy.attempts)
-    _record(engine, run, error=error)
+    _record_error(engine, run, error)
     if error is exc:
         raise exc
     raise error from exc
@@ -119,11 +130,12 @@ def run_step(
             except Exception as exc:  # noqa: BLE001 - _after_failure retries, or records, raises
                 delay = _after_failure(engine, run, policy, attempt, exc)
             else:
-                _record(engine, run, value=value)
-                return value
+                return _record(engine, run, value=value)
             finally:
                 reset_step(token)
-            if ctx.cancelled.wait(delay):
+            with engine.waiting():
+                cancelled = ctx.cancelled.wait(delay)
+            if cancelled:
                 ctx.check_live()
     raise AssertionError("unreachable: the last attempt returns or raises")
 
@@ -152,8 +164,7 @@ async def run_step_async(
             except Exception as exc:  # noqa: BLE001 - _after_failure retries, or records, raises
                 delay = _after_failure(engine, run, policy, attempt, exc)
             else:
-                _record(engine, run, value=value)
-                return value
+                return _record(engine, run, value=value)
             finally:
                 reset_step(token)
             await asyncio.sleep(delay)
@@ -166,9 +177,7 @@ def wake_time(engine: WorkflowEngine, ctx: WorkflowContext, seconds: float) -> i
     run, recorded, was_recorded = _begin(engine, ctx, SLEEP_STEP_NAME)
     if was_recorded:
         return int(recorded)
-    wake_ms = run.started_ms + round(seconds * 1000)
-    _record(engine, run, value=wake_ms)
-    return wake_ms
+    return int(_record(engine, run, value=run.started_ms + round(seconds * 1000)))
 
 
 def _next_wait(ctx: WorkflowContext, wake_ms: int) -> float:
@@ -185,9 +194,10 @@ def durable_sleep(engine: WorkflowEngine | None, seconds: float) -> None:
         time.sleep(seconds)
         return
     wake_ms = wake_time(engine, ctx, seconds)
-    while now_ms() < wake_ms:
-        if ctx.cancelled.wait(_next_wait(ctx, wake_ms)):
-            raise DBOSWorkflowCancelledError(ctx.workflow_id)
+    with engine.waiting():
+        while now_ms() < wake_ms:
+            if ctx.cancelled.wait(_next_wait(ctx, wake_ms)):
+                raise DBOSWorkflowCancelledError(ctx.workflow_id)
     ctx.check_live()
 
 
@@ -198,7 +208,8 @@ async def durable_sleep_async(engine: WorkflowEngine | None, seconds: float) -> 
         await asyncio.sleep(seconds)
         return
     wake_ms = wake_time(engine, ctx, seconds)
-    while now_ms() < wake_ms:
-        # Short slices, so a cancellation from another thread is noticed promptly.
-        await asyncio.sleep(min(_next_wait(ctx, wake_ms), 0.1))
+    with engine.waiting():
+        while now_ms() < wake_ms:
+            # Short slices, so a cancellation from another thread is noticed promptly.
+            await asyncio.sleep(min(_next_wait(ctx, wake_ms), 0.1))
     ctx.check_live()

@@ -5,13 +5,12 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from perdure.clock import now_ms
-from perdure.error import DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError
 from perdure.execution.app_database import ApplicationDatabase
 from perdure.execution.context import (
     StepContext,
@@ -22,14 +21,17 @@ from perdure.execution.context import (
     set_sql_session,
     set_step,
 )
-from perdure.execution.workflow import WorkflowEngine
+from perdure.execution.workflow import WorkflowEngine, is_system_failure
 from perdure.logs import get_logger
-from perdure.storage.interface import StepRow, WorkflowStatusString
+from perdure.storage.records import StepRow
 
 logger = get_logger(__name__)
 
 ISOLATION_LEVELS = ("SERIALIZABLE", "REPEATABLE READ", "READ COMMITTED")
 MAX_SERIALIZATION_RETRIES = 50
+# Backoff between attempts while the application database is unreachable (capped).
+FIRST_OUTAGE_DELAY_SEC = 0.05
+MAX_OUTAGE_DELAY_SEC = 2.0
 
 
 class _Unrecorded(Exception):
@@ -66,6 +68,7 @@ def run_transaction(
         params = {k: getattr(step, k) for k in StepRow.__dataclass_fields__}
         result = session.execute(app_db.checkpoint_sql, params)
         if result.rowcount != 1:  # type: ignore[attr-defined]  # a CursorResult for INSERT
+            written[:] = [step]
             raise _Unrecorded
         written[:] = [step]
         return value
@@ -73,22 +76,41 @@ def run_transaction(
     token = set_step(StepContext(position, 1, None))
     try:
         with engine.step_span(ctx, name, position):
-            value = _attempts(app_db, isolation_level, body)
+            value = _attempts(app_db, isolation_level, body, waiting=engine.waiting)
     except _Unrecorded:
-        # Rolled back with the user's writes; find out why: cancelled, or another execution.
-        row = engine.store.get_workflow(ctx.workflow_id)
-        if row is not None and row.status == WorkflowStatusString.CANCELLED:
-            ctx.cancelled.set()
-            raise DBOSWorkflowCancelledError(ctx.workflow_id) from None
-        raise DBOSWorkflowConflictIDError(ctx.workflow_id) from None
+        # Rolled back with the user's writes. Either an earlier attempt committed (its
+        # acknowledgement lost) or an earlier owner did, and that record stands; or the
+        # workflow is no longer this execution's: the engine's checkpoint call tells which.
+        return _standing_value(engine, app_db, ctx, written[0])
     except Exception as exc:
-        engine.record_step(ctx, engine.step_row(ctx, position, name, started, error=exc))
+        if is_system_failure(exc):
+            raise
+        standing = engine.record_step(ctx, engine.step_row(ctx, position, name, started, error=exc))
+        if standing is not None:
+            return engine.replay_value(ctx, standing)
         raise
     finally:
         reset_step(token)
     if not app_db.is_system_database:
-        engine.record_step(ctx, written[0])  # copy the committed checkpoint to the system
+        standing = engine.record_step(ctx, written[0])  # copy the committed checkpoint
+        if standing is not None:
+            return engine.replay_value(ctx, standing)
     return value
+
+
+def _standing_value(
+    engine: WorkflowEngine, app_db: ApplicationDatabase, ctx: WorkflowContext, step: StepRow
+) -> Any:
+    """The committed outcome at ``step``'s position, after our checkpoint insert found it taken."""
+    if not app_db.is_system_database:
+        committed = app_db.committed_checkpoint(ctx.workflow_id, step.function_id)
+        if committed is not None:
+            step = committed
+    standing = engine.record_step(ctx, step)  # raises if the workflow is no longer ours
+    if standing is None:
+        found = engine.store.load_steps(ctx.workflow_id, position=step.function_id)
+        standing = found[0] if found else step
+    return engine.replay_value(ctx, standing)
 
 
 def _committed_elsewhere(
@@ -104,15 +126,26 @@ def _committed_elsewhere(
     step = app_db.committed_checkpoint(ctx.workflow_id, position)
     if step is None:
         return None
-    engine.record_step(ctx, step)
-    return engine.replayed_step(ctx, position, name) or step
+    standing = engine.record_step(ctx, step)
+    return engine.replayed_step(ctx, position, name) or standing or step
 
 
 def _attempts(
-    app_db: ApplicationDatabase, isolation_level: str, body: Callable[[Session], Any]
+    app_db: ApplicationDatabase,
+    isolation_level: str,
+    body: Callable[[Session], Any],
+    *,
+    waiting: Callable[[], AbstractContextManager[None]] = nullcontext,
 ) -> Any:
-    """Run ``body`` in a fresh transaction, retrying serialization failures with jitter."""
-    for attempt in range(1, MAX_SERIALIZATION_RETRIES + 1):
+    """Run ``body`` in a fresh transaction, retrying serialization failures with jitter and
+    waiting out an unreachable database for as long as it lasts.
+
+    A failure of the database itself is never the transaction's outcome: the transaction did
+    not commit (or, if its acknowledgement was lost, the checkpoint it committed is found by
+    the next attempt), so it is simply tried again.
+    """
+    conflicts, delay = 0, FIRST_OUTAGE_DELAY_SEC
+    while True:
         try:
             with app_db.session(isolation_level) as session:
                 token = set_sql_session(session)
@@ -120,9 +153,15 @@ def _attempts(
                     return body(session)
                 finally:
                     reset_sql_session(token)
-        except sa.exc.DBAPIError as exc:
-            if not app_db.is_retryable(exc) or attempt == MAX_SERIALIZATION_RETRIES:
+        except Exception as exc:
+            if app_db.is_conflict(exc) and conflicts < MAX_SERIALIZATION_RETRIES:
+                conflicts += 1
+                logger.debug("Transaction conflict (%s); retrying, attempt %d", exc, conflicts)
+                time.sleep(random.uniform(0, 0.002 * conflicts))  # noqa: S311 - jitter
+                continue
+            if not app_db.is_unavailable(exc):
                 raise
-            logger.debug("Transaction conflict (%s); retrying, attempt %d", exc.orig, attempt)
-            time.sleep(random.uniform(0, 0.002 * attempt))  # noqa: S311 - jitter, not security
-    raise AssertionError("unreachable: the last attempt returns or raises")
+            logger.warning("Application database unavailable (%s); retrying", exc)
+            with waiting():
+                time.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - backoff jitter
+            delay = min(delay * 2, MAX_OUTAGE_DELAY_SEC)

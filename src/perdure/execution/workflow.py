@@ -1,4 +1,10 @@
-"""Starting, running, finishing and awaiting workflows: the engine behind ``@DBOS.workflow``."""
+"""Starting, running, finishing and awaiting workflows: the engine behind ``@DBOS.workflow``.
+
+Every execution holds the owner token of the claim that gave it its workflow; every write it
+makes names that token. When another claim replaced it (a takeover, a resume, a recovery
+elsewhere), the next write is refused and the execution stops with
+`DBOSWorkflowConflictIDError`, which user code cannot swallow, recording nothing more.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +13,18 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from perdure.clock import now_ms
 from perdure.error import (
     DBOSAwaitedWorkflowCancelledError,
     DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded,
+    DBOSBaseException,
     DBOSConflictingWorkflowError,
     DBOSNonExistentWorkflowError,
+    DBOSSystemDatabaseError,
     DBOSUnexpectedStepError,
     DBOSWorkflowCancelledError,
     DBOSWorkflowConflictIDError,
@@ -33,20 +42,18 @@ from perdure.execution.registry import MethodKind, RegisteredWorkflow, Registry
 from perdure.execution.tracing import Tracing
 from perdure.logs import get_logger
 from perdure.serialization import Payloads
-from perdure.storage.interface import (
+from perdure.storage.records import (
+    TERMINAL_STATUSES,
     QueuePlacement,
-    StepRejected,
     StepRow,
-    SystemStore,
     Unrecorded,
     WorkflowRow,
-    is_unavailable,
+    new_owner_token,
 )
-from perdure.storage.interface import WorkflowStatusString as S
+from perdure.storage.records import WorkflowStatusString as S
+from perdure.storage.store import Store, WriteRefused
 
 logger = get_logger(__name__)
-
-_TERMINAL = (S.SUCCESS, S.ERROR, S.CANCELLED, S.MAX_RECOVERY_ATTEMPTS_EXCEEDED)
 
 
 @dataclass
@@ -76,8 +83,8 @@ class ActiveWorkflow:
     done: threading.Event = field(default_factory=threading.Event)
     value: Any = None
     error: BaseException | None = None
-    # False when the execution stopped without an outcome (a conflict, an interrupt): waiters
-    # then read the outcome of the other execution from the database.
+    # False when the execution stopped without an outcome (it lost the workflow, or the
+    # database failed it): waiters then read the outcome from the database.
     outcome_known: bool = False
     # With tracing: the trace context of whoever started it, parent of the workflow's span.
     trace_parent: object = None
@@ -91,13 +98,25 @@ class Started:
     active: ActiveWorkflow | None
 
 
+def is_system_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is (or was caused by) the system database failing, not user code."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, DBOSSystemDatabaseError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 class WorkflowEngine:
     """Runs workflows durably against one system store."""
 
     def __init__(
         self,
         *,
-        store: SystemStore,
+        store: Store,
         payloads: Payloads,
         registry: Registry,
         pool: WorkerPool,
@@ -113,7 +132,7 @@ class WorkflowEngine:
         self.pool = pool
         self.executor_id = executor_id
         self.app_version = app_version
-        # Unique per launch: tells this process's workflows from those of a dead predecessor.
+        # Unique per launch: tells this process's workflows from those of any other process.
         self.instance_id = uuid.uuid4().hex
         self.notifier = notifier
         self._lock = threading.Lock()
@@ -134,17 +153,14 @@ class WorkflowEngine:
             parent.check_live()
             recorded = self.replayed_step(parent, position, call.entry.name)
             if recorded is not None:
-                if recorded.child_workflow_id is None:
-                    raise DBOSUnexpectedStepError(
-                        parent.workflow_id, position, call.entry.name, recorded.function_name
-                    )
-                return Started(recorded.child_workflow_id, None)
+                return Started(self._child_of(parent, position, recorded, call), None)
         workflow_id = options.workflow_id or (
             f"{parent.workflow_id}-{position}" if parent is not None else str(uuid.uuid4())
         )
         row = self._new_row(workflow_id, call, parent, options.timeout_seconds, options.has_timeout)
         if queued is not None:
             row = queued.place(row)
+        link = None
         if parent is not None and position is not None:
             link = StepRow(
                 workflow_id=parent.workflow_id,
@@ -156,19 +172,34 @@ class WorkflowEngine:
                 serialization=self.payloads.format,
                 started_at_epoch_ms=row.created_at,
                 completed_at_epoch_ms=row.created_at,
+                owner_token=parent.owner_token,
             )
-            try:
-                outcome = self.store.insert_child_workflow(row, link)
-            except StepRejected as exc:
-                raise rejected_step_error(parent, exc) from None
-        else:
-            outcome = self.store.insert_workflow(row)
+        try:
+            outcome = self.store.start_workflow(row, parent_step=link)
+        except WriteRefused as exc:
+            assert parent is not None  # noqa: S101 - only a child's link is refused
+            assert link is not None  # noqa: S101
+            if exc.reason != Unrecorded.TAKEN:
+                raise refused_error(parent, exc.reason) from None
+            standing = self.store.load_steps(parent.workflow_id, position=link.function_id)
+            return Started(self._child_of(parent, link.function_id, standing[0], call), None)
         if not outcome.created:
             self._check_same_function(outcome.row, call)
             return Started(workflow_id, None)
         if queued is not None:
             return Started(workflow_id, None)
-        return Started(workflow_id, self._activate(row, recorded={}))
+        return Started(workflow_id, self._activate(outcome.row, resumed=False))
+
+    @staticmethod
+    def _child_of(
+        parent: WorkflowContext, position: int, recorded: StepRow, call: Invocation
+    ) -> str:
+        """The child recorded at ``position`` of the parent (a replay)."""
+        if recorded.child_workflow_id is None:
+            raise DBOSUnexpectedStepError(
+                parent.workflow_id, position, call.entry.name, recorded.function_name
+            )
+        return recorded.child_workflow_id
 
     def _new_row(
         self,
@@ -213,6 +244,7 @@ class WorkflowEngine:
             forked_from=None,
             deduplication_id=None,
             priority=0,
+            owner_token=new_owner_token(),
         )
 
     def _class_name(self, call: Invocation) -> str | None:
@@ -232,17 +264,24 @@ class WorkflowEngine:
                 f"it cannot be used to start {call.entry.name!r}. Use a different workflow ID.",
             )
 
-    def _activate(self, row: WorkflowRow, recorded: dict[int, StepRow]) -> ActiveWorkflow | None:
-        """Mark a workflow as executing here; None if this process already executes it."""
+    def _activate(self, row: WorkflowRow, *, resumed: bool) -> ActiveWorkflow | None:
+        """Mark a workflow as executing here under ``row``'s owner token.
+
+        None if this process already executes it under that token. An execution here under
+        an older token is replaced: it stops at its next write, refused.
+        """
         ctx = WorkflowContext(
             workflow_id=row.workflow_id,
             name=row.name,
-            recorded=recorded,
+            recorded={},
             deadline_epoch_ms=row.workflow_deadline_epoch_ms,
+            owner_token=row.owner_token,
+            resumed=resumed,
         )
         payloads = self.payloads.in_format(row.serialization, workflow_id=row.workflow_id)
         with self._lock:
-            if row.workflow_id in self._active:
+            current = self._active.get(row.workflow_id)
+            if current is not None and current.ctx.owner_token == row.owner_token:
                 return None
             active = ActiveWorkflow(ctx, payloads)
             if self.tracing is not None:
@@ -251,12 +290,9 @@ class WorkflowEngine:
             return active
 
     def resume(self, row: WorkflowRow) -> ActiveWorkflow | None:
-        """Prepare to re-execute a recovered workflow: its recorded steps load in one query."""
-        active = self._activate(row, recorded={})
-        if active is not None:
-            active.ctx.resumed = True
-            active.ctx.recorded = {s.function_id: s for s in self.store.load_steps(row.workflow_id)}
-        return active
+        """Prepare to re-execute a claimed workflow; its recorded steps load (in one query)
+        on the thread that runs it."""
+        return self._activate(row, resumed=True)
 
     def invocation_of(self, row: WorkflowRow) -> Invocation:
         """Rebuild the call recorded in ``row`` (function, bound object and arguments)."""
@@ -300,6 +336,9 @@ class WorkflowEngine:
         entered = enter_workflow(active.ctx)
         try:
             with self._workflow_span(active):
+                if active.ctx.resumed:
+                    steps = self.store.load_steps(active.ctx.workflow_id)
+                    active.ctx.recorded = {s.function_id: s for s in steps}
                 yield
         except BaseException as exc:
             self._finish_error(active, exc)
@@ -342,7 +381,7 @@ class WorkflowEngine:
                     asyncio.run(self.execute_async(active, call))
                 else:
                     self.execute(active, call)
-            except (Exception, DBOSWorkflowCancelledError) as exc:  # noqa: BLE001 - see below
+            except (Exception, DBOSBaseException) as exc:  # noqa: BLE001 - see below
                 # Recorded in the database and handed to waiters; nothing else awaits it here.
                 logger.debug("Background workflow %s ended with %r", active.ctx.workflow_id, exc)
             finally:
@@ -369,25 +408,25 @@ class WorkflowEngine:
     def _finish_error(self, active: ActiveWorkflow, exc: BaseException) -> None:
         workflow_id = active.ctx.workflow_id
         with self._released(active):
-            if is_unavailable(exc):
-                # The system database failed us, not the workflow: it stays PENDING for
-                # recovery, and waiters read its outcome from the database.
+            if isinstance(exc, DBOSWorkflowConflictIDError):
+                logger.info("Workflow %s stopped here: %s", workflow_id, exc.message)
+            elif is_system_failure(exc):
+                # The system database failed us, not the workflow: it stays PENDING, owned by
+                # this process, whose sweep resumes it (and waiters read its outcome).
                 logger.error(
-                    "Workflow %s stopped: system database unavailable (%s); it stays "
-                    "PENDING and is resumed by recovery",
-                    workflow_id,
-                    exc,
+                    "Workflow %s stopped: %s; it stays PENDING and is resumed", workflow_id, exc
                 )
-            elif isinstance(exc, Exception) and not isinstance(exc, DBOSWorkflowConflictIDError):
+            elif isinstance(exc, Exception):
                 error = active.payloads.encode_error(exc, workflow_id=workflow_id)
                 self._complete(active, S.ERROR, output=None, error=error, outcome=exc)
             elif isinstance(exc, DBOSWorkflowCancelledError):
                 # A deadline noticed in memory is made durable; a cancel from elsewhere already is.
-                self.store.set_status(workflow_id, S.CANCELLED, only_from=(S.PENDING,))
+                token = active.ctx.owner_token
+                self.store.finish_workflow(workflow_id, token, status=S.CANCELLED)
                 active.error = DBOSAwaitedWorkflowCancelledError(workflow_id)
                 active.outcome_known = True
-            # Otherwise (a conflict, KeyboardInterrupt, interpreter exit) the workflow stays
-            # PENDING for its other execution or for recovery; waiters read the database.
+            # Otherwise (KeyboardInterrupt, interpreter exit) the workflow stays PENDING for
+            # this process's sweep or for recovery; waiters read the database.
 
     def _complete(
         self,
@@ -398,16 +437,22 @@ class WorkflowEngine:
         error: bytes | None,
         outcome: Any,
     ) -> None:
-        """Record the final status; what waiters get depends on whether it was still PENDING."""
-        workflow_id = active.ctx.workflow_id
-        if self.store.complete_workflow(workflow_id, status=status, output=output, error=error):
+        """Record the final status; what waiters get depends on whether it was still ours."""
+        ctx = active.ctx
+        reason = self.store.finish_workflow(
+            ctx.workflow_id, ctx.owner_token, status=status, output=output, error=error
+        )
+        if reason is None:
             if status == S.SUCCESS:
                 active.value = outcome
             else:
                 active.error = outcome
+            active.outcome_known = True
+        elif reason == Unrecorded.CANCELLED:
+            active.error = DBOSAwaitedWorkflowCancelledError(ctx.workflow_id)
+            active.outcome_known = True
         else:
-            active.error = self._not_completed_error(workflow_id)
-        active.outcome_known = not isinstance(active.error, DBOSWorkflowConflictIDError)
+            active.error = DBOSWorkflowConflictIDError(ctx.workflow_id)
 
     @contextmanager
     def _released(self, active: ActiveWorkflow) -> Iterator[None]:
@@ -418,17 +463,16 @@ class WorkflowEngine:
         finally:
             self._release(active)
 
-    def _not_completed_error(self, workflow_id: str) -> Exception:
-        row = self.store.get_workflow(workflow_id)
-        if row is not None and row.status == S.CANCELLED:
-            return DBOSAwaitedWorkflowCancelledError(workflow_id)
-        return DBOSWorkflowConflictIDError(workflow_id)
-
     def _release(self, active: ActiveWorkflow) -> None:
         with self._lock:
-            self._active.pop(active.ctx.workflow_id, None)
+            if self._active.get(active.ctx.workflow_id) is active:
+                del self._active[active.ctx.workflow_id]
         active.done.set()
         self.notifier.signal(channel("end", active.ctx.workflow_id))
+
+    def abandon(self, active: ActiveWorkflow) -> None:
+        """Forget an execution that never started (its outcome stays unknown here)."""
+        self._release(active)
 
     def cancel_local(self, workflow_id: str) -> None:
         """Signal a workflow executing here to stop at its next step or wait."""
@@ -487,22 +531,45 @@ class WorkflowEngine:
             serialization=self.payloads.format,
             started_at_epoch_ms=started_ms,
             completed_at_epoch_ms=now_ms(),
+            owner_token=ctx.owner_token,
         )
 
-    def record_step(self, ctx: WorkflowContext, step: StepRow) -> None:
-        """Checkpoint a step (one round trip); stop the workflow if it was cancelled meanwhile."""
+    def record_step(self, ctx: WorkflowContext, step: StepRow) -> StepRow | None:
+        """Checkpoint a step (one round trip); stop the workflow if it is no longer ours.
+
+        Returns None when ``step`` is recorded, or the record that stands at its position
+        instead (written by an execution that lost the workflow in the instant before this
+        one's claim): the caller replays that one, so the record and this run agree.
+        """
+        step = replace(step, owner_token=ctx.owner_token)
         reason = self.store.record_step(step)
         if reason is None:
-            return
-        if reason == Unrecorded.CANCELLED:
-            ctx.cancelled.set()
-            raise DBOSWorkflowCancelledError(ctx.workflow_id)
-        existing = self.store.get_step(step.workflow_id, step.function_id)
-        if existing is not None and (existing.output, existing.error) == (step.output, step.error):
-            return  # our own write, retried after its acknowledgement was lost
-        raise DBOSWorkflowConflictIDError(ctx.workflow_id)
+            return None
+        if reason == Unrecorded.TAKEN:
+            standing = self.store.load_steps(step.workflow_id, position=step.function_id)
+            if standing and standing[0].function_name == step.function_name:
+                logger.warning(
+                    "Workflow %s: step %d (%s) was recorded by its previous execution as this "
+                    "one took over; replaying that record",
+                    ctx.workflow_id,
+                    step.function_id,
+                    step.function_name,
+                )
+                return standing[0]
+            reason = Unrecorded.LOST
+        raise refused_error(ctx, reason)
 
     # -- awaiting ------------------------------------------------------------------------------
+
+    @contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Around a wait of this thread: it keeps no pool slot and no database connection.
+
+        Waiting workflows then never starve running ones, and a parent waiting for a child
+        queued behind it lets the child run.
+        """
+        with self.store.released(), self.pool.blocked():
+            yield
 
     def await_result(self, workflow_id: str, active: ActiveWorkflow | None = None) -> Any:
         """Block until the workflow ends; return its output or raise its error.
@@ -510,18 +577,40 @@ class WorkflowEngine:
         ``active`` is the execution this process started for it (kept by its handle): once it
         ended with a recorded outcome, that outcome is returned without a database read.
         """
-        if active is None:
-            with self._lock:
-                active = self._active.get(workflow_id)
+        active = active or self._running_here(workflow_id)
         if active is not None:
-            active.done.wait()
-            # A cancellation is not final (a resume continues the workflow): read the database.
-            cancelled = isinstance(active.error, DBOSAwaitedWorkflowCancelledError)
-            if active.outcome_known and not cancelled:
-                if active.error is not None:
-                    raise active.error
-                return active.value
+            with self.waiting():
+                active.done.wait()
+            if _known_outcome(active):
+                return _outcome_of(active)
         return self.wait_recorded_outcome(workflow_id)
+
+    async def await_result_async(
+        self, workflow_id: str, active: ActiveWorkflow | None = None
+    ) -> Any:
+        """`await_result` waiting on the event loop, taking no thread."""
+        active = active or self._running_here(workflow_id)
+        if active is not None:
+            ended = active
+            with self.waiting():
+                await self.notifier.wait_for_async(
+                    (channel("end", workflow_id),),
+                    lambda: True if ended.done.is_set() else None,
+                    deadline=None,
+                )
+            if _known_outcome(active):
+                return _outcome_of(active)
+        return await self.wait_recorded_outcome_async(workflow_id)
+
+    def _running_here(self, workflow_id: str) -> ActiveWorkflow | None:
+        with self._lock:
+            return self._active.get(workflow_id)
+
+    def _finished_row(self, workflow_id: str) -> WorkflowRow | None:
+        row = self.store.get_workflow(workflow_id)
+        if row is None:
+            raise DBOSNonExistentWorkflowError(workflow_id)
+        return row if row.status in TERMINAL_STATUSES else None
 
     def wait_recorded_outcome(self, workflow_id: str) -> Any:
         """Wait until the workflow is terminal in the database, woken when it ends.
@@ -529,48 +618,54 @@ class WorkflowEngine:
         The end of a workflow in this process, or a Postgres notification from another, wakes
         the wait at once; the notifier's polling covers other processes on SQLite.
         """
-
-        def finished() -> WorkflowRow | None:
-            row = self.store.get_workflow(workflow_id)
+        check = partial(self._finished_row, workflow_id)
+        with self.waiting():
+            row = check()
             if row is None:
-                raise DBOSNonExistentWorkflowError(workflow_id)
-            return row if row.status in _TERMINAL else None
-
-        row = finished()
-        if row is None:
-            # Registered, the end of the workflow notifies; checked again after registering.
-            waiter_id = uuid.uuid4().hex
-            self.store.add_result_waiter(workflow_id, waiter_id)
-            try:
-                row = self.notifier.wait_for(
-                    (channel("end", workflow_id),), finished, deadline=None
-                )
-            finally:
-                self.store.remove_result_waiter(workflow_id, waiter_id)
+                # Registered, the end of the workflow notifies; checked again after registering.
+                with self._watching_end(workflow_id):
+                    row = self.notifier.wait_for(
+                        (channel("end", workflow_id),), check, deadline=None
+                    )
         assert row is not None  # noqa: S101 - no deadline: returns only when finished
         return self.recorded_outcome(row)
 
+    async def wait_recorded_outcome_async(self, workflow_id: str) -> Any:
+        """`wait_recorded_outcome` waiting on the event loop."""
+        check = partial(self._finished_row, workflow_id)
+        with self.waiting():
+            row = check()
+            if row is None:
+                with self._watching_end(workflow_id):
+                    row = await self.notifier.wait_for_async(
+                        (channel("end", workflow_id),), check, deadline=None
+                    )
+        assert row is not None  # noqa: S101 - no deadline: returns only when finished
+        return self.recorded_outcome(row)
+
+    @contextmanager
+    def _watching_end(self, workflow_id: str) -> Iterator[None]:
+        """Registered as a waiter, so the workflow's end notifies (from any process)."""
+        waiter_id = uuid.uuid4().hex
+        self.store.watch_result(workflow_id, waiter_id, watching=True)
+        try:
+            yield
+        finally:
+            self.store.watch_result(workflow_id, waiter_id, watching=False)
+
     def recorded_outcome(self, row: WorkflowRow) -> Any:
         """The output of a finished workflow, or raise the error it ended with."""
-        if row.status == S.SUCCESS:
-            if row.output is None:
-                return None
-            what = f"output of workflow {row.name!r}"
-            return self.payloads.decode(
-                row.output, row.serialization, what=what, workflow_id=row.workflow_id
-            )
-        if row.status == S.ERROR:
-            raise self.payloads.decode_error(
-                row.error or b"", row.serialization, workflow_id=row.workflow_id
-            )
-        if row.status == S.CANCELLED:
-            raise DBOSAwaitedWorkflowCancelledError(row.workflow_id)
-        raise DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded(row.workflow_id)
+        return recorded_outcome(self.payloads, row)
 
     def is_active(self, workflow_id: str) -> bool:
         """Whether this process is executing the workflow now."""
         with self._lock:
             return workflow_id in self._active
+
+    def active_tokens(self) -> dict[str, int]:
+        """The owner token of every workflow executing here, by ID."""
+        with self._lock:
+            return {wid: a.ctx.owner_token for wid, a in self._active.items()}
 
     def wait_inactive(self, workflow_id: str, timeout_sec: float) -> bool:
         """Wait until this process no longer executes the workflow; False on timeout."""
@@ -579,15 +674,48 @@ class WorkflowEngine:
         return active is None or active.done.wait(timeout_sec)
 
 
+def recorded_outcome(payloads: Payloads, row: WorkflowRow) -> Any:
+    """The output of a finished workflow, or raise the error it ended with."""
+    if row.status == S.SUCCESS:
+        if row.output is None:
+            return None
+        what = f"output of workflow {row.name!r}"
+        return payloads.decode(
+            row.output, row.serialization, what=what, workflow_id=row.workflow_id
+        )
+    if row.status == S.ERROR:
+        raise payloads.decode_error(
+            row.error or b"", row.serialization, workflow_id=row.workflow_id
+        )
+    if row.status == S.CANCELLED:
+        raise DBOSAwaitedWorkflowCancelledError(row.workflow_id)
+    raise DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded(row.workflow_id)
+
+
+def _known_outcome(active: ActiveWorkflow) -> bool:
+    """Whether ``active`` ended with an outcome to hand out without a database read.
+
+    A cancellation is not final (a resume continues the workflow): the database tells.
+    """
+    cancelled = isinstance(active.error, DBOSAwaitedWorkflowCancelledError)
+    return active.outcome_known and not cancelled
+
+
+def _outcome_of(active: ActiveWorkflow) -> Any:
+    if active.error is not None:
+        raise active.error
+    return active.value
+
+
 def _config_name(call: Invocation) -> str | None:
     if call.entry.kind == MethodKind.INSTANCE and call.bound is not None:
         return getattr(call.bound, "config_name", None)
     return None
 
 
-def rejected_step_error(ctx: WorkflowContext, exc: StepRejected) -> BaseException:
-    """What a refused checkpoint means for the running workflow: cancelled, or overtaken."""
-    if exc.reason == Unrecorded.CANCELLED:
+def refused_error(ctx: WorkflowContext, reason: str) -> BaseException:
+    """What a refused write means for the running workflow: cancelled, or no longer ours."""
+    if reason == Unrecorded.CANCELLED:
         ctx.cancelled.set()
         return DBOSWorkflowCancelledError(ctx.workflow_id)
     return DBOSWorkflowConflictIDError(ctx.workflow_id)

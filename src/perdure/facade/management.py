@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, cast
+from typing import Any
 
 from typing_extensions import Unpack
 
@@ -12,7 +12,6 @@ from perdure.execution.handles import WorkflowHandle, WorkflowHandleAsync, Workf
 from perdure.facade.base import FacadeBase
 from perdure.management import StepInfo, WorkflowManager
 from perdure.management.filters import ListWorkflowFilters, QueuedWorkflowFilters
-from perdure.storage.interface import ManagementStore
 
 
 class ManagementFacade(FacadeBase):
@@ -21,9 +20,7 @@ class ManagementFacade(FacadeBase):
     @classmethod
     def _manager(cls) -> WorkflowManager:
         engine = cls._require_runtime().engine
-        # Every SQL store implements the management queries next to the core ones.
-        store = cast(ManagementStore, engine.store)
-        return WorkflowManager(store, engine.payloads, engine=engine)
+        return WorkflowManager(engine.store, engine.payloads, engine=engine)
 
     @classmethod
     def list_workflows(cls, **filters: Unpack[ListWorkflowFilters]) -> list[WorkflowStatus]:

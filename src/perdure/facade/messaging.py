@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+from perdure.execution.context import current_workflow
 from perdure.facade.base import FacadeBase
-from perdure.messaging.operations import in_thread
 
 
 class MessagingFacade(FacadeBase):
@@ -37,7 +37,7 @@ class MessagingFacade(FacadeBase):
         idempotency_key: str | None = None,
     ) -> None:
         """Async twin of `send`."""
-        await asyncio.to_thread(cls.send, destination_id, message, topic, idempotency_key)
+        await _write(cls.send, destination_id, message, topic, idempotency_key)
 
     @classmethod
     def recv(cls, topic: str | None = None, timeout_seconds: float = 60) -> Any:
@@ -49,8 +49,8 @@ class MessagingFacade(FacadeBase):
 
     @classmethod
     async def recv_async(cls, topic: str | None = None, timeout_seconds: float = 60) -> Any:
-        """Async twin of `recv`."""
-        return await asyncio.to_thread(cls.recv, topic, timeout_seconds)
+        """Async twin of `recv`: it waits on the event loop, taking no thread."""
+        return await cls._require_runtime().messaging.recv_async(topic, timeout_seconds)
 
     @classmethod
     def set_event(cls, key: str, value: Any) -> None:
@@ -60,7 +60,7 @@ class MessagingFacade(FacadeBase):
     @classmethod
     async def set_event_async(cls, key: str, value: Any) -> None:
         """Async twin of `set_event`."""
-        await asyncio.to_thread(cls.set_event, key, value)
+        await _write(cls.set_event, key, value)
 
     @classmethod
     def get_event(cls, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
@@ -72,8 +72,9 @@ class MessagingFacade(FacadeBase):
 
     @classmethod
     async def get_event_async(cls, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
-        """Async twin of `get_event`."""
-        return await asyncio.to_thread(cls.get_event, workflow_id, key, timeout_seconds)
+        """Async twin of `get_event`: it waits on the event loop, taking no thread."""
+        messaging = cls._require_runtime().messaging
+        return await messaging.get_event_async(workflow_id, key, timeout_seconds)
 
     @classmethod
     def get_all_events(cls, workflow_id: str) -> dict[str, Any]:
@@ -93,7 +94,7 @@ class MessagingFacade(FacadeBase):
     @classmethod
     async def write_stream_async(cls, key: str, value: Any) -> None:
         """Async twin of `write_stream`."""
-        await asyncio.to_thread(cls.write_stream, key, value)
+        await _write(cls.write_stream, key, value)
 
     @classmethod
     def close_stream(cls, key: str) -> None:
@@ -103,7 +104,7 @@ class MessagingFacade(FacadeBase):
     @classmethod
     async def close_stream_async(cls, key: str) -> None:
         """Async twin of `close_stream`."""
-        await asyncio.to_thread(cls.close_stream, key)
+        await _write(cls.close_stream, key)
 
     @classmethod
     def read_stream(cls, workflow_id: str, key: str) -> Iterator[Any]:
@@ -115,6 +116,21 @@ class MessagingFacade(FacadeBase):
 
     @classmethod
     async def read_stream_async(cls, workflow_id: str, key: str) -> AsyncIterator[Any]:
-        """Async twin of `read_stream`: an async generator."""
-        async for value in in_thread(cls.read_stream(workflow_id, key)):
+        """Async twin of `read_stream`: an async generator waiting on the event loop."""
+        messaging = cls._require_runtime().messaging
+        async for value in messaging.read_stream_async(workflow_id, key):
             yield value
+
+
+async def _write(operation: Callable[..., None], *args: Any) -> None:
+    """Run a messaging write from async code.
+
+    Inside a workflow it runs here, on the loop: it takes the workflow's next position, which
+    must happen in program order (``asyncio.gather`` of two sends replays identically), and
+    its one statement is a short blocking call like every checkpoint of an async workflow.
+    Elsewhere it runs on a worker thread, off the loop.
+    """
+    if current_workflow() is not None:
+        operation(*args)
+    else:
+        await asyncio.to_thread(operation, *args)

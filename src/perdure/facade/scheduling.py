@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, ClassVar, TypedDict, TypeVar, cast
+from typing import Any, ClassVar, TypedDict, TypeVar
 
 from perdure.clock import now_ms
 from perdure.error import DBOSException, DBOSInitializationError
@@ -17,7 +17,8 @@ from perdure.facade.base import FacadeBase
 from perdure.runtime import Runtime
 from perdure.scheduling.cron import Cron
 from perdure.scheduling.scheduler import DeclaredSchedules, Schedule, start_tick
-from perdure.storage.interface import ScheduleRecord, ScheduleStore
+from perdure.storage.records import ScheduleRecord
+from perdure.storage.store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -161,7 +162,7 @@ class SchedulingFacade(FacadeBase):
         runtime = cls._require_runtime()
 
         def get() -> WorkflowSchedule | None:
-            record = _store(runtime).get_schedule(name)
+            record = next(iter(_store(runtime).list_schedules(name)), None)
             return _public(runtime, record) if record is not None else None
 
         return _as_step(runtime, "DBOS.getSchedule", get)
@@ -236,7 +237,7 @@ class SchedulingFacade(FacadeBase):
             )
         found = cls._schedules.get(schedule_name)
         if found is None:
-            record = _store(runtime).get_schedule(schedule_name)
+            record = next(iter(_store(runtime).list_schedules(schedule_name)), None)
             if record is None:
                 raise DBOSException(_unknown(schedule_name, "backfill"))
             found = Schedule.from_record(record)
@@ -297,9 +298,8 @@ def _workflow_entry(func: Any) -> RegisteredWorkflow | None:
     return getattr(target, "__perdure_workflow__", None)
 
 
-def _store(runtime: Runtime) -> ScheduleStore:
-    # Every SQL store implements the schedule queries next to the core ones.
-    return cast(ScheduleStore, runtime.engine.store)
+def _store(runtime: Runtime) -> Store:
+    return runtime.engine.store
 
 
 def _schedules_changed(runtime: Runtime) -> None:

@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 
 from typing_extensions import TypedDict
 
-from perdure.storage.interface import WorkflowQuery
-from perdure.storage.interface import WorkflowStatusString as S
+from perdure.storage.records import WorkflowQuery
+from perdure.storage.records import WorkflowStatusString as S
 
 STATUSES = (
     S.PENDING,

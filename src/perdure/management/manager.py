@@ -14,7 +14,6 @@ from typing import Any
 from perdure.clock import now_ms
 from perdure.error import (
     DBOSConflictingWorkflowError,
-    DBOSException,
     DBOSNonExistentWorkflowError,
 )
 from perdure.execution.handles import WorkflowStatus
@@ -24,8 +23,9 @@ from perdure.management.filters import workflow_query
 from perdure.management.records import QueueInfo, RowDecoder, StepInfo
 from perdure.queues.queue import INTERNAL_QUEUE_NAME, QueueSpec
 from perdure.serialization import Payloads
-from perdure.storage.interface import ExecutorRecord, ManagementStore, WorkflowRow
-from perdure.storage.interface import WorkflowStatusString as S
+from perdure.storage.records import ExecutorRecord, WorkflowQuery, WorkflowRow, new_owner_token
+from perdure.storage.records import WorkflowStatusString as S
+from perdure.storage.store import Store
 
 logger = get_logger(__name__)
 
@@ -39,7 +39,7 @@ class WorkflowManager:
     """List, inspect and steer workflows stored in one system database.
 
     Args:
-        store: The system store (both backends implement `ManagementStore`).
+        store: The system store.
         payloads: Decodes stored inputs, outputs and errors.
         engine: The launched engine, to run resumed and forked workflows in this process and
             to signal cancellations to executions here; None in clients.
@@ -48,7 +48,7 @@ class WorkflowManager:
 
     def __init__(
         self,
-        store: ManagementStore,
+        store: Store,
         payloads: Payloads,
         *,
         engine: WorkflowEngine | None = None,
@@ -104,7 +104,7 @@ class WorkflowManager:
         Executions in other processes stop when they next record a step (their checkpoint is
         refused because the workflow is no longer PENDING).
         """
-        cancelled = self.store.cancel_workflow_tree(workflow_id)
+        cancelled = self.store.cancel_workflows(workflow_id)
         if cancelled is None:
             raise DBOSNonExistentWorkflowError(workflow_id)
         logger.info(
@@ -118,8 +118,10 @@ class WorkflowManager:
         """Continue a CANCELLED, dead-lettered, ENQUEUED or interrupted workflow.
 
         It re-executes from the start, replaying its recorded steps, so finished steps do not
-        run again. Its deadline is cleared (a timeout applied to the run that was cancelled),
-        its queue is left, and its recovery attempts restart. With an engine it runs here;
+        run again. It gets a new owner token: an execution still running it anywhere is fenced
+        off and stops at its next step (the step it is in may then run twice, never a finished
+        one). Its deadline is cleared (a timeout applied to the run that was cancelled), its
+        queue is left, and its recovery attempts restart. With an engine it runs here;
         without, on the internal queue, in whichever launched process claims it first. A
         workflow that already succeeded or failed is left as it is.
         """
@@ -129,21 +131,25 @@ class WorkflowManager:
         if row.status in (S.SUCCESS, S.ERROR):
             return workflow_id
         engine = self.engine
+        token = new_owner_token()
         if engine is None:
-            self.store.requeue_workflow(workflow_id, queue_name=INTERNAL_QUEUE_NAME)
+            self.store.requeue_workflow(workflow_id, queue_name=INTERNAL_QUEUE_NAME, token=token)
             return workflow_id
         if row.status == S.PENDING and engine.is_active(workflow_id):
             return workflow_id  # running here already
         call = engine.invocation_of(row)  # an unregistered workflow fails before any change
+        # A cancelled execution here stops at its next step; waiting for it spares its
+        # current step a second run. Past the wait the new claim fences it off anyway.
         if not engine.wait_inactive(workflow_id, LOCAL_STOP_TIMEOUT_SEC):
-            raise DBOSException(
-                f"Workflow {workflow_id!r} was cancelled but its current step is still running "
-                f"in this process after {LOCAL_STOP_TIMEOUT_SEC:.0f}s; resume it once that step "
-                "has returned."
+            logger.warning(
+                "Workflow %s: its cancelled execution here is still in a step after %.0fs; "
+                "resuming anyway (that execution stops at its next step)",
+                workflow_id,
+                LOCAL_STOP_TIMEOUT_SEC,
             )
         claimed = self.store.resume_workflow(
             workflow_id, executor_id=engine.executor_id, instance_id=engine.instance_id,
-            recovery_attempts=1,
+            token=token,
         )  # fmt: skip
         if claimed is not None:
             self._run_here(claimed, call)
@@ -213,11 +219,13 @@ class WorkflowManager:
             return replace(
                 fork, status=S.ENQUEUED, queue_name=INTERNAL_QUEUE_NAME, instance_id="",
                 recovery_attempts=0, workflow_deadline_epoch_ms=None,
+                owner_token=new_owner_token(),
             )  # fmt: skip
         return replace(
             fork, status=S.PENDING, queue_name=None, executor_id=engine.executor_id,
             instance_id=engine.instance_id, recovery_attempts=1,
             workflow_deadline_epoch_ms=now + timeout if timeout else None,
+            owner_token=new_owner_token(),
         )  # fmt: skip
 
     def _run_here(self, row: WorkflowRow, call: Invocation) -> None:
@@ -250,9 +258,13 @@ class WorkflowManager:
                 raise ValueError(
                     f"rows_threshold must be a positive integer, not {rows_threshold!r}"
                 )
-            nth_newest = self.store.newest_created_at(rows_threshold)
-            if nth_newest is not None:
-                cutoffs.append(nth_newest)
+            query = WorkflowQuery(
+                newest_first=True, limit=1, offset=rows_threshold - 1,
+                with_inputs=False, with_outputs=False,
+            )  # fmt: skip
+            nth_newest = self.store.list_workflows(query)
+            if nth_newest:
+                cutoffs.append(nth_newest[0].created_at)
         if not cutoffs:
             return 0
         cutoff, total = max(cutoffs), 0

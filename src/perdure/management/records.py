@@ -10,7 +10,7 @@ from perdure.error import DBOSSerializationError
 from perdure.execution.handles import WorkflowStatus, decode_status
 from perdure.queues.queue import QueueSpec
 from perdure.serialization import Payloads
-from perdure.storage.interface import StepRow, WorkflowRow
+from perdure.storage.records import StepRow, WorkflowRow
 
 
 @dataclass

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, cast
 
@@ -18,20 +19,15 @@ from perdure.execution.context import (
     WorkflowContext,
     current_workflow,
     current_workflow_id,
+    enclosing_workflow,
     take_next_options,
 )
 from perdure.execution.notifier import Notifier, channel
 from perdure.execution.steps import wake_time
-from perdure.execution.workflow import WorkflowEngine, rejected_step_error
+from perdure.execution.workflow import WorkflowEngine, refused_error
 from perdure.serialization import Payloads
-from perdure.storage.interface import (
-    MessagingStore,
-    Payload,
-    StepRejected,
-    StepRow,
-    Unrecorded,
-    WorkflowStatusString,
-)
+from perdure.storage.records import Payload, StepRow, WorkflowStatusString
+from perdure.storage.store import Store, WriteRefused
 
 SEND = "DBOS.send"
 RECV = "DBOS.recv"
@@ -48,7 +44,7 @@ class Messaging:
 
     def __init__(
         self,
-        store: MessagingStore,
+        store: Store,
         payloads: Payloads,
         notifier: Notifier,
         engine: WorkflowEngine | None = None,
@@ -67,11 +63,21 @@ class Messaging:
     @classmethod
     def of(cls, engine: WorkflowEngine) -> Messaging:
         """Messaging over a launched engine (the store it uses and its checkpoints)."""
-        return cls(cast(MessagingStore, engine.store), engine.payloads, engine.notifier, engine)
+        return cls(engine.store, engine.payloads, engine.notifier, engine)
 
     def _workflow(self) -> WorkflowContext | None:
         """The workflow calling, if this process runs workflows (a client never does)."""
         return current_workflow() if self._engine is not None else None
+
+    def _in_step(self) -> WorkflowContext | None:
+        """The workflow whose step is calling (its token fences the write), if any."""
+        if self._engine is None or current_workflow() is not None:
+            return None
+        return enclosing_workflow()
+
+    def _waiting(self) -> AbstractContextManager[None]:
+        """Around a wait: no pool slot, no connection kept (a launched process only)."""
+        return self._engine.waiting() if self._engine is not None else nullcontext()
 
     # -- shared mechanics ----------------------------------------------------------------------
 
@@ -95,6 +101,7 @@ class Messaging:
             serialization=payload.serialization if payload else self.payloads.format,
             started_at_epoch_ms=now,
             completed_at_epoch_ms=now,
+            owner_token=ctx.owner_token,
         )
 
     def _decode(self, payload: Payload | None, what: str, workflow_id: str) -> Any:
@@ -120,6 +127,7 @@ class Messaging:
     ) -> None:
         """Queue ``message`` for ``destination_id``; exactly once from a workflow."""
         ctx = self._workflow()
+        fence = ctx or self._in_step()
         what = f"message to workflow {destination_id!r}"
         payload = self._encode(message, what, current_workflow_id() or destination_id)
         step = None
@@ -144,10 +152,12 @@ class Messaging:
                 serialization=payload.serialization,
                 recv_step_name=RECV,
                 step=step,
+                owner_token=fence.owner_token if fence is not None else None,
+                sender_id=fence.workflow_id if fence is not None else None,
             )
-        except StepRejected as exc:
-            assert ctx is not None  # noqa: S101 - only raised with a step
-            raise rejected_step_error(ctx, exc) from None
+        except WriteRefused as exc:
+            assert fence is not None  # noqa: S101 - only a fenced write is refused
+            raise refused_error(fence, exc.reason) from None
         if delivery.outcome == "no_destination":
             raise DBOSNonExistentWorkflowError(
                 destination_id,
@@ -162,6 +172,34 @@ class Messaging:
 
     def recv(self, topic: str | None, timeout_seconds: float) -> Any:
         """The oldest message on ``topic`` for the calling workflow, or None on timeout."""
+        wait = self._recv_wait(topic, timeout_seconds)
+        if isinstance(wait, _Recorded):
+            return wait.value
+        try:
+            with self._waiting():
+                payload = self.notifier.wait_for(
+                    wait.names, wait.check, deadline=wait.deadline, interrupted=wait.interrupted
+                )
+        except WriteRefused as exc:
+            raise refused_error(wait.workflow, exc.reason) from None
+        return self._recv_done(wait, topic, payload)
+
+    async def recv_async(self, topic: str | None, timeout_seconds: float) -> Any:
+        """`recv` waiting on the event loop; its positions are taken on the loop."""
+        wait = self._recv_wait(topic, timeout_seconds)
+        if isinstance(wait, _Recorded):
+            return wait.value
+        try:
+            with self._waiting():
+                payload = await self.notifier.wait_for_async(
+                    wait.names, wait.check, deadline=wait.deadline, interrupted=wait.interrupted
+                )
+        except WriteRefused as exc:
+            raise refused_error(wait.workflow, exc.reason) from None
+        return self._recv_done(wait, topic, payload)
+
+    def _recv_wait(self, topic: str | None, timeout_seconds: float) -> _Wait | _Recorded:
+        """Take recv's positions (its durable deadline, then itself): what to wait for."""
         ctx = self._workflow()
         if ctx is None:
             raise DBOSException(
@@ -172,7 +210,7 @@ class Messaging:
         deadline = self._durable_deadline(ctx, timeout_seconds)
         position, recorded = self._position(ctx, RECV)
         if recorded is not None:
-            return self.engine.replay_value(ctx, recorded)
+            return _Recorded(self.engine.replay_value(ctx, recorded))
         handed_off = channel("recv", ctx.workflow_id, str(position))
 
         def receive() -> Payload | None:
@@ -183,22 +221,16 @@ class Messaging:
                 ctx.workflow_id, topic, self._step(ctx, position, RECV)
             )
 
+        names = (channel("msg", ctx.workflow_id, topic or ""), handed_off)
+        return _Wait(ctx, position, names, receive, deadline)
+
+    def _recv_done(self, wait: _Wait, topic: str | None, payload: Payload | None) -> Any:
+        ctx = wait.workflow
         try:
-            payload = self.notifier.wait_for(
-                (channel("msg", ctx.workflow_id, topic or ""), handed_off),
-                receive,
-                deadline=deadline,
-                interrupted=ctx.check_live,
-            )
             if payload is None:
-                payload = self._time_out(ctx, topic, position)
-        except StepRejected as exc:
-            if exc.reason != Unrecorded.CONFLICT:
-                raise rejected_step_error(ctx, exc) from None
-            # The position was taken meanwhile: by a sender handing off, or another execution.
-            payload = self._recorded_message(ctx, position)
-            if payload is None:
-                raise rejected_step_error(ctx, exc) from None
+                payload = self._time_out(ctx, topic, wait.position)
+        except WriteRefused as exc:
+            raise refused_error(ctx, exc.reason) from None
         return self._decode(payload, "received message", ctx.workflow_id)
 
     def _time_out(self, ctx: WorkflowContext, topic: str | None, position: int) -> Payload | None:
@@ -210,14 +242,14 @@ class Messaging:
         handed = self._recorded_message(ctx, position)
         if handed is not None:
             return handed
-        self.engine.record_step(ctx, self._step(ctx, position, RECV))
-        return None
+        standing = self.engine.record_step(ctx, self._step(ctx, position, RECV))
+        return Payload(standing.output, standing.serialization) if standing else None
 
     def _recorded_message(self, ctx: WorkflowContext, position: int) -> Payload | None:
-        recorded = self.engine.store.get_step(ctx.workflow_id, position)
-        if recorded is None or recorded.function_name != RECV:
+        found = self.store.load_steps(ctx.workflow_id, position=position)
+        if not found or found[0].function_name != RECV:
             return None
-        return Payload(recorded.output, recorded.serialization)
+        return Payload(found[0].output, found[0].serialization)
 
     # -- events --------------------------------------------------------------------------------
 
@@ -231,6 +263,7 @@ class Messaging:
             )
         payload = self._encode(value, f"event {key!r}", workflow_id)
         ctx = self._workflow()
+        fence = ctx or self._in_step()
         step = None
         if ctx is not None:
             position, recorded = self._position(ctx, SET_EVENT)
@@ -239,41 +272,65 @@ class Messaging:
             step = self._step(ctx, position, SET_EVENT)
         try:
             self.store.set_event(
-                workflow_id, key, payload.data or b"", payload.serialization, step=step
-            )
-        except StepRejected as exc:
-            assert ctx is not None  # noqa: S101 - only raised with a step
-            raise rejected_step_error(ctx, exc) from None
+                workflow_id, key, payload.data or b"", payload.serialization, step=step,
+                owner_token=fence.owner_token if fence is not None else None,
+            )  # fmt: skip
+        except WriteRefused as exc:
+            assert fence is not None  # noqa: S101 - only a fenced write is refused
+            raise refused_error(fence, exc.reason) from None
         self.notifier.signal(channel("event", workflow_id, key))
 
     def get_event(self, workflow_id: str, key: str, timeout_seconds: float) -> Any:
         """The value of ``key`` set by ``workflow_id``, waiting up to the timeout; else None."""
+        wait = self._event_wait(workflow_id, key, timeout_seconds)
+        if isinstance(wait, _Recorded):
+            return wait.value
+        with self._waiting():
+            payload = self.notifier.wait_for(
+                wait.names, wait.check, deadline=wait.deadline, interrupted=wait.interrupted
+            )
+        return self._event_done(wait, workflow_id, key, payload)
+
+    async def get_event_async(self, workflow_id: str, key: str, timeout_seconds: float) -> Any:
+        """`get_event` waiting on the event loop; its positions are taken on the loop."""
+        wait = self._event_wait(workflow_id, key, timeout_seconds)
+        if isinstance(wait, _Recorded):
+            return wait.value
+        with self._waiting():
+            payload = await self.notifier.wait_for_async(
+                wait.names, wait.check, deadline=wait.deadline, interrupted=wait.interrupted
+            )
+        return self._event_done(wait, workflow_id, key, payload)
+
+    def _event_wait(self, workflow_id: str, key: str, timeout_seconds: float) -> _Wait | _Recorded:
+        """Inside a workflow, take get_event's positions (its durable deadline, then itself)."""
         ctx = self._workflow()
 
         def lookup() -> Payload | None:
-            return self.store.get_event(workflow_id, key)
+            return self.store.get_events(workflow_id, key).get(key)
 
         names = (channel("event", workflow_id, key),)
         if ctx is None:
-            payload = self.notifier.wait_for(
-                names, lookup, deadline=time.monotonic() + timeout_seconds
-            )
-            return self._decode(payload, f"event {key!r}", workflow_id)
+            return _Wait(None, 0, names, lookup, time.monotonic() + timeout_seconds)
         deadline = self._durable_deadline(ctx, timeout_seconds)
         position, recorded = self._position(ctx, GET_EVENT)
         if recorded is not None:
-            return self.engine.replay_value(ctx, recorded)
-        payload = self.notifier.wait_for(
-            names, lookup, deadline=deadline, interrupted=ctx.check_live
-        )
-        self.engine.record_step(ctx, self._step(ctx, position, GET_EVENT, payload))
+            return _Recorded(self.engine.replay_value(ctx, recorded))
+        return _Wait(ctx, position, names, lookup, deadline)
+
+    def _event_done(self, wait: _Wait, workflow_id: str, key: str, payload: Payload | None) -> Any:
+        if wait.ctx is not None:
+            step = self._step(wait.ctx, wait.position, GET_EVENT, payload)
+            standing = self.engine.record_step(wait.ctx, step)
+            if standing is not None:
+                return self.engine.replay_value(wait.ctx, standing)
         return self._decode(payload, f"event {key!r}", workflow_id)
 
     def get_all_events(self, workflow_id: str) -> dict[str, Any]:
         """Every event ``workflow_id`` has set, by key."""
         return {
             key: self._decode(payload, f"event {key!r}", workflow_id)
-            for key, payload in self.store.get_all_events(workflow_id).items()
+            for key, payload in self.store.get_events(workflow_id).items()
         }
 
     # -- streams -------------------------------------------------------------------------------
@@ -292,6 +349,7 @@ class Messaging:
             else self._encode(value, f"stream {key!r} value", workflow_id)
         )
         ctx = self._workflow()
+        fence = ctx or self._in_step()
         step = None
         if ctx is not None:
             name = CLOSE_STREAM if close else WRITE_STREAM
@@ -301,34 +359,64 @@ class Messaging:
             step = self._step(ctx, position, name)
         try:
             self.store.write_stream(
-                workflow_id, key, payload.data, payload.serialization, closed=close, step=step
-            )
-        except StepRejected as exc:
-            assert ctx is not None  # noqa: S101 - only raised with a step
-            raise rejected_step_error(ctx, exc) from None
+                workflow_id, key, payload.data, payload.serialization, closed=close, step=step,
+                owner_token=fence.owner_token if fence is not None else None,
+            )  # fmt: skip
+        except WriteRefused as exc:
+            assert fence is not None  # noqa: S101 - only a fenced write is refused
+            raise refused_error(fence, exc.reason) from None
         self.notifier.signal(channel("stream", workflow_id, key))
 
     def read_stream(self, workflow_id: str, key: str) -> Iterator[Any]:
         """Yield the stream's values in order until it is closed or its writer has ended."""
         offset = 0
-        names = (channel("stream", workflow_id, key), channel("end", workflow_id))
         while True:
-            entries = self.store.read_stream(workflow_id, key, offset)
-            for entry in entries:
-                if entry.closed:
-                    return
-                yield self._decode(entry.value, f"stream {key!r} value", workflow_id)
-                offset = entry.offset + 1
-            if entries:
-                continue
-            if self._writer_finished(workflow_id):
-                # A last look: values written just before the writer ended.
-                if not self.store.read_stream(workflow_id, key, offset):
-                    return
-                continue
-            self.notifier.wait_for(
-                names, partial(self._stream_moved, workflow_id, key, offset), deadline=None
-            )
+            entries, offset, ended = self._stream_read(workflow_id, key, offset)
+            yield from entries
+            if ended:
+                return
+            if not entries:
+                with self._waiting():
+                    self.notifier.wait_for(
+                        _stream_channels(workflow_id, key),
+                        partial(self._stream_moved, workflow_id, key, offset),
+                        deadline=None,
+                    )
+
+    async def read_stream_async(self, workflow_id: str, key: str) -> AsyncIterator[Any]:
+        """`read_stream` waiting on the event loop."""
+        offset = 0
+        while True:
+            entries, offset, ended = self._stream_read(workflow_id, key, offset)
+            for value in entries:
+                yield value
+            if ended:
+                return
+            if not entries:
+                with self._waiting():
+                    await self.notifier.wait_for_async(
+                        _stream_channels(workflow_id, key),
+                        partial(self._stream_moved, workflow_id, key, offset),
+                        deadline=None,
+                    )
+
+    def _stream_read(self, workflow_id: str, key: str, offset: int) -> tuple[list[Any], int, bool]:
+        """The values from ``offset`` on, the next offset, and whether the stream ended."""
+        values: list[Any] = []
+        for entry in self.store.read_stream(workflow_id, key, offset):
+            if entry.closed:
+                return values, offset, True
+            values.append(self._decode(entry.value, f"stream {key!r} value", workflow_id))
+            offset = entry.offset + 1
+        if values:
+            return values, offset, False
+        if self._writer_finished(workflow_id):
+            # A last look: values written just before the writer ended.
+            late = self.store.read_stream(workflow_id, key, offset)
+            if not late:
+                return values, offset, True
+            return self._stream_read(workflow_id, key, offset)
+        return values, offset, False
 
     def _writer_finished(self, workflow_id: str) -> bool:
         row = self.store.get_workflow(workflow_id)
@@ -342,11 +430,34 @@ class Messaging:
         return None
 
 
-async def in_thread(values: Iterator[Any]) -> AsyncIterator[Any]:
-    """Iterate a blocking iterator (e.g. `Messaging.read_stream`) without blocking the loop."""
-    done = object()
-    while True:
-        value = await asyncio.to_thread(next, values, done)
-        if value is done:
-            return
-        yield value
+@dataclass(frozen=True)
+class _Wait:
+    """A wait a messaging call is about to make: what wakes it, what it checks, until when."""
+
+    ctx: WorkflowContext | None
+    position: int
+    names: tuple[str, ...]
+    check: Callable[[], Payload | None]
+    deadline: float
+
+    @property
+    def workflow(self) -> WorkflowContext:
+        """The waiting workflow (a wait made inside one)."""
+        assert self.ctx is not None  # noqa: S101 - only asked of waits inside workflows
+        return self.ctx
+
+    def interrupted(self) -> None:
+        """Stop the wait if the waiting workflow was cancelled."""
+        if self.ctx is not None:
+            self.ctx.check_live()
+
+
+@dataclass(frozen=True)
+class _Recorded:
+    """A replayed call: its recorded value, no wait."""
+
+    value: Any
+
+
+def _stream_channels(workflow_id: str, key: str) -> tuple[str, ...]:
+    return (channel("stream", workflow_id, key), channel("end", workflow_id))

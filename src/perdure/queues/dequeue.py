@@ -7,13 +7,20 @@ from dataclasses import dataclass
 from functools import partial
 
 from perdure.clock import now_ms
-from perdure.error import DBOSSerializationError, DBOSWorkflowFunctionNotFoundError
 from perdure.execution.notifier import channel
+from perdure.execution.recovery import runnable
 from perdure.execution.workflow import WorkflowEngine
 from perdure.logs import get_logger
 from perdure.queues.limits import admissible, idle_wait_sec, rate_limit_frees_at
 from perdure.queues.queue import INTERNAL_QUEUE_NAME, QueueDirectory, QueueSpec
-from perdure.storage.interface import ClaimRequest, Occupancy, QueueStore, WorkflowRow
+from perdure.storage.records import (
+    Occupancy,
+    QueueClaim,
+    QueueRecord,
+    WorkflowRow,
+    new_owner_token,
+)
+from perdure.storage.store import Store
 
 logger = get_logger(__name__)
 
@@ -44,20 +51,22 @@ class _Pass:
 class Dequeuer:
     """Claims queued workflows within their queues' limits and runs them on the worker pool.
 
-    Claimed workflows are PENDING and owned by this process, so if it dies its restart
-    recovers them like any other; until then they count against the queue's concurrency.
-    Besides the queues of ``directory`` it always serves the internal queue, where clients
-    hand over the workflows they resume or fork; it polls that one every
-    ``internal_polling_sec`` (other processes' writes wake it on PostgreSQL at once).
+    Claimed workflows are PENDING and owned by this process, so if it dies another process
+    takes them over like any other; until then they count against the queue's concurrency.
+    The limits enforced are those stored for the queue, so every process applies the same
+    ones whatever its own code says; only workflows this process can run are claimed (a
+    registered name, and its application version or none). It claims no more than the
+    worker pool has room for. Besides the queues of ``directory`` it always serves the
+    internal queue, where clients hand over the workflows they resume or fork; it polls that
+    one every ``internal_polling_sec`` (other processes' writes wake it on PostgreSQL at once).
     """
 
     def __init__(
         self,
         engine: WorkflowEngine,
         directory: QueueDirectory,
-        store: QueueStore,
+        store: Store,
         *,
-        max_in_flight: int,
         internal_polling_sec: float = 1.0,
     ) -> None:
         self._engine = engine
@@ -65,9 +74,6 @@ class Dequeuer:
         self._directory = directory
         self._store = store
         self._notifier = engine.notifier
-        self._max_in_flight = max_in_flight
-        self._lock = threading.Lock()
-        self._in_flight = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="perdure-dequeue", daemon=True)
 
@@ -123,7 +129,7 @@ class Dequeuer:
     def _pass(self, served: list[QueueSpec]) -> _Pass:
         done = _Pass()
         for spec in served:
-            room = min(CLAIM_BATCH, self._room())
+            room = min(CLAIM_BATCH, self._engine.pool.available())
             if room <= 0 or self._stop.is_set():
                 break  # the pool is busy: a finishing workflow wakes the loop
             claimed = self._claim(spec, room, done)
@@ -133,64 +139,56 @@ class Dequeuer:
             done.more_ready = done.more_ready or len(claimed) >= room
         return done
 
-    def _room(self) -> int:
-        with self._lock:
-            return self._max_in_flight - self._in_flight
-
     def _claim(self, spec: QueueSpec, room: int, done: _Pass) -> list[WorkflowRow]:
-        limits = spec.limits
-        now = now_ms()
-        budget = room
-        admitted = 0
+        admitted: list[int] = [0]
 
-        def admit(occupancy: Occupancy) -> int:
-            nonlocal budget, admitted
-            count = admissible(limits, occupancy, now_ms=now, batch=budget)
+        def admit(record: QueueRecord, occupancy: Occupancy) -> int:
+            # Pure but for noting when to look again: a retried claim transaction asks anew.
+            limits = QueueSpec.from_record(record).limits
+            count = admissible(limits, occupancy, now_ms=occupancy.now_ms, batch=room)
             if count == 0:
-                done.wake_no_later_than(
-                    rate_limit_frees_at(limits, occupancy.recent_starts_ms, now)
-                )
-            budget -= count
-            admitted += count
+                frees_at = rate_limit_frees_at(limits, occupancy.recent_starts_ms, occupancy.now_ms)
+                done.wake_no_later_than(_local_time(frees_at, occupancy.now_ms))
+            admitted[0] += count
             return count
 
-        request = ClaimRequest(
-            queue_name=spec.name,
-            executor_id=self._engine.executor_id,
-            instance_id=self._engine.instance_id,
-            now_ms=now,
-            partitioned=spec.partition_queue,
-            window_ms=limits.rate_period_ms,
-            count_running=limits.counts_running,
-            serialize=limits.is_global,
+        engine = self._engine
+        claim = QueueClaim(
+            default=spec.record(),
+            executor_id=engine.executor_id,
+            instance_id=engine.instance_id,
+            token=new_owner_token(),
+            names=engine.registry.workflow_names(),
+            app_version=engine.app_version,
+            batch=room,
         )
-        claimed = self._store.claim_queued(request, admit)
-        if len(claimed) < admitted:  # ready work ran out: is any delayed?
-            done.wake_no_later_than(self._store.next_ready_at(spec.name, now))
+        claimed = self._store.claim_queued(claim, admit)
+        if len(claimed) < min(admitted[0], room):  # ready work ran out: is any delayed?
+            done.wake_no_later_than(self._store.next_ready_at(spec.name))
         return claimed
 
     def _run_claimed(self, row: WorkflowRow) -> None:
         """Run a claimed workflow in the background, exactly as recovery does."""
         engine = self._engine
-        try:
-            call = engine.invocation_of(row)
-        except (DBOSWorkflowFunctionNotFoundError, DBOSSerializationError) as exc:
-            # Claimed but not runnable here: left PENDING for this executor's next launch.
-            logger.error("Cannot run queued workflow %s: %s", row.workflow_id, exc)  # noqa: TRY400 - the message is the whole story
-            return
+        call = runnable(engine, row)
+        if call is None:
+            return  # logged; left PENDING here, for the sweep once the code is fixed
         active = engine.resume(row)
         if active is None:
             return  # already executing in this process
-        with self._lock:
-            self._in_flight += 1
         queue_name = row.queue_name or ""
         try:
             engine.execute_in_background(active, call, on_done=partial(self._finished, queue_name))
-        except RuntimeError:  # the pool stopped (shutdown): recovery runs it at next launch
-            self._finished(queue_name)
+        except RuntimeError:  # the pool stopped (shutdown): another owner resumes it
+            engine.abandon(active)
             raise
 
     def _finished(self, queue_name: str) -> None:
-        with self._lock:
-            self._in_flight -= 1
         self._notifier.signal(queue_channel(queue_name))
+
+
+def _local_time(database_ms: int | None, database_now_ms: int) -> int | None:
+    """A time read on the database's clock, moved to this process's clock."""
+    if database_ms is None:
+        return None
+    return now_ms() + (database_ms - database_now_ms)

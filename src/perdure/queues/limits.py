@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from perdure.storage.interface import Occupancy
+from perdure.storage.records import Occupancy
 
 # An idle dequeue loop waits its polling interval, doubling while queues stay idle up to this
 # many intervals; any enqueue in this process (or, on PostgreSQL, in any) wakes it at once.

@@ -12,7 +12,7 @@ from typing import Any
 from perdure.error import DBOSException
 from perdure.execution.context import NextEnqueueOptions
 from perdure.queues.limits import FlowLimits
-from perdure.storage.interface import QueuePlacement, QueueRecord
+from perdure.storage.records import QueuePlacement, QueueRecord
 
 _LIMITER_KEYS = frozenset({"limit", "period"})
 # Workflows resumed or forked by a process that cannot run them (a client, the command line)

@@ -18,7 +18,8 @@ from perdure.execution.notifier import channel
 from perdure.execution.workflow import Invocation, WorkflowEngine
 from perdure.logs import get_logger
 from perdure.scheduling.cron import Cron, tick_workflow_id
-from perdure.storage.interface import ScheduleRecord, ScheduleStore
+from perdure.storage.records import ScheduleRecord
+from perdure.storage.store import Store
 
 logger = get_logger(__name__)
 
@@ -127,7 +128,7 @@ class Scheduler:
     def __init__(
         self,
         engine: WorkflowEngine,
-        store: ScheduleStore,
+        store: Store,
         declared: DeclaredSchedules,
         *,
         polling_interval_sec: float,

@@ -1,27 +1,47 @@
-"""System-database storage: one interface (`SystemStore`), a SQLite and a PostgreSQL backend."""
+"""System-database storage: one contract (`Store`), a SQLite and a PostgreSQL backend."""
 
 from __future__ import annotations
 
-import re
+from perdure.storage.store import Store
+from perdure.storage.urls import redact_url
 
-from perdure.storage.interface import SystemStore
+__all__ = ["Store", "open_store", "redact_url"]
+
+# How long `open_store` waits for a PostgreSQL server that is down or starting, by default.
+DEFAULT_CONNECT_WAIT_SEC = 60.0
 
 
-def redact_url(url: str) -> str:
-    """The URL with its password hidden, for messages and logs."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
-
-
-def open_store(url: str, *, max_connections: int = 16, create: bool = True) -> SystemStore:
+def open_store(
+    url: str,
+    *,
+    max_connections: int = 16,
+    create: bool = True,
+    wait_limit_sec: float | None = None,
+    connect_wait_sec: float = DEFAULT_CONNECT_WAIT_SEC,
+) -> Store:
     """Open the system store for ``url`` (``sqlite:///...`` or ``postgresql://...``).
 
-    ``create=False`` (clients, the CLI) never creates a missing Postgres database.
+    Args:
+        max_connections: The PostgreSQL pool's size.
+        create: Create a missing PostgreSQL database (clients and the CLI never do).
+        wait_limit_sec: How long each call keeps retrying while the database is unreachable;
+            None (a launched process): for as long as it takes.
+        connect_wait_sec: How long opening waits for a server that is down or starting.
     """
     # Backends import lazily: an SQLite-only application never loads the PostgreSQL driver.
+    from perdure.storage.sql_store import SqlStore  # noqa: PLC0415
+
     if url.startswith("sqlite:///"):
-        from perdure.storage.sqlite.store import SqliteStore  # noqa: PLC0415
+        from perdure.storage.sqlite.database import SqliteDatabase  # noqa: PLC0415
 
-        return SqliteStore(url)
-    from perdure.storage.postgres.store import PostgresStore  # noqa: PLC0415
+        return SqlStore(SqliteDatabase(url, wait_limit_sec=wait_limit_sec))
+    from perdure.storage.postgres.database import PostgresDatabase  # noqa: PLC0415
 
-    return PostgresStore(url, max_connections=max_connections, create=create)
+    database = PostgresDatabase(
+        url,
+        max_connections=max_connections,
+        create=create,
+        wait_limit_sec=wait_limit_sec,
+        connect_wait_sec=connect_wait_sec,
+    )
+    return SqlStore(database)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 
-from perdure.storage.interface import StepRow
+from perdure.storage.records import StepRow
 
 # The most checkpoints one batch writes: a bounded statement, and a bounded wait for the last.
 MAX_BATCH = 256

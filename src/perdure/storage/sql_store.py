@@ -1,27 +1,276 @@
-"""The complete SQL implementation of `SystemStore`: the query mixins of every domain."""
+"""`SqlStore`: the `Store` of both backends, over a `Database` that supplies the dialect.
+
+Every method hands over to the domain module that holds its SQL (`perdure.storage.sql`);
+what differs between SQLite and PostgreSQL lives in their `Database` and `Dialect`.
+"""
 
 from __future__ import annotations
 
-from perdure.storage.core_queries import CoreQueries
-from perdure.storage.executor_queries import ExecutorQueries
-from perdure.storage.management_queries import ManagementQueries
-from perdure.storage.messaging_queries import MessagingQueries
-from perdure.storage.queue_queries import QueueQueries
-from perdure.storage.schedule_queries import ScheduleQueries
-from perdure.storage.sql_backend import Params, Rows, Statements
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
-__all__ = ["Params", "Rows", "SqlStore", "Statements"]
+from perdure.clock import now_ms
+from perdure.storage.database import Database
+from perdure.storage.group_commit import GroupCommit
+from perdure.storage.records import (
+    Delivery,
+    ExecutorRecord,
+    Occupancy,
+    Payload,
+    QueueClaim,
+    QueueCounts,
+    QueueRecord,
+    ScheduleRecord,
+    StartOutcome,
+    StepRow,
+    StreamEntry,
+    WorkflowClaim,
+    WorkflowQuery,
+    WorkflowRow,
+)
+from perdure.storage.sql import (
+    executors,
+    management,
+    messaging,
+    queues,
+    schedules,
+    workflows,
+)
+from perdure.storage.store import Listening, Liveness
 
 
-class SqlStore(
-    QueueQueries,
-    CoreQueries,
-    MessagingQueries,
-    ManagementQueries,
-    ScheduleQueries,
-    ExecutorQueries,
-):
-    """All queries, over a backend (SQLite or PostgreSQL) that supplies connections.
+class SqlStore:
+    """The system store over one SQLite file or one PostgreSQL database."""
 
-    `QueueQueries` comes first: it extends the core inserts with the deduplication check.
-    """
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.url = database.url
+        # Checkpoints of concurrent workflows share commits; an uncontended one goes alone.
+        self._group_commit = GroupCommit(
+            lambda step: workflows.write_step(database, step),
+            lambda steps: workflows.write_steps(database, steps),
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        self.database.migrate()
+
+    def reset(self) -> None:
+        self.database.reset()
+
+    def schema_version(self) -> int | None:
+        return self.database.schema_version()
+
+    def close(self) -> None:
+        self.database.close()
+
+    def listen(
+        self, on_note: Callable[[str], None], on_gap: Callable[[], None]
+    ) -> Listening | None:
+        return self.database.listen(on_note, on_gap)
+
+    @contextmanager
+    def hold_connection(self) -> Iterator[None]:
+        with self.database.hold_connection():
+            yield
+
+    @contextmanager
+    def released(self) -> Iterator[None]:
+        with self.database.released():
+            yield
+
+    # -- workflows -----------------------------------------------------------------------------
+
+    def start_workflow(
+        self, row: WorkflowRow, *, parent_step: StepRow | None = None
+    ) -> StartOutcome:
+        return workflows.start_workflow(self.database, row, parent_step)
+
+    def get_workflow(self, workflow_id: str) -> WorkflowRow | None:
+        return workflows.get_workflow(self.database, workflow_id)
+
+    def load_steps(self, workflow_id: str, *, position: int | None = None) -> list[StepRow]:
+        return workflows.load_steps(self.database, workflow_id, position)
+
+    def record_step(self, step: StepRow) -> str | None:
+        if self._group_commit.record(step):
+            return None
+        return workflows.step_refusal(self.database, step)
+
+    def finish_workflow(
+        self,
+        workflow_id: str,
+        owner_token: int,
+        *,
+        status: str,
+        output: bytes | None = None,
+        error: bytes | None = None,
+    ) -> str | None:
+        return workflows.finish_workflow(
+            self.database, workflow_id, owner_token, status=status, output=output, error=error
+        )
+
+    def claim_workflows(self, claim: WorkflowClaim) -> list[WorkflowRow]:
+        return workflows.claim_workflows(self.database, claim)
+
+    def watch_result(self, workflow_id: str, waiter_id: str, *, watching: bool) -> None:
+        workflows.watch_result(self.database, workflow_id, waiter_id, watching=watching)
+
+    # -- messages, events and streams --------------------------------------------------------
+
+    def send_message(
+        self,
+        *,
+        message_id: str,
+        destination_id: str,
+        topic: str | None,
+        message: bytes,
+        serialization: str,
+        recv_step_name: str,
+        step: StepRow | None = None,
+        owner_token: int | None = None,
+        sender_id: str | None = None,
+    ) -> Delivery:
+        return messaging.send_message(
+            self.database,
+            message_id=message_id,
+            destination_id=destination_id,
+            topic=topic,
+            message=message,
+            serialization=serialization,
+            created_at=now_ms(),
+            recv_step_name=recv_step_name,
+            step=step,
+            owner_token=owner_token,
+            sender_id=sender_id,
+        )
+
+    def receive_message(
+        self, destination_id: str, topic: str | None, step: StepRow
+    ) -> Payload | None:
+        return messaging.receive_message(self.database, destination_id, topic, step)
+
+    def stop_waiting(self, destination_id: str, topic: str | None, function_id: int) -> None:
+        messaging.stop_waiting(self.database, destination_id, topic, function_id)
+
+    def set_event(
+        self,
+        workflow_id: str,
+        key: str,
+        value: bytes,
+        serialization: str,
+        *,
+        step: StepRow | None = None,
+        owner_token: int | None = None,
+    ) -> None:
+        messaging.set_event(
+            self.database, workflow_id, key, value, serialization,
+            step=step, owner_token=owner_token,
+        )  # fmt: skip
+
+    def get_events(self, workflow_id: str, key: str | None = None) -> dict[str, Payload]:
+        return messaging.get_events(self.database, workflow_id, key)
+
+    def write_stream(
+        self,
+        workflow_id: str,
+        key: str,
+        value: bytes | None,
+        serialization: str,
+        *,
+        closed: bool,
+        step: StepRow | None = None,
+        owner_token: int | None = None,
+    ) -> None:
+        messaging.write_stream(
+            self.database, workflow_id, key, value, serialization,
+            closed=closed, step=step, owner_token=owner_token,
+        )  # fmt: skip
+
+    def read_stream(self, workflow_id: str, key: str, from_offset: int) -> list[StreamEntry]:
+        return messaging.read_stream(self.database, workflow_id, key, from_offset)
+
+    # -- management ----------------------------------------------------------------------------
+
+    def list_workflows(self, query: WorkflowQuery) -> list[WorkflowRow]:
+        return management.list_workflows(self.database, query)
+
+    def queue_counts(self) -> list[QueueCounts]:
+        return management.queue_counts(self.database)
+
+    def cancel_workflows(self, workflow_id: str) -> list[str] | None:
+        return management.cancel_workflows(self.database, workflow_id)
+
+    def resume_workflow(
+        self, workflow_id: str, *, executor_id: str, instance_id: str, token: int
+    ) -> WorkflowRow | None:
+        return management.resume_workflow(
+            self.database, workflow_id, executor_id=executor_id, instance_id=instance_id,
+            token=token,
+        )  # fmt: skip
+
+    def requeue_workflow(self, workflow_id: str, *, queue_name: str, token: int) -> bool:
+        return management.requeue_workflow(
+            self.database, workflow_id, queue_name=queue_name, token=token
+        )
+
+    def fork_workflow(self, row: WorkflowRow, *, source_id: str, start_step: int) -> bool:
+        return management.fork_workflow(
+            self.database, row, source_id=source_id, start_step=start_step
+        )
+
+    def delete_workflows(self, workflow_ids: tuple[str, ...], *, with_children: bool) -> list[str]:
+        return management.delete_workflows(self.database, workflow_ids, with_children=with_children)
+
+    def delete_finished_batch(self, *, created_before_ms: int, limit: int) -> int:
+        return management.delete_finished_batch(
+            self.database, created_before_ms=created_before_ms, limit=limit
+        )
+
+    # -- queues ----------------------------------------------------------------------------------
+
+    def save_queue(self, record: QueueRecord) -> None:
+        queues.save_queue(self.database, record)
+
+    def list_queues(self, names: tuple[str, ...] | None = None) -> list[QueueRecord]:
+        return queues.list_queues(self.database, names)
+
+    def claim_queued(
+        self, claim: QueueClaim, admit: Callable[[QueueRecord, Occupancy], int]
+    ) -> list[WorkflowRow]:
+        return queues.claim_queued(self.database, claim, admit)
+
+    def next_ready_at(self, queue_name: str) -> int | None:
+        return queues.next_ready_at(self.database, queue_name)
+
+    # -- schedules -------------------------------------------------------------------------------
+
+    def insert_schedule(self, record: ScheduleRecord) -> bool:
+        return schedules.insert_schedule(self.database, record)
+
+    def list_schedules(self, name: str | None = None) -> list[ScheduleRecord]:
+        return schedules.list_schedules(self.database, name)
+
+    def set_schedule_paused(self, name: str, paused: bool) -> bool:
+        return schedules.set_schedule_paused(self.database, name, paused)
+
+    def delete_schedule(self, name: str) -> bool:
+        return schedules.delete_schedule(self.database, name)
+
+    # -- executors -------------------------------------------------------------------------------
+
+    def open_liveness(self, record: ExecutorRecord) -> Liveness:
+        return self.database.open_liveness(record)
+
+    def free_lock_keys(self, keys: tuple[int, ...]) -> set[int]:
+        return self.database.free_lock_keys(keys)
+
+    def list_executors(self) -> list[ExecutorRecord]:
+        return executors.list_executors(self.database)
+
+    def owners_without_heartbeat(self) -> list[str]:
+        return executors.owners_without_heartbeat(self.database)
+
+    def forget_instance(self, instance_id: str, *, silent_for_ms: int) -> bool:
+        return executors.forget_instance(self.database, instance_id, silent_for_ms=silent_for_ms)

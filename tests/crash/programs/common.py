@@ -27,7 +27,7 @@ from typing import Any
 import psycopg
 
 from perdure import DBOS, DBOSConfig
-from perdure.storage.postgres.store import psycopg_conninfo
+from perdure.storage.postgres.database import psycopg_conninfo
 
 TERMINAL_STATUSES = frozenset({"SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"})
 # Generous: a program waits for a test (or for recovery) on a loaded machine; the test's own
@@ -97,6 +97,14 @@ class Effects:
         rows = self.db.execute("SELECT name, COUNT(*) FROM crash_effects GROUP BY name")
         return Counter(dict(rows))
 
+    def by_pid(self) -> dict[str, list[int]]:
+        """Every effect's name with the pids that recorded it, in recording order."""
+        rows = self.db.execute("SELECT name, pid FROM crash_effects ORDER BY at_ms")
+        found: dict[str, list[int]] = {}
+        for name, pid in rows:
+            found.setdefault(name, []).append(int(pid))
+        return found
+
     def rows(self, name: str) -> list[tuple[int, int]]:
         """The (pid, epoch ms) of each recording of ``name``, oldest first."""
         rows = self.db.execute(
@@ -141,6 +149,23 @@ class Milestones:
     def wait_for(self, name: str, count: int = 1, timeout: float = PROGRAM_WAIT_SEC) -> None:
         """Block until ``name`` was recorded at least ``count`` times."""
         poll(lambda: self.count(name) >= count, timeout=timeout, what=f"milestone {name!r}")
+
+    def raise_flag(self, name: str) -> None:
+        """Raise flag ``name``: a file beside the milestones, which waiting never locks.
+
+        A program paused (SIGSTOP) while it polls a SQLite file may hold that file's lock (a
+        checkpoint as its connection closes) and block every writer; polling a flag cannot.
+        """
+        Path(f"{self.path}.{name}").touch()
+
+    def flag_raised(self, name: str) -> bool:
+        """Whether flag ``name`` is raised."""
+        return Path(f"{self.path}.{name}").exists()
+
+    def wait_for_flag(self, name: str, timeout: float = PROGRAM_WAIT_SEC) -> None:
+        """Block until flag ``name`` is raised."""
+        flag = Path(f"{self.path}.{name}")
+        poll(flag.exists, timeout=timeout, what=f"flag {name!r}")
 
 
 class ProgramContext:

@@ -1,0 +1,489 @@
+"""PostgreSQL connections: schema ``perdure``, psycopg 3 with a connection pool."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from functools import cache
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
+
+from perdure.error import DBOSInitializationError
+from perdure.storage.database import (
+    Chain,
+    Database,
+    Dialect,
+    ErrorKind,
+    Params,
+    Result,
+    Tx,
+)
+from perdure.storage.migrations import load_migrations, pending_migrations
+from perdure.storage.records import STEP_COLUMNS, ExecutorRecord
+from perdure.storage.sql import executors
+from perdure.storage.urls import redact_url
+
+if TYPE_CHECKING:
+    from perdure.storage.postgres.listener import NotificationListener
+
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
+
+SCHEMA = "perdure"
+# Any constant works: it only has to be the same for every Perdure process.
+MIGRATION_LOCK_KEY = 0x7065_7264_7572
+CONNECT_TIMEOUT_SEC = 5
+# How long a statement waits for a pool connection before it is retried (with a log line).
+POOL_WAIT_SEC = 5.0
+# Detect a dead peer (a partition, a host gone) within seconds, not TCP's default hours:
+# keepalives on idle connections, and a limit on unacknowledged data of busy ones.
+CONNECTION_OPTIONS: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 15_000,
+}
+
+# Several step checkpoints in one statement; each is written only while its workflow is
+# PENDING under the step's owner token and its position is free. RETURNING names those written.
+_STEP_TYPES = (
+    "text",
+    "int",
+    "text",
+    "bytea",
+    "bytea",
+    "text",
+    "text",
+    "bigint",
+    "bigint",
+    "bigint",
+)
+INSERT_STEPS = (
+    f"INSERT INTO {{p}}operation_outputs ({', '.join(STEP_COLUMNS)}) "
+    f"SELECT v.* FROM unnest({', '.join(f'?::{t}[]' for t in _STEP_TYPES)}) "
+    f"AS v({', '.join(STEP_COLUMNS)}) WHERE EXISTS (SELECT 1 FROM {{p}}workflow_status w "
+    "WHERE w.workflow_id = v.workflow_id AND w.status = 'PENDING' "
+    "AND w.owner_token = v.owner_token) "
+    "ON CONFLICT (workflow_id, function_id) DO NOTHING RETURNING workflow_id, function_id"
+)
+
+DIALECT = Dialect(
+    name="postgres",
+    prefix=f"{SCHEMA}.",
+    placeholder="%s",
+    now="(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT",
+    blob="BYTEA",
+    bigint="BIGINT",
+    text="TEXT",
+    lock="FOR UPDATE",
+    binary_collation=' COLLATE "C"',
+    skip_locked="FOR UPDATE SKIP LOCKED",
+    row_locks=True,
+    batch_steps=INSERT_STEPS,
+)
+
+# SQLSTATEs that mean "the server is away or not serving writes here right now": admin
+# shutdown, crash shutdown, cannot connect now (starting up), too many connections, and a
+# read-only transaction (a failover left this connection on a standby).
+_TRANSIENT = frozenset({"57P01", "57P02", "57P03", "53300", "25006"})
+_CONFLICT = frozenset({"40001", "40P01"})  # serialization failure, deadlock
+_UNIQUE = "23505"
+# Messages of a server that refused a connection for a reason that waiting may fix.
+_TRANSIENT_FATAL = ("starting up", "shutting down", "in recovery", "too many", "terminating")
+
+
+def psycopg_conninfo(url: str) -> str:
+    """A libpq URL from a SQLAlchemy-style one (``postgresql+psycopg://`` -> ``postgresql://``)."""
+    return re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", url)
+
+
+def classify_error(exc: BaseException) -> ErrorKind | None:  # noqa: PLR0911 - a flat dispatch
+    """What a psycopg error means (None: not psycopg's)."""
+    if isinstance(exc, PoolTimeout):
+        return ErrorKind.CONNECTION
+    if isinstance(exc, PoolClosed):
+        return ErrorKind.FATAL
+    if not isinstance(exc, psycopg.Error):
+        return None
+    state = exc.sqlstate
+    if state is None:
+        # No SQLSTATE: the connection failed (refused, reset, closed under us).
+        is_connection = isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
+        return ErrorKind.CONNECTION if is_connection else ErrorKind.FATAL
+    if state.startswith("08") or state in _TRANSIENT:
+        return ErrorKind.CONNECTION
+    if state in _CONFLICT:
+        return ErrorKind.CONFLICT
+    if state == _UNIQUE:
+        return ErrorKind.UNIQUE
+    return ErrorKind.FATAL
+
+
+def connection_refused_for_good(exc: psycopg.Error) -> bool:
+    """Whether a failed connection attempt was refused by the server for a reason waiting
+    cannot fix (a wrong password, role or database name), as opposed to a server that is
+    down, starting, or unreachable for now."""
+    text = str(exc)
+    return "FATAL:" in text and not any(t in text for t in _TRANSIENT_FATAL)
+
+
+def _create_database(url: str) -> None:
+    """Create the database ``url`` names, connecting to the server's ``postgres`` database."""
+    info = conninfo_to_dict(psycopg_conninfo(url))
+    name = str(info.pop("dbname"))
+    info["dbname"] = "postgres"
+    with psycopg.connect(make_conninfo("", **info), autocommit=True) as conn:
+        try:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            logger.info("Created system database %r", name)
+        except psycopg.errors.DuplicateDatabase:
+            pass  # another process created it first
+
+
+def wait_until_reachable(url: str, *, create: bool, wait_sec: float) -> None:
+    """Connect once (creating a missing database if asked), waiting up to ``wait_sec`` for a
+    server that is down or starting; a bad URL, user or password fails at once."""
+    deadline = time.monotonic() + wait_sec
+    delay, warned = 0.1, False
+    while True:
+        try:
+            _connect_once(url, create=create)
+        except psycopg.Error as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if connection_refused_for_good(exc) or time.monotonic() >= deadline:
+                raise DBOSInitializationError(
+                    f"Cannot connect to the system database {redact_url(url)}: {reason}. Check "
+                    "that PostgreSQL is running and that the URL's host, port, user, password "
+                    "and database are right."
+                ) from exc
+            if not warned:
+                logger.warning(
+                    "Waiting up to %.0fs for the system database %s (%s)",
+                    wait_sec,
+                    redact_url(url),
+                    reason,
+                )
+                warned = True
+            # Back-off before the next connection attempt, never past the deadline.
+            time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
+            delay = min(delay * 2, 2.0)
+        else:
+            if warned:
+                logger.warning("System database %s is reachable", redact_url(url))
+            return
+
+
+def _connect_once(url: str, *, create: bool) -> None:
+    try:
+        psycopg.connect(psycopg_conninfo(url), connect_timeout=CONNECT_TIMEOUT_SEC).close()
+    except psycopg.OperationalError as exc:
+        if not create or "does not exist" not in str(exc) or "database" not in str(exc):
+            raise
+        _create_database(url)
+
+
+class _Held:
+    """A pool connection one thread keeps for the length of a workflow execution."""
+
+    def __init__(self, pool: ConnectionPool[psycopg.Connection[Any]]) -> None:
+        self._pool = pool
+        self._conn: psycopg.Connection[Any] | None = None
+        self._cursor: psycopg.Cursor[Any] | None = None
+        self.depth = 1
+
+    def connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None:
+            self._conn = self._pool.getconn(POOL_WAIT_SEC)
+            self._cursor = None
+        return self._conn
+
+    def cursor(self) -> psycopg.Cursor[Any]:
+        """One cursor reused for every statement: no per-statement cursor set-up."""
+        if self._cursor is None:
+            self._cursor = self.connection().cursor()
+        return self._cursor
+
+    def release(self) -> None:
+        if self._conn is not None:
+            conn, self._conn, self._cursor = self._conn, None, None
+            self._pool.putconn(conn)  # the pool closes it if broken or if the pool is closed
+
+
+class _Tx(Tx):
+    def __init__(self, database: PostgresDatabase, conn: psycopg.Connection[Any], attempt: int):
+        self._database = database
+        self._conn = conn
+        self.attempt = attempt
+
+    def run(self, sql_text: str, params: Params = ()) -> Result:
+        rendered = self._database.dialect.render(sql_text)
+        return self._database._statement(self._conn, rendered, params)
+
+
+class PostgresDatabase(Database):
+    """A PostgreSQL system database, shared by any number of processes."""
+
+    dialect = DIALECT
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_connections: int,
+        create: bool,
+        wait_limit_sec: float | None,
+        connect_wait_sec: float,
+    ) -> None:
+        super().__init__(wait_limit_sec=wait_limit_sec)
+        self.url = url
+        self.conninfo = psycopg_conninfo(url)
+        self._held = threading.local()
+        wait_until_reachable(url, create=create, wait_sec=connect_wait_sec)
+        self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            self.conninfo,
+            min_size=1,
+            max_size=max(2, max_connections),
+            # prepare_threshold=0: every statement is prepared server-side on first use.
+            kwargs={"autocommit": True, "prepare_threshold": 0, **CONNECTION_OPTIONS},
+            name="perdure-system-db",
+            timeout=POOL_WAIT_SEC,
+            # The pool's reconnection backs off without bound (1, 2, 4 ... seconds): after a
+            # long outage its next attempt could come a minute after the server is back. A
+            # short attempt ends before its delays grow; Perdure's own retries (which never
+            # give up) start the next one, whose first try is immediate.
+            reconnect_timeout=POOL_WAIT_SEC,
+            open=False,
+        )
+        try:
+            self._pool.open(wait=True, timeout=10.0)
+        except PoolTimeout as exc:
+            self._pool.close()
+            raise DBOSInitializationError(
+                f"Cannot connect to the system database {redact_url(url)}: no connection within "
+                "10 seconds. Check that PostgreSQL is running and the URL (host, port, user, "
+                "password, database) is right."
+            ) from exc
+
+    def classify(self, exc: BaseException) -> ErrorKind | None:
+        return classify_error(exc)
+
+    def _statement(
+        self,
+        target: psycopg.Connection[Any] | psycopg.Cursor[Any],
+        sql_text: str,
+        params: Params,
+    ) -> Result:
+        self._notify_statement(sql_text)
+        cursor = target.execute(sql_text, params)
+        rows = cursor.fetchall() if cursor.description is not None else []
+        return Result(rows, cursor.rowcount)
+
+    def _execute(self, sql_text: str, params: Params) -> Result:
+        held: _Held | None = getattr(self._held, "value", None)
+        if held is None:
+            with self._pool.connection(POOL_WAIT_SEC) as conn:
+                return self._statement(conn, sql_text, params)
+        try:
+            return self._statement(held.cursor(), sql_text, params)
+        except psycopg.Error:
+            held.release()  # perhaps broken: the retry takes a fresh one from the pool
+            raise
+
+    def _transact(self, work: Callable[[Tx], T], attempt: int) -> T:
+        held: _Held | None = getattr(self._held, "value", None)
+        if held is None:
+            with self._pool.connection(POOL_WAIT_SEC) as conn:
+                return self._in_transaction(conn, work, attempt)
+        try:
+            # The held connection, not a second one: a thread never waits on the pool for a
+            # connection while it keeps another.
+            return self._in_transaction(held.connection(), work, attempt)
+        except psycopg.Error:
+            held.release()
+            raise
+
+    def _in_transaction(
+        self, conn: psycopg.Connection[Any], work: Callable[[Tx], T], attempt: int
+    ) -> T:
+        self._notify_statement("BEGIN")
+        with conn.transaction():
+            result = work(_Tx(self, conn, attempt))
+            self._notify_statement("COMMIT")
+        return result
+
+    def _run_chain(self, chain: Chain, params: Mapping[str, Params]) -> Result:
+        """One statement: the parts as data-modifying CTEs, then the final query."""
+        statement, flat = _chain_statement(self.dialect, chain, params)
+        return self._execute(statement, flat)
+
+    def listen(
+        self, on_note: Callable[[str], None], on_gap: Callable[[], None]
+    ) -> NotificationListener:
+        from perdure.storage.postgres.listener import NotificationListener  # noqa: PLC0415 - cycle
+
+        listener = NotificationListener(self.conninfo, on_note, on_gap)
+        listener.start()
+        return listener
+
+    @contextmanager
+    def hold_connection(self) -> Iterator[None]:
+        """Keep one pool connection for this thread while a workflow runs here.
+
+        Its steps then skip the pool's check-out and check-in (about 50 microseconds each).
+        Nested holds share the connection; it goes back to the pool when the outermost ends,
+        and meanwhile whenever the workflow waits (`released`).
+        """
+        held: _Held | None = getattr(self._held, "value", None)
+        if held is not None:
+            held.depth += 1
+            try:
+                yield
+            finally:
+                held.depth -= 1
+            return
+        held = self._held.value = _Held(self._pool)
+        try:
+            yield
+        finally:
+            self._held.value = None
+            held.release()
+
+    @contextmanager
+    def released(self) -> Iterator[None]:
+        held: _Held | None = getattr(self._held, "value", None)
+        if held is None:
+            yield
+            return
+        held.release()
+        self._held.value = None  # statements meanwhile borrow a connection each
+        try:
+            yield
+        finally:
+            self._held.value = held  # takes a connection again at its next statement
+
+    def migrate(self) -> None:
+        def apply(tx: Tx) -> None:
+            # Serialises concurrent launches; released when this transaction ends.
+            tx.run("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK_KEY,))
+            tx.run(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+            table = f"{SCHEMA}.schema_migrations"
+            tx.run(f"CREATE TABLE IF NOT EXISTS {table} (version INTEGER PRIMARY KEY)")
+            current = tx.run(f"SELECT COALESCE(MAX(version), 0) FROM {SCHEMA}.schema_migrations")
+            todo = pending_migrations(
+                load_migrations("postgres"), current.rows[0][0], url=redact_url(self.url)
+            )
+            for migration in todo:
+                for statement in migration.statements:
+                    tx.run(statement)
+                tx.run(
+                    f"INSERT INTO {SCHEMA}.schema_migrations (version) VALUES (?)",
+                    (migration.version,),
+                )
+
+        self.transaction(apply)
+
+    def reset(self) -> None:
+        self.transaction(lambda tx: tx.run(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
+
+    def schema_version(self) -> int | None:
+        found = self.run("SELECT to_regclass(?)", (f"{SCHEMA}.schema_migrations",)).rows
+        if found[0][0] is None:
+            return None
+        rows = self.run(f"SELECT MAX(version) FROM {SCHEMA}.schema_migrations").rows
+        return int(rows[0][0]) if rows[0][0] is not None else None
+
+    def open_liveness(self, record: ExecutorRecord) -> PostgresLiveness:
+        return PostgresLiveness(self, record)
+
+    def free_lock_keys(self, keys: tuple[int, ...]) -> set[int]:
+        return _free_lock_keys(self, keys)
+
+    def _close_connections(self) -> None:
+        self._pool.close()
+
+
+def _chain_statement(
+    dialect: Dialect, chain: Chain, params: Mapping[str, Params]
+) -> tuple[str, list[Any]]:
+    return _render_chain(dialect, chain), [
+        value for name in (*chain.part_names, "final") for value in params.get(name, ())
+    ]
+
+
+@cache
+def _render_chain(dialect: Dialect, chain: Chain) -> str:
+    parts = ", ".join(f"{p.name} AS ({_refs(p.sql, chain)})" for p in chain.parts)
+    return dialect.render(f"WITH {parts} {_refs(chain.final, chain)}")
+
+
+def _refs(sql_text: str, chain: Chain) -> str:
+    for name in chain.part_names:
+        sql_text = sql_text.replace("{@" + name + "}", name)
+    return sql_text
+
+
+class PostgresLiveness:
+    """A connection of this process's own, holding a session-level advisory lock.
+
+    The server releases the lock as soon as the session ends: when the process dies, its
+    socket closes and the lock is free within milliseconds. A partition keeps the session
+    until TCP keepalives give up; the heartbeat's silence covers that case.
+    """
+
+    def __init__(self, database: PostgresDatabase, record: ExecutorRecord) -> None:
+        self._database = database
+        self._record = record
+        self._conn: psycopg.Connection[Any] | None = None
+        self._held = False
+        self._beat_sql = database.dialect.render(executors.BEAT)
+
+    def beat(self) -> bool:
+        try:
+            if self._conn is None or self._conn.closed:
+                self._held = False
+                self._conn = psycopg.connect(
+                    self._database.conninfo,
+                    autocommit=True,
+                    connect_timeout=CONNECT_TIMEOUT_SEC,
+                    **CONNECTION_OPTIONS,
+                )
+            if not self._held:
+                # A session of ours that the server has not yet seen die may still hold it:
+                # then it proves us alive until we take it over.
+                row = self._conn.execute(
+                    "SELECT pg_try_advisory_lock(%s)", (self._record.lock_key,)
+                ).fetchone()
+                self._held = bool(row and row[0])
+            self._conn.execute(self._beat_sql, executors.beat_params(self._record))
+        except psycopg.Error:
+            self._drop()
+            raise
+        return self._held
+
+    def _drop(self) -> None:
+        conn, self._conn, self._held = self._conn, None, False
+        if conn is not None:
+            conn.close()
+
+    def close(self) -> None:
+        self._drop()  # ending the session releases the lock
+
+
+def _free_lock_keys(database: PostgresDatabase, keys: tuple[int, ...]) -> set[int]:
+    if not keys:
+        return set()
+    # A transaction-level lock, released as the statement's transaction ends: only a probe.
+    rows = database.run(FREE_KEYS, (list(keys),)).rows
+    return {int(r[0]) for r in rows}
+
+
+FREE_KEYS = "SELECT k FROM unnest(CAST(? AS BIGINT[])) AS k WHERE pg_try_advisory_xact_lock(k)"

@@ -1,0 +1,421 @@
+"""Messages (FIFO per topic), events (latest value per key) and streams (append-only).
+
+Each write is a `Chain`, written once for both backends: the writer's step and its effect
+happen together or not at all. Inside a workflow the writer's step is recorded with its
+effect, fenced by the writer's owner token; from a step, the enclosing workflow's token fences
+the effect alone; from plain code nothing is fenced. The part ``go`` says whether the effect
+may happen: a step recorded just now, a fence that holds, or no fence at all.
+
+The send -> recv hand-off: a receiver blocked in ``recv`` registers its position (and owner
+token) in ``recv_waiters``. A sender that finds the registration, for the owner that holds the
+workflow now and with nothing older queued on the topic, records the message as the receiver's
+``recv`` step and stores it consumed (its ID still deduplicates): the receiver returns without
+a statement of its own. The step's primary key settles races: a timing-out receiver withdraws
+its registration first (waiting for a hand-off in flight) and then reads its position.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+from perdure.storage.database import Chain, Database, Part, UniqueViolation
+from perdure.storage.records import Delivery, Payload, StepRow, StreamEntry, Unrecorded
+from perdure.storage.sql.rows import STEP_COLS, STEP_MARKS, blob, step_params
+from perdure.storage.sql.workflows import OWNED, fence_refusal, step_refusal
+from perdure.storage.store import WriteRefused
+
+# Stored in place of a missing topic: NULL would need IS NOT DISTINCT FROM in every query.
+NO_TOPIC = "__perdure_no_topic__"
+
+# How a write is fenced, the first parameter of the parts below.
+UNFENCED, FENCE_ONLY, WITH_STEP = 0, 1, 2
+
+_MESSAGE_COLS = "message_id, destination_id, topic, message, serialization, created_at_epoch_ms"
+_EMPTY_STEP = (None,) * 10
+
+
+# The parts that fence a write: ``live`` (the writer's token holds its PENDING workflow),
+# ``prior`` (its step at this position was recorded by the same owner: a retry of a write
+# whose acknowledgement was lost, whose effect therefore happened), ``recorded`` (its step,
+# recorded now, only if ``also`` holds too) and ``go``.
+def _fence(also: str = "") -> tuple[Part, ...]:
+    return (
+        Part("live", f"SELECT 1 AS one FROM {{p}}workflow_status WHERE {OWNED}"),
+        Part(
+            "prior",
+            "SELECT 1 AS one FROM {p}operation_outputs WHERE workflow_id = ? "
+            "AND function_id = ? AND owner_token = ?",
+        ),
+        Part(
+            "recorded",
+            f"INSERT INTO {{p}}operation_outputs ({STEP_COLS}) SELECT {STEP_MARKS} "
+            f"WHERE ? = 2 AND EXISTS (SELECT 1 FROM {{@live}}){also} "
+            "ON CONFLICT (workflow_id, function_id) DO NOTHING RETURNING 1 AS one",
+        ),
+        Part(
+            "go",
+            "SELECT 1 AS one WHERE ? = 0 OR (? = 1 AND EXISTS (SELECT 1 FROM {@live})) "
+            "OR EXISTS (SELECT 1 FROM {@recorded})",
+        ),
+    )
+
+
+_FENCE = _fence()
+_FENCE_RESULT = "EXISTS (SELECT 1 FROM {@go}), EXISTS (SELECT 1 FROM {@prior})"
+
+# A sender's step is recorded only with a message: to a workflow that does not exist, nothing.
+SEND = Chain(
+    "send",
+    (
+        Part("dest", "SELECT status, owner_token FROM {p}workflow_status WHERE workflow_id = ?"),
+        *_fence(also=" AND EXISTS (SELECT 1 FROM {@dest})"),
+        Part(
+            "m",
+            "SELECT CAST(? AS {text}) AS message_id, CAST(? AS {text}) AS destination_id, "
+            "CAST(? AS {text}) AS topic, CAST(? AS {blob}) AS message, "
+            "CAST(? AS {text}) AS serialization, CAST(? AS {bigint}) AS created_at_epoch_ms, "
+            "CAST(? AS {text}) AS recv_step_name",
+        ),
+        Part(
+            "older",
+            "SELECT 1 AS one FROM {p}notifications WHERE destination_id = ? AND topic = ? "
+            "AND consumed = 0",
+        ),
+        Part("dup", "SELECT 1 AS one FROM {p}notifications WHERE message_id = ?"),
+        # The registration of a receiver of the owner that holds the destination now.
+        Part(
+            "waiter",
+            "DELETE FROM {p}recv_waiters WHERE workflow_id = ? AND topic = ? "
+            "AND EXISTS (SELECT 1 FROM {@go}) AND EXISTS (SELECT 1 FROM {@dest} d "
+            "WHERE d.status = 'PENDING' AND d.owner_token = {p}recv_waiters.owner_token) "
+            "AND NOT EXISTS (SELECT 1 FROM {@older}) AND NOT EXISTS (SELECT 1 FROM {@dup}) "
+            "RETURNING function_id, owner_token",
+        ),
+        # A position already recorded (a stale registration) leaves the message queued.
+        Part(
+            "handed",
+            f"INSERT INTO {{p}}operation_outputs ({STEP_COLS}) SELECT m.destination_id, "
+            "w.function_id, m.recv_step_name, m.message, NULL, NULL, m.serialization, "
+            "m.created_at_epoch_ms, m.created_at_epoch_ms, w.owner_token "
+            "FROM {@m} m, {@waiter} w WHERE 1 = 1 "
+            "ON CONFLICT (workflow_id, function_id) DO NOTHING RETURNING function_id",
+        ),
+        # No ON CONFLICT here: a duplicate sent concurrently fails the whole statement (undoing
+        # the hand-off), and the retry finds the duplicate.
+        Part(
+            "handed_message",
+            f"INSERT INTO {{p}}notifications ({_MESSAGE_COLS}, consumed, handed_to) "
+            f"SELECT m.message_id, m.destination_id, m.topic, m.message, m.serialization, "
+            "m.created_at_epoch_ms, 1, h.function_id FROM {@m} m, {@handed} h "
+            "RETURNING 1 AS one",
+        ),
+        Part(
+            "queued",
+            f"INSERT INTO {{p}}notifications ({_MESSAGE_COLS}, consumed) "
+            f"SELECT m.message_id, m.destination_id, m.topic, m.message, m.serialization, "
+            "m.created_at_epoch_ms, 0 FROM {@m} m WHERE EXISTS (SELECT 1 FROM {@go}) "
+            "AND EXISTS (SELECT 1 FROM {@dest}) AND NOT EXISTS (SELECT 1 FROM {@handed}) "
+            "ON CONFLICT (message_id) DO NOTHING RETURNING 1 AS one",
+        ),
+    ),
+    f"SELECT {_FENCE_RESULT}, EXISTS (SELECT 1 FROM {{@live}}), "
+    "EXISTS (SELECT 1 FROM {@dest}), "
+    "(SELECT COUNT(*) FROM {@queued}) + (SELECT COUNT(*) FROM {@handed_message}), "
+    "(SELECT MAX(function_id) FROM {@handed})",
+)
+
+# recv: the message a sender handed to this position (``done``), else the oldest queued one,
+# taken with its step (``recorded``); with neither, the receiver registers as waiting. A
+# hand-off committed after this began fails it on the primary key; the retry finds it.
+RECEIVE = Chain(
+    "receive",
+    (
+        Part(
+            "r",
+            "SELECT CAST(? AS {text}) AS workflow_id, CAST(? AS {text}) AS topic, "
+            "CAST(? AS {bigint}) AS function_id, CAST(? AS {text}) AS function_name, "
+            "CAST(? AS {bigint}) AS at_ms, CAST(? AS {bigint}) AS owner_token",
+        ),
+        Part("live", f"SELECT 1 AS one FROM {{p}}workflow_status WHERE {OWNED}"),
+        Part(
+            "done",
+            "SELECT output, serialization, owner_token, function_name FROM {p}operation_outputs "
+            "WHERE workflow_id = ? AND function_id = ?",
+        ),
+        Part(
+            "taken",
+            "UPDATE {p}notifications SET consumed = 1 WHERE seq = (SELECT n.seq "
+            "FROM {p}notifications n WHERE n.destination_id = ? AND n.topic = ? "
+            "AND n.consumed = 0 ORDER BY n.seq LIMIT 1 {lock}) "
+            "AND EXISTS (SELECT 1 FROM {@live}) AND NOT EXISTS (SELECT 1 FROM {@done}) "
+            "RETURNING message, serialization",
+        ),
+        Part(
+            "recorded",
+            f"INSERT INTO {{p}}operation_outputs ({STEP_COLS}) SELECT r.workflow_id, "
+            "r.function_id, r.function_name, t.message, NULL, NULL, t.serialization, r.at_ms, "
+            "r.at_ms, r.owner_token FROM {@r} r, {@taken} t WHERE 1 = 1 RETURNING 1 AS one",
+        ),
+        Part(
+            "waiting",
+            "INSERT INTO {p}recv_waiters (workflow_id, topic, function_id, owner_token) "
+            "SELECT r.workflow_id, r.topic, r.function_id, r.owner_token FROM {@r} r "
+            "WHERE EXISTS (SELECT 1 FROM {@live}) AND NOT EXISTS (SELECT 1 FROM {@done}) "
+            "AND NOT EXISTS (SELECT 1 FROM {@taken}) ON CONFLICT (workflow_id, topic) "
+            "DO UPDATE SET function_id = excluded.function_id, "
+            "owner_token = excluded.owner_token RETURNING 1 AS one",
+        ),
+    ),
+    "SELECT d.output, d.serialization, d.owner_token, d.function_name, t.message, "
+    "t.serialization, EXISTS (SELECT 1 FROM {@live}) FROM (SELECT 1 AS one) AS x "
+    "LEFT JOIN {@done} d ON 1 = 1 LEFT JOIN {@taken} t ON 1 = 1",
+)
+STOP_WAITING = "DELETE FROM {p}recv_waiters WHERE workflow_id = ? AND topic = ? AND function_id = ?"
+
+SET_EVENT = Chain(
+    "set_event",
+    (
+        *_FENCE,
+        Part(
+            "event",
+            "INSERT INTO {p}workflow_events (workflow_id, key, value, serialization, "
+            "updated_at_epoch_ms) SELECT ?, ?, CAST(? AS {blob}), ?, {now} "
+            "WHERE EXISTS (SELECT 1 FROM {@go}) ON CONFLICT (workflow_id, key) DO UPDATE SET "
+            "value = excluded.value, serialization = excluded.serialization, "
+            "updated_at_epoch_ms = excluded.updated_at_epoch_ms RETURNING 1 AS one",
+        ),
+    ),
+    f"SELECT {_FENCE_RESULT}",
+)
+GET_EVENTS = (
+    "SELECT key, value, serialization FROM {p}workflow_events WHERE workflow_id = ? ORDER BY key"
+)
+GET_EVENT = (
+    "SELECT key, value, serialization FROM {p}workflow_events WHERE workflow_id = ? AND key = ?"
+)
+
+# The aggregate yields a row (offset 0) even when the stream is empty.
+WRITE_STREAM = Chain(
+    "write_stream",
+    (
+        *_FENCE,
+        Part(
+            "entry",
+            'INSERT INTO {p}streams (workflow_id, key, "offset", value, serialization, closed) '
+            "SELECT ?, ?, s.next, CAST(? AS {blob}), ?, ? FROM "
+            '(SELECT COALESCE(MAX("offset") + 1, 0) AS next FROM {p}streams '
+            "WHERE workflow_id = ? AND key = ?) AS s WHERE EXISTS (SELECT 1 FROM {@go}) "
+            "RETURNING 1 AS one",
+        ),
+    ),
+    f"SELECT {_FENCE_RESULT}",
+)
+# Concurrent writers of one stream (async steps of one workflow) may pick the same offset; the
+# loser tries again after a short random pause, so a writer that keeps winning (it does not pay
+# the failed round trip) cannot starve it.
+STREAM_WRITE_ATTEMPTS = 50
+STREAM_RETRY_PAUSE_SEC = 0.002  # times the attempt number, at most
+READ_STREAM = (
+    'SELECT "offset", value, serialization, closed FROM {p}streams '
+    'WHERE workflow_id = ? AND key = ? AND "offset" >= ? ORDER BY "offset"'
+)
+
+
+def _fence_params(
+    workflow_id: str | None, step: StepRow | None, owner_token: int | None
+) -> dict[str, tuple[object, ...]]:
+    """The parameters of the `_FENCE` parts."""
+    fenced_id: str | None
+    token: int | None
+    if step is not None:
+        mode, fenced_id, token = WITH_STEP, step.workflow_id, step.owner_token
+        position: int | None = step.function_id
+        row = step_params(step)
+    else:
+        mode = FENCE_ONLY if owner_token is not None else UNFENCED
+        fenced_id, token, position, row = workflow_id, owner_token, None, _EMPTY_STEP
+    return {
+        "live": (fenced_id, token),
+        "prior": (fenced_id, position, token),
+        "recorded": (*row, mode),
+        "go": (mode, mode),
+    }
+
+
+def _check_fence(
+    db: Database,
+    went_ahead: bool,
+    prior: bool,
+    *,
+    workflow_id: str | None,
+    step: StepRow | None,
+    owner_token: int | None,
+) -> bool:
+    """After a fenced write: True if its effect happened now, False if it had happened in an
+    earlier attempt (or by an earlier owner); raise `WriteRefused` if it must not happen."""
+    if went_ahead:
+        return True
+    if prior:
+        return False
+    if step is not None:
+        reason = step_refusal(db, step)
+        if reason in (None, Unrecorded.TAKEN):
+            return False  # the position's record stands: the effect happened once
+        raise WriteRefused(reason)
+    assert workflow_id is not None  # noqa: S101 - a fenced write names its workflow
+    assert owner_token is not None  # noqa: S101
+    raise WriteRefused(fence_refusal(db, workflow_id, owner_token))
+
+
+def send_message(
+    db: Database,
+    *,
+    message_id: str,
+    destination_id: str,
+    topic: str | None,
+    message: bytes,
+    serialization: str,
+    created_at: int,
+    recv_step_name: str,
+    step: StepRow | None,
+    owner_token: int | None,
+    sender_id: str | None,
+) -> Delivery:
+    """See `Store.send_message`."""
+    queue = (destination_id, topic or NO_TOPIC)
+    fields = (message_id, *queue, message, serialization, created_at, recv_step_name)
+    params = {
+        **_fence_params(sender_id, step, owner_token),
+        "m": fields,
+        "dest": (destination_id,),
+        "older": queue,
+        "dup": (message_id,),
+        "waiter": queue,
+    }
+    try:
+        row = db.chain(SEND, params).rows[0]
+    except UniqueViolation:
+        # A duplicate sent concurrently undid the hand-off: this time the chain finds it.
+        row = db.chain(SEND, params).rows[0]
+    went_ahead, prior, live, destination_exists, written, handed_to = row
+    fenced = step is not None or owner_token is not None
+    if not destination_exists and not prior and (live or not fenced):
+        # Nothing was sent, so nothing was recorded (a retry finds the same), unless an
+        # execution that lost the workflow sent from this position before: that send stands.
+        if step is not None and step_refusal(db, step) == Unrecorded.TAKEN:
+            return Delivery("sent")
+        return Delivery("no_destination")
+    if not _check_fence(
+        db, bool(went_ahead), bool(prior),
+        workflow_id=sender_id, step=step, owner_token=owner_token,
+    ):  # fmt: skip
+        return Delivery("sent")  # sent by the attempt whose acknowledgement was lost
+    if not destination_exists:
+        return Delivery("no_destination")
+    return Delivery("sent" if written else "duplicate", handed_to)
+
+
+def receive_message(
+    db: Database, destination_id: str, topic: str | None, step: StepRow
+) -> Payload | None:
+    """See `Store.receive_message`."""
+    at = (step.workflow_id, step.function_id)
+    params = {
+        "r": (
+            destination_id, topic or NO_TOPIC, step.function_id, step.function_name,
+            step.started_at_epoch_ms, step.owner_token,
+        ),
+        "live": (step.workflow_id, step.owner_token),
+        "done": at,
+        "taken": (destination_id, topic or NO_TOPIC),
+    }  # fmt: skip
+    try:
+        row = db.chain(RECEIVE, params).rows[0]
+    except UniqueViolation:
+        # A sender handed a message to this position meanwhile: now ``done`` finds it.
+        row = db.chain(RECEIVE, params).rows[0]
+    done_output, done_format, done_token, done_name, taken, taken_format, live = row
+    if done_format is not None:
+        # The position is recorded: handed to this owner (or by it, in a lost attempt), or by
+        # an execution that lost the workflow in the instant before this one's claim.
+        if done_token == step.owner_token or (live and done_name == step.function_name):
+            return Payload(blob(done_output), done_format)
+        raise WriteRefused(step_refusal(db, step) or Unrecorded.LOST)
+    if taken_format is not None:
+        return Payload(blob(taken), taken_format)
+    if not live:
+        raise WriteRefused(step_refusal(db, step) or Unrecorded.LOST)
+    return None
+
+
+def stop_waiting(db: Database, destination_id: str, topic: str | None, function_id: int) -> None:
+    """See `Store.stop_waiting`."""
+    db.run(STOP_WAITING, (destination_id, topic or NO_TOPIC, function_id))
+
+
+def set_event(
+    db: Database,
+    workflow_id: str,
+    key: str,
+    value: bytes,
+    serialization: str,
+    *,
+    step: StepRow | None,
+    owner_token: int | None,
+) -> None:
+    """See `Store.set_event`."""
+    params = {
+        **_fence_params(workflow_id, step, owner_token),
+        "event": (workflow_id, key, value, serialization),
+    }
+    went_ahead, prior = db.chain(SET_EVENT, params).rows[0]
+    _check_fence(
+        db, bool(went_ahead), bool(prior),
+        workflow_id=workflow_id, step=step, owner_token=owner_token,
+    )  # fmt: skip
+
+
+def get_events(db: Database, workflow_id: str, key: str | None) -> dict[str, Payload]:
+    """See `Store.get_events`."""
+    if key is None:
+        rows = db.run(GET_EVENTS, (workflow_id,)).rows
+    else:
+        rows = db.run(GET_EVENT, (workflow_id, key)).rows
+    return {k: Payload(blob(v), s) for k, v, s in rows}
+
+
+def write_stream(
+    db: Database,
+    workflow_id: str,
+    key: str,
+    value: bytes | None,
+    serialization: str,
+    *,
+    closed: bool,
+    step: StepRow | None,
+    owner_token: int | None,
+) -> None:
+    """See `Store.write_stream`."""
+    params = {
+        **_fence_params(workflow_id, step, owner_token),
+        "entry": (workflow_id, key, value, serialization, int(closed), workflow_id, key),
+    }
+    for attempt in range(1, STREAM_WRITE_ATTEMPTS + 1):
+        try:
+            went_ahead, prior = db.chain(WRITE_STREAM, params).rows[0]
+            break
+        except UniqueViolation:
+            if attempt == STREAM_WRITE_ATTEMPTS:
+                raise
+            time.sleep(random.uniform(0, STREAM_RETRY_PAUSE_SEC * attempt))  # noqa: S311 - jitter
+    _check_fence(
+        db, bool(went_ahead), bool(prior),
+        workflow_id=workflow_id, step=step, owner_token=owner_token,
+    )  # fmt: skip
+
+
+def read_stream(db: Database, workflow_id: str, key: str, from_offset: int) -> list[StreamEntry]:
+    """See `Store.read_stream`."""
+    rows = db.run(READ_STREAM, (workflow_id, key, from_offset)).rows
+    return [StreamEntry(o, Payload(blob(v), s), bool(c)) for o, v, s, c in rows]

@@ -1,0 +1,332 @@
+"""The storage contract: one `Store` protocol, everything Perdure asks of a system database.
+
+Ownership is data here. Every workflow row carries the owner token of its current claim (a
+start, a recovery, a takeover, a dequeue, a resume); every write an execution makes names the
+token it holds (in its `StepRow`, or as ``owner_token``) and changes nothing unless the row
+still carries it. A write refused that way tells why (`Unrecorded`). A write whose
+acknowledgement was lost is retried by the store, and recognised as its own by the token,
+never by comparing payloads: a workflow row or a step row written under the same token is
+its own. (A write fenced by ``owner_token`` alone, made from inside a step, has no row of its
+own to recognise: like the step around it, it happens at least once.)
+
+Errors: connection failures are retried inside the store for as long as they last (or until
+the store's wait limit, for clients); every other driver error is raised as
+`DBOSSystemDatabaseError`. Unless a docstring says otherwise, each method is one round trip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from perdure.storage.records import (
+    Delivery,
+    ExecutorRecord,
+    Occupancy,
+    Payload,
+    QueueClaim,
+    QueueCounts,
+    QueueRecord,
+    ScheduleRecord,
+    StartOutcome,
+    StepRow,
+    StreamEntry,
+    WorkflowClaim,
+    WorkflowQuery,
+    WorkflowRow,
+)
+
+
+class WriteRefused(Exception):
+    """A write that records a step was refused; nothing it would have changed was changed."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason  # an `Unrecorded` value
+        super().__init__(reason)
+
+
+class Liveness(Protocol):
+    """This process's proof of life: a connection of its own that holds its lock and beats.
+
+    The lock (a session-level advisory lock on PostgreSQL, a byte-range lock on a file next
+    to a SQLite database) is released by the kernel or the server the moment the process
+    dies, which is how other processes see a crash within a second. The heartbeat covers what
+    a lock cannot show: a hung process, or a host cut off from the database.
+    """
+
+    def beat(self) -> bool:
+        """(Re)connect if needed, retake the lock if it is not held, and refresh the heartbeat.
+
+        Returns whether the lock is held. Raises on a connection failure (the caller backs
+        off and beats again).
+        """
+
+    def close(self) -> None:
+        """Release the lock and the connection."""
+
+
+class Listening(Protocol):
+    """A running subscription to the database's notifications."""
+
+    def stop(self) -> None:
+        """Stop listening."""
+
+
+class Store(Protocol):
+    """Everything the engine, queues, scheduler, management and clients ask of storage."""
+
+    url: str
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema; concurrent callers serialise."""
+
+    def reset(self) -> None:
+        """Drop every table Perdure owns (tests and ``reset_system_database``)."""
+
+    def schema_version(self) -> int | None:
+        """The applied migration number, or None if the database has no Perdure schema."""
+
+    def close(self) -> None:
+        """Release connections. Calls in flight or made later raise `DBOSSystemDatabaseError`."""
+
+    def listen(
+        self, on_note: Callable[[str], None], on_gap: Callable[[], None]
+    ) -> Listening | None:
+        """Deliver the database's notifications (PostgreSQL's NOTIFY) to ``on_note``, and call
+        ``on_gap`` whenever some may have been missed (a reconnect). None where the backend
+        has no notifications (SQLite): waiters poll for other processes' writes there."""
+
+    def hold_connection(self) -> AbstractContextManager[None]:
+        """While open, this thread's statements reuse one connection (a workflow's steps)."""
+
+    def released(self) -> AbstractContextManager[None]:
+        """While open, this thread holds no connection (it is given back): each statement
+        borrows one. A workflow waits inside it, so waiting keeps no connection from others."""
+
+    # -- workflows -----------------------------------------------------------------------------
+
+    def start_workflow(
+        self, row: WorkflowRow, *, parent_step: StepRow | None = None
+    ) -> StartOutcome:
+        """Insert ``row`` unless its ID exists; return the stored row either way.
+
+        With ``parent_step`` (a child workflow) the parent's step naming the child is recorded
+        in the same transaction, only while the parent's execution owns it; otherwise
+        `WriteRefused` is raised and nothing is inserted. A retried insert that finds the row
+        it inserted itself (same owner token) reports it as created.
+        """
+
+    def get_workflow(self, workflow_id: str) -> WorkflowRow | None:
+        """The workflow's row, or None if unknown."""
+
+    def load_steps(self, workflow_id: str, *, position: int | None = None) -> list[StepRow]:
+        """The recorded steps of a workflow by position (only the one at ``position`` if set)."""
+
+    def record_step(self, step: StepRow) -> str | None:
+        """Checkpoint a step if ``step.owner_token`` still owns its PENDING workflow.
+
+        Returns None when written (or found written by this same owner), else the `Unrecorded`
+        reason. Concurrent callers may share a commit (group commit).
+        """
+
+    def finish_workflow(
+        self,
+        workflow_id: str,
+        owner_token: int,
+        *,
+        status: str,
+        output: bytes | None = None,
+        error: bytes | None = None,
+    ) -> str | None:
+        """Record the final status (SUCCESS, ERROR, or CANCELLED at a deadline) if the token
+        still owns the PENDING workflow. None when recorded, else the `Unrecorded` reason."""
+
+    def claim_workflows(self, claim: WorkflowClaim) -> list[WorkflowRow]:
+        """Take over PENDING workflows for a process under ``claim.token`` (see `WorkflowClaim`).
+
+        A compare-and-set: each workflow goes to one claimant however many ask at once.
+        Returns the claimed rows.
+        """
+
+    def watch_result(self, workflow_id: str, waiter_id: str, *, watching: bool) -> None:
+        """Ask for (or withdraw) a notification when the workflow ends: a wait elsewhere."""
+
+    # -- messages, events and streams --------------------------------------------------------
+
+    def send_message(
+        self,
+        *,
+        message_id: str,
+        destination_id: str,
+        topic: str | None,
+        message: bytes,
+        serialization: str,
+        recv_step_name: str,
+        step: StepRow | None = None,
+        owner_token: int | None = None,
+        sender_id: str | None = None,
+    ) -> Delivery:
+        """Deliver a message once per ``message_id``: hand it to a receiver blocked in ``recv``
+        (recording its step, named ``recv_step_name``) when nothing older is queued on the
+        topic, else queue it.
+
+        From a workflow, ``step`` (the sender's) is recorded with it; from a step,
+        ``owner_token`` of the enclosing workflow ``sender_id`` must still own it. Raises
+        `WriteRefused` (sending nothing) when either does not hold.
+        """
+
+    def receive_message(
+        self, destination_id: str, topic: str | None, step: StepRow
+    ) -> Payload | None:
+        """The message of ``step``'s position: one handed off there already, else the oldest
+        queued message of the topic, taken with ``step`` (holding it) recorded atomically.
+
+        With none, registers the workflow as waiting at that position (for senders to hand
+        off to) and returns None, recording nothing. Raises `WriteRefused` (taking nothing)
+        when the step's owner token no longer owns the workflow.
+        """
+
+    def stop_waiting(self, destination_id: str, topic: str | None, function_id: int) -> None:
+        """Withdraw the registration of a receiver at ``function_id``.
+
+        When this returns, no sender can start a hand-off to that position, and one that took
+        the registration has committed: the position's step shows whether it did.
+        """
+
+    def set_event(
+        self,
+        workflow_id: str,
+        key: str,
+        value: bytes,
+        serialization: str,
+        *,
+        step: StepRow | None = None,
+        owner_token: int | None = None,
+    ) -> None:
+        """Publish or replace an event; fenced like `send_message` (``step`` or token)."""
+
+    def get_events(self, workflow_id: str, key: str | None = None) -> dict[str, Payload]:
+        """A workflow's events by key (only ``key``'s, if given; empty if not set)."""
+
+    def write_stream(
+        self,
+        workflow_id: str,
+        key: str,
+        value: bytes | None,
+        serialization: str,
+        *,
+        closed: bool,
+        step: StepRow | None = None,
+        owner_token: int | None = None,
+    ) -> None:
+        """Append to a stream (or close it); fenced like `send_message`."""
+
+    def read_stream(self, workflow_id: str, key: str, from_offset: int) -> list[StreamEntry]:
+        """A stream's entries from an offset on."""
+
+    # -- management ----------------------------------------------------------------------------
+
+    def list_workflows(self, query: WorkflowQuery) -> list[WorkflowRow]:
+        """Workflows matching ``query``, ordered by creation time (then ID)."""
+
+    def queue_counts(self) -> list[QueueCounts]:
+        """Waiting and running counts of every queue that has unfinished workflows."""
+
+    def cancel_workflows(self, workflow_id: str) -> list[str] | None:
+        """Cancel a workflow and all its descendants that are PENDING or ENQUEUED.
+
+        Returns the IDs of those it cancelled (empty if all had finished), or None if the
+        workflow does not exist.
+        """
+
+    def resume_workflow(
+        self, workflow_id: str, *, executor_id: str, instance_id: str, token: int
+    ) -> WorkflowRow | None:
+        """Give a CANCELLED, dead-lettered, ENQUEUED or PENDING workflow to this process.
+
+        It becomes PENDING under ``token`` (an execution elsewhere is fenced off), leaves its
+        queue, its deadline is cleared and its recovery attempts restart. Returns the updated
+        row, or None if it does not exist or finished.
+        """
+
+    def requeue_workflow(self, workflow_id: str, *, queue_name: str, token: int) -> bool:
+        """Put a CANCELLED, dead-lettered, ENQUEUED or PENDING workflow on ``queue_name``.
+
+        It becomes ENQUEUED there as a plain entry (no priority, partition, delay or
+        deduplication ID), with no timeout or deadline and its recovery attempts reset, for
+        whichever process claims it next. Returns False if it does not exist or finished.
+        """
+
+    def fork_workflow(self, row: WorkflowRow, *, source_id: str, start_step: int) -> bool:
+        """Insert ``row`` and copy the source's steps before ``start_step``, atomically.
+
+        Returns False (and changes nothing) if a workflow with ``row``'s ID already exists
+        that this same fork (its owner token) did not insert.
+        """
+
+    def delete_workflows(self, workflow_ids: tuple[str, ...], *, with_children: bool) -> list[str]:
+        """Delete workflows (and their descendants if asked) with their rows; the IDs deleted."""
+
+    def delete_finished_batch(self, *, created_before_ms: int, limit: int) -> int:
+        """Delete up to ``limit`` of the oldest finished workflows created before a time.
+
+        One short transaction; PENDING and ENQUEUED workflows are never deleted. Returns the
+        number deleted.
+        """
+
+    # -- queues ----------------------------------------------------------------------------------
+
+    def save_queue(self, record: QueueRecord) -> None:
+        """Insert or replace a queue definition."""
+
+    def list_queues(self, names: tuple[str, ...] | None = None) -> list[QueueRecord]:
+        """Stored queue definitions by name (only those named, if given)."""
+
+    def claim_queued(
+        self, claim: QueueClaim, admit: Callable[[QueueRecord, Occupancy], int]
+    ) -> list[WorkflowRow]:
+        """In one transaction: read the queue's stored definition and each ready partition's
+        occupancy, ask ``admit`` how many to start (a pure function: a retried transaction
+        asks again), and mark that many of its oldest ready workflows (by priority, then
+        creation) PENDING for the claiming process under ``claim.token``, at most
+        ``claim.batch`` in all. A claim whose commit was lost is found again by its token.
+        Returns the claimed rows.
+        """
+
+    def next_ready_at(self, queue_name: str) -> int | None:
+        """The earliest future not-before time of the queue's delayed workflows, or None."""
+
+    # -- schedules -------------------------------------------------------------------------------
+
+    def insert_schedule(self, record: ScheduleRecord) -> bool:
+        """Store a new schedule; False (nothing written) if its name is taken."""
+
+    def list_schedules(self, name: str | None = None) -> list[ScheduleRecord]:
+        """Stored schedules by name (only ``name``'s, if given)."""
+
+    def set_schedule_paused(self, name: str, paused: bool) -> bool:
+        """Pause or resume a schedule; False if there is no such schedule."""
+
+    def delete_schedule(self, name: str) -> bool:
+        """Delete a schedule; False if there was no such schedule."""
+
+    # -- executors -------------------------------------------------------------------------------
+
+    def open_liveness(self, record: ExecutorRecord) -> Liveness:
+        """The proof of life of the process ``record`` describes (its lock: ``lock_key``)."""
+
+    def free_lock_keys(self, keys: tuple[int, ...]) -> set[int]:
+        """Which of other processes' lock ``keys`` nobody holds: those processes are gone."""
+
+    def list_executors(self) -> list[ExecutorRecord]:
+        """Every recorded process, most recent heartbeat first, with its silence."""
+
+    def owners_without_heartbeat(self) -> list[str]:
+        """Instances that own PENDING workflows but have no heartbeat row (an upgrade from a
+        version without heartbeats, or a row deleted by hand): nothing proves them alive."""
+
+    def forget_instance(self, instance_id: str, *, silent_for_ms: int) -> bool:
+        """Delete a dead instance's row once it owns no PENDING workflow and is still silent."""
