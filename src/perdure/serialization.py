@@ -187,8 +187,8 @@ def _enc_exception(exc: BaseException) -> dict[str, Any]:
         args = [message]
     attrs: dict[str, Any] = {}
     for name, attr in vars(exc).items():
-        if not isinstance(name, str) or (name.startswith("__") and name.endswith("__")):
-            continue
+        if not isinstance(name, str) or name.startswith("_"):
+            continue  # public attributes only (what a reader restores)
         try:
             attrs[name] = _enc(attr)
         except Exception:  # noqa: BLE001, S112 - drop the attribute, keep the error
@@ -276,7 +276,9 @@ def _dec_exception(tree: dict[str, Any]) -> BaseException:
     ref: str = tree["c"]
     message: str = tree.get("m", "")
     cls = _find_class(ref)
-    if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+    # Only errors: a stored SystemExit or KeyboardInterrupt (or one of Perdure's own signals)
+    # raised by a replay would end the caller's thread or process.
+    if not (isinstance(cls, type) and issubclass(cls, Exception)):
         return UnserializableError(f"{ref}: {message}", ref)
     try:
         args = tuple(_dec(arg) for arg in tree.get("a", []))
@@ -293,6 +295,8 @@ def _dec_exception(tree: dict[str, Any]) -> BaseException:
     # for a workflow ID, say); the stored args and attributes are the truth.
     exc.args = args
     for name, item in tree.get("d", {}).items():
+        if not isinstance(name, str) or name.startswith("_"):
+            continue  # public attributes only: a row must not set an object's internals
         try:
             exc.__dict__[name] = _dec(item)
         except Exception:  # noqa: BLE001, S112 - drop what cannot be read, keep the error
@@ -415,11 +419,9 @@ class Payloads:
         self._serializer = serializer
         self._codec = codec
         self.format: str = serializer.name + (_CODEC_SUFFIX if codec is not None else "")
-        self._readers: dict[str, Serializer] = {
-            "json": _JSON,
-            "pickle": PickleSerializer(),
-            serializer.name: serializer,
-        }
+        # Pickle only when chosen: unpickling a row runs whatever code the row names, so a
+        # process configured for JSON never reads one (whoever can write a row could run code).
+        self._readers: dict[str, Serializer] = {"json": _JSON, serializer.name: serializer}
 
     def in_format(self, fmt: str, *, workflow_id: str | None = None) -> Payloads:
         """Payloads that write in ``fmt``: a workflow's output keeps the format of its row.
@@ -535,6 +537,12 @@ class Payloads:
     def _unwrap(self, data: bytes, fmt: str, where: str) -> tuple[Serializer, bytes]:
         name = fmt.removesuffix(_CODEC_SUFFIX)
         reader = self._readers.get(name)
+        if reader is None and name == "pickle":
+            raise DBOSSerializationError(
+                f"Cannot read the {where}: it was stored with pickle, and this process reads "
+                "pickle only when configured to, because unpickling runs the code a row names. "
+                'Read it from a process configured with serializer="pickle".'
+            )
         if reader is None:
             raise DBOSSerializationError(
                 f"Cannot read the {where}: its format {fmt!r} is unknown. Pass a Serializer "

@@ -229,13 +229,17 @@ def test_serialization_format_is_stored_per_row(launch: Callable[..., None], db_
 
     assert workflow_row(db_url, "as-json").serialization == "json"
     assert workflow_row(db_url, "as-pickle").serialization == "pickle"
-    # Each row is read with the format it was written in, whatever the configured default.
-    for _ in range(2):
-        old = DBOS.retrieve_workflow("as-json")
-        assert old.get_result() == ORDER
-        assert old.get_status().input == {"args": (ORDER,), "kwargs": {}}
-        assert DBOS.retrieve_workflow("as-pickle").get_result() == Opaque(9)
-        launch()  # and back to JSON
+    # Each row is read with the format it was written in, whatever the configured default...
+    old = DBOS.retrieve_workflow("as-json")
+    assert old.get_result() == ORDER
+    assert old.get_status().input == {"args": (ORDER,), "kwargs": {}}
+    assert DBOS.retrieve_workflow("as-pickle").get_result() == Opaque(9)
+    launch()  # back to JSON: JSON rows still read...
+    assert DBOS.retrieve_workflow("as-json").get_result() == ORDER
+    # ...but pickle rows are never unpickled by a process not configured for pickle.
+    with pytest.raises(DBOSSerializationError, match='serializer="pickle"') as refused:
+        DBOS.retrieve_workflow("as-pickle").get_result()
+    assert "as-pickle" in str(refused.value)
 
 
 def test_custom_serializer_object(launch: Callable[..., None], db_url: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+import pickle
 import sys
 import threading
 import uuid
@@ -219,7 +220,6 @@ def test_builtin_and_custom_exceptions() -> None:
     [
         (DBOSUnexpectedStepError("wf", 3, "a", "b"), {"step_id": 3, "recorded_name": "b"}),
         (DBOSNonExistentWorkflowError("wf"), {}),
-        (DBOSWorkflowCancelledError("wf"), {}),
     ],
     ids=lambda v: type(v).__name__,
 )
@@ -307,8 +307,17 @@ def test_pickle_round_trips_arbitrary_objects() -> None:
     data = payloads.encode({"o": Opaque(), "p": Point(1, 2)}, what="output")
     back = payloads.decode(data, "pickle", what="output")
     assert back == {"o": Opaque(), "p": Point(1, 2)}
-    # A JSON-configured process still reads rows written with pickle.
-    assert Payloads(JsonSerializer()).decode(data, "pickle", what="output") == back
+
+
+def test_a_json_configured_process_never_unpickles() -> None:
+    """Unpickling runs the code a row names: only a process configured for pickle reads it."""
+    data = pickle.dumps(_Exploit())  # a row rewritten by someone who can write rows
+    with pytest.raises(DBOSSerializationError, match='serializer="pickle"') as info:
+        Payloads(JsonSerializer()).decode(data, "pickle", what="output", workflow_id="wf-9")
+    assert "wf-9" in str(info.value)
+    with pytest.raises(DBOSSerializationError, match="pickle"):
+        Payloads(JsonSerializer()).decode_error(data, "pickle", workflow_id="wf-9")
+    assert _RAN == []
 
 
 def test_codec_round_trip_and_format() -> None:
@@ -387,3 +396,39 @@ def test_encode_error_survives_a_failing_codec_without_leaking_the_message() -> 
     back = payloads.decode_error(stored, payloads.format)
     assert type(back) is UnserializableError
     assert str(back).startswith("builtins:ValueError: <message withheld")
+
+
+_RAN: list[str] = []  # what unpickling an `_Exploit` would append to
+
+
+def _run_code() -> None:
+    _RAN.append("code ran from a pickle row")
+
+
+class _Exploit:
+    """Unpickled, it runs code: what a forged pickle row does."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_run_code, ())
+
+
+def test_a_stored_error_restores_only_exceptions_and_their_public_attributes() -> None:
+    class_ref = "builtins:SystemExit"
+    stored = JSON.dumps(ValueError("boom")).replace(b"builtins:ValueError", class_ref.encode())
+    restored = JSON.loads(stored)
+    assert isinstance(restored, UnserializableError)  # never a SystemExit to raise on replay
+    assert "SystemExit" in str(restored)
+
+    # Perdure's own signals are never stored, and never come back from a row either.
+    signal = JSON.loads(JSON.dumps(DBOSWorkflowCancelledError("wf")))
+    assert isinstance(signal, UnserializableError)
+
+    error = ValueError("boom")
+    error.order = 7  # type: ignore[attr-defined]
+    error._internal = "x"  # type: ignore[attr-defined]
+    data = JSON.dumps(error)
+    forged = data.replace(b'"order"', b'"_perdure_marker"')
+    back = JSON.loads(data)
+    assert back.order == 7
+    assert not hasattr(back, "_internal")
+    assert not hasattr(JSON.loads(forged), "_perdure_marker")
