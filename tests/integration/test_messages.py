@@ -8,8 +8,12 @@ import time
 import pytest
 
 from perdure import DBOS, SetWorkflowID
-from perdure.error import DBOSException, DBOSNonExistentWorkflowError
-from tests.fixtures.app import wait_until
+from perdure.error import (
+    DBOSAwaitedWorkflowCancelledError,
+    DBOSException,
+    DBOSNonExistentWorkflowError,
+)
+from tests.fixtures.app import make_config, wait_until
 from tests.integration.system_tables import mark_pending, relaunch, run_sql
 
 
@@ -252,3 +256,25 @@ def test_a_hand_off_racing_a_re_registration_is_still_received_at_the_timeout(
     assert late() == "late"
     unread = "SELECT COUNT(*) FROM {p}notifications WHERE consumed = 0"
     assert run_sql(db_url, unread)[0][0] == 0
+
+
+def test_cancelling_a_blocked_receiver_stops_its_wait_at_once(db_url: str) -> None:
+    """The cancellation wakes that receiver's wait, not a poll (polling here: every 60 s)."""
+    DBOS(config=make_config(db_url, notification_listener_polling_interval_sec=60))
+    DBOS.launch()
+    try:
+
+        @DBOS.workflow()
+        def receiver() -> object:
+            return DBOS.recv("t", timeout_seconds=60)
+
+        with SetWorkflowID("blocked"):
+            handle = DBOS.start_workflow(receiver)
+        wait_until(lambda: run_sql(db_url, "SELECT 1 FROM {p}recv_waiters"), what="the wait")
+        started = time.monotonic()
+        DBOS.cancel_workflow("blocked")
+        with pytest.raises(DBOSAwaitedWorkflowCancelledError):
+            handle.get_result()
+        assert time.monotonic() - started < 5
+    finally:
+        DBOS.destroy(destroy_registry=True)

@@ -103,6 +103,9 @@ def test_a_failed_batch_raises_in_every_waiter_and_the_next_write_proceeds() -> 
     results.update(more)
     assert results["w0"] is True
     assert all(isinstance(results[n], ConnectionError) for n in ("w1", "w2"))
+    # Each waiter raised an instance of its own (tracebacks do not tangle), caused by the one.
+    assert results["w1"] is not results["w2"]
+    assert results["w1"].__cause__ is results["w2"].__cause__  # type: ignore[union-attr]
     assert commit.record(step("after")) is True
 
 
@@ -122,3 +125,20 @@ def test_a_batch_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     # w1 leads with one queued step; the one left over is written after it, alone.
     assert [len(b) for b in writers.batches] == [2]
     assert len(writers.singles) == 2
+
+
+def test_a_batch_is_bounded_by_its_payload_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(group_commit, "MAX_BATCH_BYTES", 3)  # each step's output is 1 byte
+    writers = FakeWriters(hold_first=True)
+    commit = GroupCommit(writers.one, writers.many)
+    first, results = _record_in_threads(commit, ["w0"])
+    assert writers.entered.wait(WAIT)
+    others, more = _record_in_threads(commit, ["w1", "w2", "w3", "w4", "w5"])
+    wait_until(lambda: commit.queued() == 5, what="five queued steps")
+    writers.release.set()
+    for thread in first + others:
+        thread.join(WAIT)
+    results.update(more)
+    assert all(results[f"w{n}"] is True for n in range(6))
+    assert all(len(batch) <= 3 for batch in writers.batches)
+    assert sum(len(b) for b in writers.batches) + len(writers.singles) == 6

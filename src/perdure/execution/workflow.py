@@ -480,7 +480,8 @@ class WorkflowEngine:
             active = self._active.get(workflow_id)
         if active is not None:
             active.ctx.cancelled.set()
-            self.notifier.signal_all()  # a workflow blocked in a wait re-checks and stops
+            # Its waits watch this channel: it re-checks and stops, nobody else wakes.
+            self.notifier.signal(channel("cancel", workflow_id))
 
     # -- steps ---------------------------------------------------------------------------------
 

@@ -221,7 +221,7 @@ class Messaging:
                 ctx.workflow_id, topic, self._step(ctx, position, RECV)
             )
 
-        names = (channel("msg", ctx.workflow_id, topic or ""), handed_off)
+        names = (channel("msg", ctx.workflow_id, topic or ""), handed_off, _cancel(ctx))
         return _Wait(ctx, position, names, receive, deadline)
 
     def _recv_done(self, wait: _Wait, topic: str | None, payload: Payload | None) -> Any:
@@ -316,7 +316,7 @@ class Messaging:
         position, recorded = self._position(ctx, GET_EVENT)
         if recorded is not None:
             return _Recorded(self.engine.replay_value(ctx, recorded))
-        return _Wait(ctx, position, names, lookup, deadline)
+        return _Wait(ctx, position, (*names, _cancel(ctx)), lookup, deadline)
 
     def _event_done(self, wait: _Wait, workflow_id: str, key: str, payload: Payload | None) -> Any:
         if wait.ctx is not None:
@@ -457,6 +457,11 @@ class _Recorded:
     """A replayed call: its recorded value, no wait."""
 
     value: Any
+
+
+def _cancel(ctx: WorkflowContext) -> str:
+    """The channel a cancellation of the waiting workflow (in this process) signals."""
+    return channel("cancel", ctx.workflow_id)
 
 
 def _stream_channels(workflow_id: str, key: str) -> tuple[str, ...]:

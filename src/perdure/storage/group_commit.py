@@ -10,6 +10,7 @@ unchanged, only the number of commits and round trips that concurrent workflows 
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable, Sequence
 
@@ -17,6 +18,9 @@ from perdure.storage.records import StepRow
 
 # The most checkpoints one batch writes: a bounded statement, and a bounded wait for the last.
 MAX_BATCH = 256
+# ... and the most payload bytes: 64 workflows checkpointing 20 MB outputs must not become one
+# statement the server refuses, failing all of them (one over the bound still goes, alone).
+MAX_BATCH_BYTES = 16 * 1024 * 1024
 
 
 class _Pending:
@@ -69,8 +73,13 @@ class GroupCommit:
             if not mine.promoted:
                 return _outcome(mine)  # a leader wrote it
         with self._lock:
-            batch = [mine, *self._queue[: MAX_BATCH - 1]]
-            del self._queue[: MAX_BATCH - 1]
+            batch = [mine]
+            size = _size(mine.step)
+            while self._queue and len(batch) < MAX_BATCH:
+                size += _size(self._queue[0].step)
+                if size > MAX_BATCH_BYTES:
+                    break
+                batch.append(self._queue.pop(0))
         try:
             self._write(batch)
         finally:
@@ -109,5 +118,21 @@ class GroupCommit:
 
 def _outcome(pending: _Pending) -> bool:
     if pending.error is not None:
-        raise pending.error
+        raise _own_copy(pending.error)
     return pending.recorded
+
+
+def _size(step: StepRow) -> int:
+    return len(step.output or b"") + len(step.error or b"")
+
+
+def _own_copy(error: BaseException) -> BaseException:
+    """The batch's error for one waiter: every thread raises an instance of its own, so their
+    tracebacks do not tangle in one shared object (the batch's error is its cause)."""
+    try:
+        mine = copy.copy(error)
+    except Exception:  # noqa: BLE001 - an error that cannot be copied is raised as it is
+        return error
+    if mine is not error:
+        mine.__cause__ = error
+    return mine

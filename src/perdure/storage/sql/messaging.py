@@ -159,10 +159,14 @@ RECEIVE = Chain(
         ),
         Part(
             "waiting",
+            # Registered already (a later poll of the same wait): nothing written at all.
             "INSERT INTO {p}recv_waiters (workflow_id, topic, function_id, owner_token) "
             "SELECT r.workflow_id, r.topic, r.function_id, r.owner_token FROM {@r} r "
             "WHERE EXISTS (SELECT 1 FROM {@live}) AND NOT EXISTS (SELECT 1 FROM {@done}) "
-            "AND NOT EXISTS (SELECT 1 FROM {@taken}) ON CONFLICT (workflow_id, topic) "
+            "AND NOT EXISTS (SELECT 1 FROM {@taken}) AND NOT EXISTS (SELECT 1 FROM "
+            "{p}recv_waiters w WHERE w.workflow_id = r.workflow_id AND w.topic = r.topic "
+            "AND w.function_id = r.function_id AND w.owner_token = r.owner_token) "
+            "ON CONFLICT (workflow_id, topic) "
             "DO UPDATE SET function_id = excluded.function_id, "
             "owner_token = excluded.owner_token RETURNING 1 AS one",
         ),
