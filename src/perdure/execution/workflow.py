@@ -542,7 +542,8 @@ class WorkflowEngine:
         instead (written by an execution that lost the workflow in the instant before this
         one's claim): the caller replays that one, so the record and this run agree.
         """
-        step = replace(step, owner_token=ctx.owner_token)
+        if step.owner_token != ctx.owner_token:  # a step built elsewhere (a copied record)
+            step = replace(step, owner_token=ctx.owner_token)
         reason = self.store.record_step(step)
         if reason is None:
             return None

@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any, NamedTuple, TypeVar
 
 from perdure.error import DBOSSystemDatabaseError
@@ -93,15 +92,20 @@ class Dialect:
     # backend has one; else they share one transaction.
     batch_steps: str | None = None
 
+    # Statements rendered so far (they are module constants: a bounded set).
+    rendered: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
     def render(self, sql: str) -> str:
         """``sql`` in this dialect."""
-        return _render(self, sql)
+        found = self.rendered.get(sql)
+        if found is None:
+            found = self.rendered[sql] = _render(self, sql)
+        return found
 
 
 _LOCK_OF = re.compile(r"\{lock:(\w+)\}")
 
 
-@cache
 def _render(dialect: Dialect, sql: str) -> str:
     if dialect.lock:
         sql = _LOCK_OF.sub(lambda m: f"{dialect.lock} OF {m.group(1)}", sql)

@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from functools import cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
@@ -414,12 +413,15 @@ class PostgresDatabase(Database):
 def _chain_statement(
     dialect: Dialect, chain: Chain, params: Mapping[str, Params]
 ) -> tuple[str, list[Any]]:
-    return _render_chain(dialect, chain), [
+    key = f"chain:{chain.name}"
+    statement = dialect.rendered.get(key)
+    if statement is None:
+        statement = dialect.rendered[key] = _render_chain(dialect, chain)
+    return statement, [
         value for name in (*chain.part_names, "final") for value in params.get(name, ())
     ]
 
 
-@cache
 def _render_chain(dialect: Dialect, chain: Chain) -> str:
     parts = ", ".join(f"{p.name} AS ({_refs(p.sql, chain)})" for p in chain.parts)
     return dialect.render(f"WITH {parts} {_refs(chain.final, chain)}")
