@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from perdure.storage import is_connection_failure
 from perdure.storage.records import STEP_COLUMNS, StepRow
 
 # PostgreSQL SQLSTATEs a transaction retries at once: serialization_failure, deadlock_detected.
@@ -125,13 +126,7 @@ class ApplicationDatabase:
             return False
         if exc.connection_invalidated:
             return True
-        if self.is_sqlite:
-            text = str(exc.orig)
-            return "locked" in text or "busy" in text
-        from perdure.storage.database import ErrorKind  # noqa: PLC0415 - lazy, as the driver
-        from perdure.storage.postgres.database import classify_error  # noqa: PLC0415
-
-        return exc.orig is not None and classify_error(exc.orig) is ErrorKind.CONNECTION
+        return exc.orig is not None and is_connection_failure(exc.orig)
 
     def dispose(self) -> None:
         """Close the engine's connections."""

@@ -45,11 +45,6 @@ class WorkflowStatus:
     authenticated_user: str | None = None
 
 
-def status_from_row(engine: WorkflowEngine, row: WorkflowRow) -> WorkflowStatus:
-    """Decode a stored row into a `WorkflowStatus`."""
-    return decode_status(engine.payloads, row)
-
-
 def decode_status(payloads: Payloads, row: WorkflowRow) -> WorkflowStatus:
     """Decode a stored row with ``payloads`` (no engine needed: clients and the CLI use it)."""
     wid, fmt = row.workflow_id, row.serialization
@@ -92,7 +87,7 @@ def decode_status(payloads: Payloads, row: WorkflowRow) -> WorkflowStatus:
 def get_status(engine: WorkflowEngine, workflow_id: str) -> WorkflowStatus | None:
     """The workflow's status, or None if no such workflow exists."""
     row = engine.store.get_workflow(workflow_id)
-    return status_from_row(engine, row) if row is not None else None
+    return decode_status(engine.payloads, row) if row is not None else None
 
 
 class WorkflowHandle(Generic[R]):

@@ -522,14 +522,31 @@ class WorkflowEngine:
         elif value is not None:
             what = f"output of step {name!r}"
             output = self.payloads.encode(value, what=what, workflow_id=ctx.workflow_id)
+        return self.encoded_step(
+            ctx, position, name, started_ms, output=output, error=encoded_error
+        )
+
+    def encoded_step(
+        self,
+        ctx: WorkflowContext,
+        position: int,
+        name: str,
+        started_ms: int,
+        *,
+        output: bytes | None = None,
+        error: bytes | None = None,
+        serialization: str | None = None,
+    ) -> StepRow:
+        """The checkpoint of an operation whose outcome is encoded already (a message, an
+        event's value), owned by the execution of ``ctx``."""
         return StepRow(
             workflow_id=ctx.workflow_id,
             function_id=position,
             function_name=name,
             output=output,
-            error=encoded_error,
+            error=error,
             child_workflow_id=None,
-            serialization=self.payloads.format,
+            serialization=serialization or self.payloads.format,
             started_at_epoch_ms=started_ms,
             completed_at_epoch_ms=now_ms(),
             owner_token=ctx.owner_token,

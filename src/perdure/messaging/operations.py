@@ -90,18 +90,13 @@ class Messaging:
     def _step(
         self, ctx: WorkflowContext, position: int, name: str, payload: Payload | None = None
     ) -> StepRow:
-        now = now_ms()
-        return StepRow(
-            workflow_id=ctx.workflow_id,
-            function_id=position,
-            function_name=name,
+        return self.engine.encoded_step(
+            ctx,
+            position,
+            name,
+            now_ms(),
             output=payload.data if payload else None,
-            error=None,
-            child_workflow_id=None,
-            serialization=payload.serialization if payload else self.payloads.format,
-            started_at_epoch_ms=now,
-            completed_at_epoch_ms=now,
-            owner_token=ctx.owner_token,
+            serialization=payload.serialization if payload else None,
         )
 
     def _decode(self, payload: Payload | None, what: str, workflow_id: str) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from perdure.storage.store import Store
 from perdure.storage.urls import redact_url
 
-__all__ = ["Store", "open_store", "redact_url"]
+__all__ = ["Store", "is_connection_failure", "open_store", "redact_url"]
 
 # How long `open_store` waits for a PostgreSQL server that is down or starting, by default.
 DEFAULT_CONNECT_WAIT_SEC = 60.0
@@ -45,3 +45,17 @@ def open_store(
         connect_wait_sec=connect_wait_sec,
     )
     return SqlStore(database)
+
+
+def is_connection_failure(exc: BaseException) -> bool:
+    """Whether a driver error (``sqlite3`` or psycopg) means the database is away for now
+    (unreachable, restarting, failing over, busy): what is worth waiting out, not recording."""
+    from perdure.storage.database import ErrorKind  # noqa: PLC0415 - lazy, as the backends
+    from perdure.storage.sqlite.database import classify_error as sqlite_kind  # noqa: PLC0415
+
+    kind = sqlite_kind(exc)
+    if kind is None and type(exc).__module__.startswith("psycopg"):
+        from perdure.storage.postgres.connect import classify_error  # noqa: PLC0415
+
+        kind = classify_error(exc)
+    return kind is ErrorKind.CONNECTION

@@ -27,7 +27,7 @@ from typing import Any
 import psycopg
 
 from perdure import DBOS, DBOSConfig
-from perdure.storage.postgres.database import psycopg_conninfo
+from perdure.storage.postgres.connect import psycopg_conninfo
 
 TERMINAL_STATUSES = frozenset({"SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"})
 # Generous: a program waits for a test (or for recovery) on a loaded machine; the test's own

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 
 from perdure.logs import get_logger
-from perdure.storage.postgres.database import CONNECT_TIMEOUT_SEC, CONNECTION_OPTIONS
+from perdure.storage.postgres.connect import CONNECT_TIMEOUT_SEC, CONNECTION_OPTIONS
 
 logger = get_logger(__name__)
 

@@ -28,102 +28,108 @@ from perdure.storage.store import WriteRefused
 # Stored in place of a missing topic: NULL would need IS NOT DISTINCT FROM in every query.
 NO_TOPIC = "__perdure_no_topic__"
 
-# How a write is fenced, the first parameter of the parts below.
-UNFENCED, FENCE_ONLY, WITH_STEP = 0, 1, 2
+# How a write is fenced: inside a workflow its step is recorded with it (``step``); from a
+# step the enclosing workflow's token must hold (``fenced``); from plain code, nothing.
+WITH_STEP, FENCE_ONLY, UNFENCED = "step", "fenced", "plain"
 
 _MESSAGE_COLS = "message_id, destination_id, topic, message, serialization, created_at_epoch_ms"
-_EMPTY_STEP = (None,) * 10
+
+_LIVE = Part("live", f"SELECT 1 AS one FROM {{p}}workflow_status WHERE {OWNED}")
 
 
-# The parts that fence a write: ``live`` (the writer's token holds its PENDING workflow),
-# ``prior`` (its step at this position was recorded by the same owner: a retry of a write
-# whose acknowledgement was lost, whose effect therefore happened), ``recorded`` (its step,
-# recorded now, only if ``also`` holds too) and ``go``.
-def _fence(also: str = "") -> tuple[Part, ...]:
-    return (
-        Part("live", f"SELECT 1 AS one FROM {{p}}workflow_status WHERE {OWNED}"),
-        Part(
-            "prior",
-            "SELECT 1 AS one FROM {p}operation_outputs WHERE workflow_id = ? "
-            "AND function_id = ? AND owner_token = ?",
-        ),
-        Part(
+def _fence(mode: str, also: str = "") -> tuple[Part, ...]:
+    """The parts that decide whether a write's effect may happen: ``go`` has a row if so.
+
+    ``live``: the writer's token holds its PENDING workflow; ``recorded``: its step, recorded
+    now (only if ``also`` holds too). A write that did not go ahead was perhaps recorded in an
+    earlier attempt whose acknowledgement was lost: its step, found by its token, tells.
+    """
+    if mode == WITH_STEP:
+        recorded = Part(
             "recorded",
             f"INSERT INTO {{p}}operation_outputs ({STEP_COLS}) SELECT {STEP_MARKS} "
-            f"WHERE ? = 2 AND EXISTS (SELECT 1 FROM {{@live}}){also} "
+            f"WHERE EXISTS (SELECT 1 FROM {{@live}}){also} "
             "ON CONFLICT (workflow_id, function_id) DO NOTHING RETURNING 1 AS one",
+        )
+        return (_LIVE, recorded, Part("go", "SELECT one FROM {@recorded}"))
+    if mode == FENCE_ONLY:
+        return (_LIVE, Part("go", "SELECT one FROM {@live}"))
+    return (Part("go", "SELECT 1 AS one"),)
+
+
+def _is_live(mode: str) -> str:
+    """The final query's column telling whether the writer's fence held."""
+    return "1 = 1" if mode == UNFENCED else "EXISTS (SELECT 1 FROM {@live})"
+
+
+def _send(mode: str) -> Chain:
+    # A sender's step is recorded only with a message: to a workflow that does not exist,
+    # nothing.
+    dest_exists = " AND EXISTS (SELECT 1 FROM {@dest})"
+    return Chain(
+        f"send_{mode}",
+        (
+            Part(
+                "dest", "SELECT status, owner_token FROM {p}workflow_status WHERE workflow_id = ?"
+            ),
+            *_fence(mode, also=dest_exists),
+            Part(
+                "m",
+                "SELECT CAST(? AS {text}) AS message_id, CAST(? AS {text}) AS destination_id, "
+                "CAST(? AS {text}) AS topic, CAST(? AS {blob}) AS message, "
+                "CAST(? AS {text}) AS serialization, "
+                "CAST(? AS {bigint}) AS created_at_epoch_ms, CAST(? AS {text}) AS recv_step_name",
+            ),
+            Part(
+                "older",
+                "SELECT 1 AS one FROM {p}notifications WHERE destination_id = ? AND topic = ? "
+                "AND consumed = 0",
+            ),
+            Part("dup", "SELECT 1 AS one FROM {p}notifications WHERE message_id = ?"),
+            # The registration of a receiver of the owner that holds the destination now.
+            Part(
+                "waiter",
+                "DELETE FROM {p}recv_waiters WHERE workflow_id = ? AND topic = ? "
+                "AND EXISTS (SELECT 1 FROM {@go}) AND EXISTS (SELECT 1 FROM {@dest} d "
+                "WHERE d.status = 'PENDING' AND d.owner_token = {p}recv_waiters.owner_token) "
+                "AND NOT EXISTS (SELECT 1 FROM {@older}) "
+                "AND NOT EXISTS (SELECT 1 FROM {@dup}) RETURNING function_id, owner_token",
+            ),
+            # A position already recorded (a stale registration) leaves the message queued.
+            Part(
+                "handed",
+                f"INSERT INTO {{p}}operation_outputs ({STEP_COLS}) SELECT m.destination_id, "
+                "w.function_id, m.recv_step_name, m.message, NULL, NULL, m.serialization, "
+                "m.created_at_epoch_ms, m.created_at_epoch_ms, w.owner_token "
+                "FROM {@m} m, {@waiter} w WHERE 1 = 1 "
+                "ON CONFLICT (workflow_id, function_id) DO NOTHING RETURNING function_id",
+            ),
+            # No ON CONFLICT here: a duplicate sent concurrently fails the whole statement
+            # (undoing the hand-off), and the retry finds the duplicate.
+            Part(
+                "handed_message",
+                f"INSERT INTO {{p}}notifications ({_MESSAGE_COLS}, consumed, handed_to) "
+                f"SELECT m.message_id, m.destination_id, m.topic, m.message, m.serialization, "
+                "m.created_at_epoch_ms, 1, h.function_id FROM {@m} m, {@handed} h "
+                "RETURNING 1 AS one",
+            ),
+            Part(
+                "queued",
+                f"INSERT INTO {{p}}notifications ({_MESSAGE_COLS}, consumed) "
+                f"SELECT m.message_id, m.destination_id, m.topic, m.message, m.serialization, "
+                "m.created_at_epoch_ms, 0 FROM {@m} m WHERE EXISTS (SELECT 1 FROM {@go}) "
+                "AND EXISTS (SELECT 1 FROM {@dest}) AND NOT EXISTS (SELECT 1 FROM {@handed}) "
+                "ON CONFLICT (message_id) DO NOTHING RETURNING 1 AS one",
+            ),
         ),
-        Part(
-            "go",
-            "SELECT 1 AS one WHERE ? = 0 OR (? = 1 AND EXISTS (SELECT 1 FROM {@live})) "
-            "OR EXISTS (SELECT 1 FROM {@recorded})",
-        ),
+        f"SELECT EXISTS (SELECT 1 FROM {{@go}}), {_is_live(mode)}, "
+        "EXISTS (SELECT 1 FROM {@dest}), "
+        "(SELECT COUNT(*) FROM {@queued}) + (SELECT COUNT(*) FROM {@handed_message}), "
+        "(SELECT MAX(function_id) FROM {@handed})",
     )
 
 
-_FENCE = _fence()
-_FENCE_RESULT = "EXISTS (SELECT 1 FROM {@go}), EXISTS (SELECT 1 FROM {@prior})"
-
-# A sender's step is recorded only with a message: to a workflow that does not exist, nothing.
-SEND = Chain(
-    "send",
-    (
-        Part("dest", "SELECT status, owner_token FROM {p}workflow_status WHERE workflow_id = ?"),
-        *_fence(also=" AND EXISTS (SELECT 1 FROM {@dest})"),
-        Part(
-            "m",
-            "SELECT CAST(? AS {text}) AS message_id, CAST(? AS {text}) AS destination_id, "
-            "CAST(? AS {text}) AS topic, CAST(? AS {blob}) AS message, "
-            "CAST(? AS {text}) AS serialization, CAST(? AS {bigint}) AS created_at_epoch_ms, "
-            "CAST(? AS {text}) AS recv_step_name",
-        ),
-        Part(
-            "older",
-            "SELECT 1 AS one FROM {p}notifications WHERE destination_id = ? AND topic = ? "
-            "AND consumed = 0",
-        ),
-        Part("dup", "SELECT 1 AS one FROM {p}notifications WHERE message_id = ?"),
-        # The registration of a receiver of the owner that holds the destination now.
-        Part(
-            "waiter",
-            "DELETE FROM {p}recv_waiters WHERE workflow_id = ? AND topic = ? "
-            "AND EXISTS (SELECT 1 FROM {@go}) AND EXISTS (SELECT 1 FROM {@dest} d "
-            "WHERE d.status = 'PENDING' AND d.owner_token = {p}recv_waiters.owner_token) "
-            "AND NOT EXISTS (SELECT 1 FROM {@older}) AND NOT EXISTS (SELECT 1 FROM {@dup}) "
-            "RETURNING function_id, owner_token",
-        ),
-        # A position already recorded (a stale registration) leaves the message queued.
-        Part(
-            "handed",
-            f"INSERT INTO {{p}}operation_outputs ({STEP_COLS}) SELECT m.destination_id, "
-            "w.function_id, m.recv_step_name, m.message, NULL, NULL, m.serialization, "
-            "m.created_at_epoch_ms, m.created_at_epoch_ms, w.owner_token "
-            "FROM {@m} m, {@waiter} w WHERE 1 = 1 "
-            "ON CONFLICT (workflow_id, function_id) DO NOTHING RETURNING function_id",
-        ),
-        # No ON CONFLICT here: a duplicate sent concurrently fails the whole statement (undoing
-        # the hand-off), and the retry finds the duplicate.
-        Part(
-            "handed_message",
-            f"INSERT INTO {{p}}notifications ({_MESSAGE_COLS}, consumed, handed_to) "
-            f"SELECT m.message_id, m.destination_id, m.topic, m.message, m.serialization, "
-            "m.created_at_epoch_ms, 1, h.function_id FROM {@m} m, {@handed} h "
-            "RETURNING 1 AS one",
-        ),
-        Part(
-            "queued",
-            f"INSERT INTO {{p}}notifications ({_MESSAGE_COLS}, consumed) "
-            f"SELECT m.message_id, m.destination_id, m.topic, m.message, m.serialization, "
-            "m.created_at_epoch_ms, 0 FROM {@m} m WHERE EXISTS (SELECT 1 FROM {@go}) "
-            "AND EXISTS (SELECT 1 FROM {@dest}) AND NOT EXISTS (SELECT 1 FROM {@handed}) "
-            "ON CONFLICT (message_id) DO NOTHING RETURNING 1 AS one",
-        ),
-    ),
-    f"SELECT {_FENCE_RESULT}, EXISTS (SELECT 1 FROM {{@live}}), "
-    "EXISTS (SELECT 1 FROM {@dest}), "
-    "(SELECT COUNT(*) FROM {@queued}) + (SELECT COUNT(*) FROM {@handed_message}), "
-    "(SELECT MAX(function_id) FROM {@handed})",
-)
+SEND = {mode: _send(mode) for mode in (WITH_STEP, FENCE_ONLY, UNFENCED)}
 
 # recv: the message a sender handed to this position (``done``), else the oldest queued one,
 # taken with its step (``recorded``); with neither, the receiver registers as waiting. A
@@ -177,21 +183,26 @@ RECEIVE = Chain(
 )
 STOP_WAITING = "DELETE FROM {p}recv_waiters WHERE workflow_id = ? AND topic = ? AND function_id = ?"
 
-SET_EVENT = Chain(
-    "set_event",
-    (
-        *_FENCE,
-        Part(
-            "event",
-            "INSERT INTO {p}workflow_events (workflow_id, key, value, serialization, "
-            "updated_at_epoch_ms) SELECT ?, ?, CAST(? AS {blob}), ?, {now} "
-            "WHERE EXISTS (SELECT 1 FROM {@go}) ON CONFLICT (workflow_id, key) DO UPDATE SET "
-            "value = excluded.value, serialization = excluded.serialization, "
-            "updated_at_epoch_ms = excluded.updated_at_epoch_ms RETURNING 1 AS one",
+
+def _set_event(mode: str) -> Chain:
+    return Chain(
+        f"set_event_{mode}",
+        (
+            *_fence(mode),
+            Part(
+                "event",
+                "INSERT INTO {p}workflow_events (workflow_id, key, value, serialization, "
+                "updated_at_epoch_ms) SELECT ?, ?, CAST(? AS {blob}), ?, {now} "
+                "WHERE EXISTS (SELECT 1 FROM {@go}) ON CONFLICT (workflow_id, key) DO UPDATE "
+                "SET value = excluded.value, serialization = excluded.serialization, "
+                "updated_at_epoch_ms = excluded.updated_at_epoch_ms RETURNING 1 AS one",
+            ),
         ),
-    ),
-    f"SELECT {_FENCE_RESULT}",
-)
+        "SELECT EXISTS (SELECT 1 FROM {@go})",
+    )
+
+
+SET_EVENT = {mode: _set_event(mode) for mode in (WITH_STEP, FENCE_ONLY, UNFENCED)}
 GET_EVENTS = (
     "SELECT key, value, serialization FROM {p}workflow_events WHERE workflow_id = ? ORDER BY key"
 )
@@ -199,22 +210,27 @@ GET_EVENT = (
     "SELECT key, value, serialization FROM {p}workflow_events WHERE workflow_id = ? AND key = ?"
 )
 
-# The aggregate yields a row (offset 0) even when the stream is empty.
-WRITE_STREAM = Chain(
-    "write_stream",
-    (
-        *_FENCE,
-        Part(
-            "entry",
-            'INSERT INTO {p}streams (workflow_id, key, "offset", value, serialization, closed) '
-            "SELECT ?, ?, s.next, CAST(? AS {blob}), ?, ? FROM "
-            '(SELECT COALESCE(MAX("offset") + 1, 0) AS next FROM {p}streams '
-            "WHERE workflow_id = ? AND key = ?) AS s WHERE EXISTS (SELECT 1 FROM {@go}) "
-            "RETURNING 1 AS one",
+
+def _write_stream(mode: str) -> Chain:
+    # The aggregate yields a row (offset 0) even when the stream is empty.
+    return Chain(
+        f"write_stream_{mode}",
+        (
+            *_fence(mode),
+            Part(
+                "entry",
+                'INSERT INTO {p}streams (workflow_id, key, "offset", value, serialization, '
+                "closed) SELECT ?, ?, s.next, CAST(? AS {blob}), ?, ? FROM "
+                '(SELECT COALESCE(MAX("offset") + 1, 0) AS next FROM {p}streams '
+                "WHERE workflow_id = ? AND key = ?) AS s WHERE EXISTS (SELECT 1 FROM {@go}) "
+                "RETURNING 1 AS one",
+            ),
         ),
-    ),
-    f"SELECT {_FENCE_RESULT}",
-)
+        "SELECT EXISTS (SELECT 1 FROM {@go})",
+    )
+
+
+WRITE_STREAM = {mode: _write_stream(mode) for mode in (WITH_STEP, FENCE_ONLY, UNFENCED)}
 # Concurrent writers of one stream (async steps of one workflow) may pick the same offset; the
 # loser tries again after a short random pause, so a writer that keeps winning (it does not pay
 # the failed round trip) cannot starve it.
@@ -228,29 +244,19 @@ READ_STREAM = (
 
 def _fence_params(
     workflow_id: str | None, step: StepRow | None, owner_token: int | None
-) -> dict[str, tuple[object, ...]]:
-    """The parameters of the `_FENCE` parts."""
-    fenced_id: str | None
-    token: int | None
+) -> tuple[str, dict[str, tuple[object, ...]]]:
+    """The fence mode of a write, and the parameters of its `_fence` parts."""
     if step is not None:
-        mode, fenced_id, token = WITH_STEP, step.workflow_id, step.owner_token
-        position: int | None = step.function_id
-        row = step_params(step)
-    else:
-        mode = FENCE_ONLY if owner_token is not None else UNFENCED
-        fenced_id, token, position, row = workflow_id, owner_token, None, _EMPTY_STEP
-    return {
-        "live": (fenced_id, token),
-        "prior": (fenced_id, position, token),
-        "recorded": (*row, mode),
-        "go": (mode, mode),
-    }
+        live = (step.workflow_id, step.owner_token)
+        return WITH_STEP, {"live": live, "recorded": step_params(step)}
+    if owner_token is not None:
+        return FENCE_ONLY, {"live": (workflow_id, owner_token)}
+    return UNFENCED, {}
 
 
 def _check_fence(
     db: Database,
     went_ahead: bool,
-    prior: bool,
     *,
     workflow_id: str | None,
     step: StepRow | None,
@@ -260,8 +266,6 @@ def _check_fence(
     earlier attempt (or by an earlier owner); raise `WriteRefused` if it must not happen."""
     if went_ahead:
         return True
-    if prior:
-        return False
     if step is not None:
         reason = step_refusal(db, step)
         if reason in (None, Unrecorded.TAKEN):
@@ -289,8 +293,9 @@ def send_message(
     """See `Store.send_message`."""
     queue = (destination_id, topic or NO_TOPIC)
     fields = (message_id, *queue, message, serialization, created_at, recv_step_name)
+    mode, fence = _fence_params(sender_id, step, owner_token)
     params = {
-        **_fence_params(sender_id, step, owner_token),
+        **fence,
         "m": fields,
         "dest": (destination_id,),
         "older": queue,
@@ -298,22 +303,20 @@ def send_message(
         "waiter": queue,
     }
     try:
-        row = db.chain(SEND, params).rows[0]
+        row = db.chain(SEND[mode], params).rows[0]
     except UniqueViolation:
         # A duplicate sent concurrently undid the hand-off: this time the chain finds it.
-        row = db.chain(SEND, params).rows[0]
-    went_ahead, prior, live, destination_exists, written, handed_to = row
-    fenced = step is not None or owner_token is not None
-    if not destination_exists and not prior and (live or not fenced):
+        row = db.chain(SEND[mode], params).rows[0]
+    went_ahead, live, destination_exists, written, handed_to = row
+    if not destination_exists and live:
         # Nothing was sent, so nothing was recorded (a retry finds the same), unless an
         # execution that lost the workflow sent from this position before: that send stands.
         if step is not None and step_refusal(db, step) == Unrecorded.TAKEN:
             return Delivery("sent")
         return Delivery("no_destination")
     if not _check_fence(
-        db, bool(went_ahead), bool(prior),
-        workflow_id=sender_id, step=step, owner_token=owner_token,
-    ):  # fmt: skip
+        db, bool(went_ahead), workflow_id=sender_id, step=step, owner_token=owner_token
+    ):
         return Delivery("sent")  # sent by the attempt whose acknowledgement was lost
     if not destination_exists:
         return Delivery("no_destination")
@@ -369,15 +372,10 @@ def set_event(
     owner_token: int | None,
 ) -> None:
     """See `Store.set_event`."""
-    params = {
-        **_fence_params(workflow_id, step, owner_token),
-        "event": (workflow_id, key, value, serialization),
-    }
-    went_ahead, prior = db.chain(SET_EVENT, params).rows[0]
-    _check_fence(
-        db, bool(went_ahead), bool(prior),
-        workflow_id=workflow_id, step=step, owner_token=owner_token,
-    )  # fmt: skip
+    mode, fence = _fence_params(workflow_id, step, owner_token)
+    params = {**fence, "event": (workflow_id, key, value, serialization)}
+    (went_ahead,) = db.chain(SET_EVENT[mode], params).rows[0]
+    _check_fence(db, bool(went_ahead), workflow_id=workflow_id, step=step, owner_token=owner_token)
 
 
 def get_events(db: Database, workflow_id: str, key: str | None) -> dict[str, Payload]:
@@ -401,22 +399,20 @@ def write_stream(
     owner_token: int | None,
 ) -> None:
     """See `Store.write_stream`."""
+    mode, fence = _fence_params(workflow_id, step, owner_token)
     params = {
-        **_fence_params(workflow_id, step, owner_token),
+        **fence,
         "entry": (workflow_id, key, value, serialization, int(closed), workflow_id, key),
     }
     for attempt in range(1, STREAM_WRITE_ATTEMPTS + 1):
         try:
-            went_ahead, prior = db.chain(WRITE_STREAM, params).rows[0]
+            (went_ahead,) = db.chain(WRITE_STREAM[mode], params).rows[0]
             break
         except UniqueViolation:
             if attempt == STREAM_WRITE_ATTEMPTS:
                 raise
             time.sleep(random.uniform(0, STREAM_RETRY_PAUSE_SEC * attempt))  # noqa: S311 - jitter
-    _check_fence(
-        db, bool(went_ahead), bool(prior),
-        workflow_id=workflow_id, step=step, owner_token=owner_token,
-    )  # fmt: skip
+    _check_fence(db, bool(went_ahead), workflow_id=workflow_id, step=step, owner_token=owner_token)
 
 
 def read_stream(db: Database, workflow_id: str, key: str, from_offset: int) -> list[StreamEntry]:

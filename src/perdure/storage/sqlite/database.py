@@ -54,6 +54,17 @@ DIALECT = Dialect(
 _BUSY = ("database is locked", "database table is locked", "database is busy")
 
 
+def classify_error(exc: BaseException) -> ErrorKind | None:
+    """What a sqlite3 error means (None: not sqlite3's)."""
+    if isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc):
+        return ErrorKind.UNIQUE
+    if isinstance(exc, sqlite3.OperationalError) and any(b in str(exc) for b in _BUSY):
+        return ErrorKind.CONNECTION
+    if isinstance(exc, sqlite3.Error):
+        return ErrorKind.FATAL
+    return None
+
+
 def sqlite_path(url: str) -> str:
     """The file path of a ``sqlite:///path`` URL (``sqlite:///:memory:`` is refused)."""
     path = url.removeprefix("sqlite:///")
@@ -112,13 +123,7 @@ class SqliteDatabase(Database):
         self.lock_file = LockFile(self.path)
 
     def classify(self, exc: BaseException) -> ErrorKind | None:
-        if isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc):
-            return ErrorKind.UNIQUE
-        if isinstance(exc, sqlite3.OperationalError) and any(b in str(exc) for b in _BUSY):
-            return ErrorKind.CONNECTION
-        if isinstance(exc, sqlite3.Error):
-            return ErrorKind.FATAL
-        return None
+        return classify_error(exc)
 
     def _statement(self, sql: str, params: Params) -> Result:
         """One statement on the shared connection (the caller holds the lock)."""
