@@ -132,12 +132,9 @@ class Notifier:
             value = check()
             if value is not None:
                 return value
-            timeout = recheck
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                timeout = min(timeout, remaining)
+            timeout = _next_wait(recheck, deadline)
+            if timeout is None:
+                return None
             with self._cond:
                 self._cond.wait_for(partial(self._changed, names, seen), timeout=timeout)
             if interrupted is not None:
@@ -168,12 +165,9 @@ class Notifier:
                 value = check()
                 if value is not None:
                     return value
-                timeout = recheck
-                if deadline is not None:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        return None
-                    timeout = min(timeout, remaining)
+                timeout = _next_wait(recheck, deadline)
+                if timeout is None:
+                    return None
                 # A timeout means "look again": polling covers writes no signal announces.
                 # (asyncio's TimeoutError is not the builtin one before Python 3.11.)
                 with contextlib.suppress(asyncio.TimeoutError):
@@ -185,6 +179,14 @@ class Notifier:
             with self._cond:
                 self._async_waiters.remove(waiter)
                 self._watch(names, -1)
+
+
+def _next_wait(recheck: float, deadline: float | None) -> float | None:
+    """How long to wait before checking again; None once ``deadline`` has passed."""
+    if deadline is None:
+        return recheck
+    remaining = deadline - time.monotonic()
+    return None if remaining <= 0 else min(recheck, remaining)
 
 
 class _AsyncWaiter:

@@ -28,7 +28,14 @@ logger = get_logger(__name__)
 CLAIM_BATCH = 100
 
 
-def claim_of(engine: WorkflowEngine, *, limit: int = CLAIM_BATCH) -> WorkflowClaim:
+def claim_of(
+    engine: WorkflowEngine,
+    *,
+    limit: int = CLAIM_BATCH,
+    from_instances: tuple[str, ...] = (),
+    workflow_id: str | None = None,
+    expected_token: int | None = None,
+) -> WorkflowClaim:
     """A claim for this process (its executor, instance, registered names and version)."""
     return WorkflowClaim(
         executor_id=engine.executor_id,
@@ -37,6 +44,9 @@ def claim_of(engine: WorkflowEngine, *, limit: int = CLAIM_BATCH) -> WorkflowCla
         names=engine.registry.workflow_names(),
         app_version=engine.app_version,
         limit=limit,
+        from_instances=from_instances,
+        workflow_id=workflow_id,
+        expected_token=expected_token,
     )
 
 
@@ -49,17 +59,13 @@ def take_over(
     """
     if not instances:
         return []
-    claim = claim_of(engine, limit=limit)
-    claim = WorkflowClaim(**{**claim.__dict__, "from_instances": instances})
+    claim = claim_of(engine, limit=limit, from_instances=instances)
     return restart_claimed(engine, engine.store.claim_workflows(claim))
 
 
 def reclaim(engine: WorkflowEngine, workflow_id: str, expected_token: int) -> list[str]:
     """Claim one PENDING workflow still under ``expected_token`` and run it here."""
-    claim = claim_of(engine, limit=1)
-    claim = WorkflowClaim(
-        **{**claim.__dict__, "workflow_id": workflow_id, "expected_token": expected_token}
-    )
+    claim = claim_of(engine, limit=1, workflow_id=workflow_id, expected_token=expected_token)
     return restart_claimed(engine, engine.store.claim_workflows(claim))
 
 
