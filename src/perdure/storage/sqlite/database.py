@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from perdure.error import DBOSInitializationError
 from perdure.storage.migrations import created_tables, load_migrations, pending_migrations
@@ -119,7 +119,7 @@ class SqliteDatabase(Database):
                 "its permissions."
             ) from exc
         self._lock = threading.Lock()
-        self._temp_tables: set[str] = set()
+        self._temp_tables: dict[str, int] = {}  # temp table -> rows it holds now
         self.lock_file = LockFile(self.path)
 
     def classify(self, exc: BaseException) -> ErrorKind | None:
@@ -156,25 +156,43 @@ class SqliteDatabase(Database):
 
     def _run_chain(self, chain: Chain, params: Mapping[str, Params]) -> Result:
         """The parts in order in one write transaction; each part's rows go to a temp table."""
-        with self._lock, self._write_transaction():
-            for part in chain.parts:
-                sql = self.dialect.render(_with_parts(part.sql, chain))
-                self._notify_statement(sql)
-                cursor = self._conn.execute(sql, params.get(part.name, ()))
-                rows = cursor.fetchall()
-                columns = [d[0] for d in cursor.description or ()]
-                self._keep(_temp_table(chain, part.name), columns, rows)
-            final = self.dialect.render(_with_parts(chain.final, chain))
-            return self._statement(final, params.get("final", ()))
+        with self._lock:
+            try:
+                with self._write_transaction():
+                    for part in chain.parts:
+                        sql = self._chain_sql(chain, part.name, part.sql)
+                        self._notify_statement(sql)
+                        cursor = self._conn.execute(sql, params.get(part.name, ()))
+                        rows = cursor.fetchall()
+                        self._keep(_temp_table(chain, part.name), cursor.description, rows)
+                    final = self._chain_sql(chain, "final", chain.final)
+                    return self._statement(final, params.get("final", ()))
+            except BaseException:
+                # The rollback restored the temp tables as they were (or undid creating
+                # them): what they hold is unknown now.
+                self._temp_tables.clear()
+                raise
 
-    def _keep(self, table: str, columns: list[str], rows: list[tuple[object, ...]]) -> None:
-        if table not in self._temp_tables:
-            self._conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} ({', '.join(columns)})")
-            self._temp_tables.add(table)
-        self._conn.execute(f"DELETE FROM {table}")
+    def _chain_sql(self, chain: Chain, name: str, sql: str) -> str:
+        key = f"chain:{chain.name}:{name}"
+        rendered = self.dialect.rendered.get(key)
+        if rendered is None:
+            rendered = self.dialect.rendered[key] = self.dialect.render(_with_parts(sql, chain))
+        return rendered
+
+    def _keep(self, table: str, description: Any, rows: list[tuple[object, ...]]) -> None:
+        """Hold a part's rows in its temp table for the later parts (most hold none: a part
+        that changed nothing, like a fence that held, costs no statement here)."""
+        held = self._temp_tables.get(table)
+        if held is None:  # first use, or after a rollback: its contents are unknown
+            columns = ", ".join(d[0] for d in description or ())
+            self._conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} ({columns})")
+        if held is None or held:
+            self._conn.execute(f"DELETE FROM {table}")
         if rows:
-            marks = ", ".join("?" for _ in columns)
+            marks = ", ".join("?" for _ in rows[0])
             self._conn.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+        self._temp_tables[table] = len(rows)
 
     def migrate(self) -> None:
         def apply(tx: Tx) -> None:
