@@ -140,9 +140,14 @@ class Chain:
     parts: tuple[Part, ...]
     final: str
     part_names: tuple[str, ...] = field(init=False)
+    # The parts whose rows a later part or the final query reads.
+    read: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "part_names", tuple(p.name for p in self.parts))
+        texts = [p.sql for p in self.parts] + [self.final]
+        read = {name for name in self.part_names if any("{@" + name + "}" in t for t in texts)}
+        object.__setattr__(self, "read", frozenset(read))
 
 
 class Tx(abc.ABC):

@@ -83,7 +83,7 @@ def _send(mode: str) -> Chain:
             Part(
                 "older",
                 "SELECT 1 AS one FROM {p}notifications WHERE destination_id = ? AND topic = ? "
-                "AND consumed = 0",
+                "AND consumed = 0 LIMIT 1",
             ),
             Part("dup", "SELECT 1 AS one FROM {p}notifications WHERE message_id = ?"),
             # The registration of a receiver of the owner that holds the destination now.

@@ -164,7 +164,8 @@ class SqliteDatabase(Database):
                         self._notify_statement(sql)
                         cursor = self._conn.execute(sql, params.get(part.name, ()))
                         rows = cursor.fetchall()
-                        self._keep(_temp_table(chain, part.name), cursor.description, rows)
+                        if part.name in chain.read:
+                            self._keep(_temp_table(chain, part.name), cursor.description, rows)
                     final = self._chain_sql(chain, "final", chain.final)
                     return self._statement(final, params.get("final", ()))
             except BaseException:
