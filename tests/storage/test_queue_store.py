@@ -144,10 +144,12 @@ def test_a_delayed_workflow_waits_for_its_time(store: Store) -> None:
     enqueue(store, "later", not_before_epoch_ms=later, created_at=1)
     enqueue(store, "much-later", not_before_epoch_ms=later + 1_000, created_at=2)
     enqueue(store, "due", not_before_epoch_ms=now_ms() - 1_000, created_at=3)
-    assert store.next_ready_at("q") == later
+    now = now_ms()
+    assert store.next_ready_at("q", now) == later
     assert _ids(take(store)) == ["due"]
-    assert store.next_ready_at("q") == later
-    assert store.next_ready_at("r") is None
+    assert store.next_ready_at("q", now) == later
+    assert store.next_ready_at("q", later) == later + 1_000  # after the time a claim judged by
+    assert store.next_ready_at("r", now) is None
 
 
 # -- limits ----------------------------------------------------------------------------------------

@@ -141,6 +141,7 @@ class Dequeuer:
 
     def _claim(self, spec: QueueSpec, room: int, done: _Pass) -> list[WorkflowRow]:
         admitted: list[int] = [0]
+        judged_at: list[int] = []  # the database's clock as the claim read readiness
 
         def admit(record: QueueRecord, occupancy: Occupancy) -> int:
             # Pure but for noting when to look again: a retried claim transaction asks anew.
@@ -150,6 +151,7 @@ class Dequeuer:
                 frees_at = rate_limit_frees_at(limits, occupancy.recent_starts_ms, occupancy.now_ms)
                 done.wake_no_later_than(_local_time(frees_at, occupancy.now_ms))
             admitted[0] += count
+            judged_at[:] = [occupancy.now_ms]
             return count
 
         engine = self._engine
@@ -164,7 +166,10 @@ class Dequeuer:
         )
         claimed = self._store.claim_queued(claim, admit)
         if len(claimed) < min(admitted[0], room):  # ready work ran out: is any delayed?
-            done.wake_no_later_than(self._store.next_ready_at(spec.name))
+            # Delayed past the time the claim judged by (not the clock now: one coming due in
+            # between would be neither claimed nor waited for).
+            after = judged_at[0] if judged_at else now_ms()
+            done.wake_no_later_than(self._store.next_ready_at(spec.name, after))
         return claimed
 
     def _run_claimed(self, row: WorkflowRow) -> None:

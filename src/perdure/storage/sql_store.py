@@ -241,8 +241,8 @@ class SqlStore:
     ) -> list[WorkflowRow]:
         return queues.claim_queued(self.database, claim, admit)
 
-    def next_ready_at(self, queue_name: str) -> int | None:
-        return queues.next_ready_at(self.database, queue_name)
+    def next_ready_at(self, queue_name: str, after_ms: int) -> int | None:
+        return queues.next_ready_at(self.database, queue_name, after_ms)
 
     # -- schedules -------------------------------------------------------------------------------
 

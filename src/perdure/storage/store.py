@@ -296,8 +296,9 @@ class Store(Protocol):
         Returns the claimed rows.
         """
 
-    def next_ready_at(self, queue_name: str) -> int | None:
-        """The earliest future not-before time of the queue's delayed workflows, or None."""
+    def next_ready_at(self, queue_name: str, after_ms: int) -> int | None:
+        """The earliest not-before time after ``after_ms`` (the time a claim judged readiness
+        by) of the queue's delayed workflows, or None."""
 
     # -- schedules -------------------------------------------------------------------------------
 

@@ -79,7 +79,7 @@ CLAIM = (
 )
 NEXT_READY_AT = (
     "SELECT MIN(not_before_epoch_ms) FROM {p}workflow_status "
-    "WHERE queue_name = ? AND status = 'ENQUEUED' AND not_before_epoch_ms > {now}"
+    "WHERE queue_name = ? AND status = 'ENQUEUED' AND not_before_epoch_ms > ?"
 )
 
 
@@ -176,7 +176,7 @@ def _ordered(rows: list[WorkflowRow]) -> list[WorkflowRow]:
     return sorted(rows, key=lambda row: (row.priority, row.created_at))
 
 
-def next_ready_at(db: Database, queue_name: str) -> int | None:
+def next_ready_at(db: Database, queue_name: str, after_ms: int) -> int | None:
     """See `Store.next_ready_at`."""
-    rows = db.run(NEXT_READY_AT, (queue_name,)).rows
+    rows = db.run(NEXT_READY_AT, (queue_name, after_ms)).rows
     return int(rows[0][0]) if rows and rows[0][0] is not None else None
