@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict, cast
 
 from typing_extensions import NotRequired
 
 from perdure.error import DBOSInitializationError
-from perdure.serialization import JsonSerializer, PayloadCodec, PickleSerializer, Serializer
+from perdure.serialization import (
+    JsonSerializer,
+    PayloadCodec,
+    PickleSerializer,
+    Serializer,
+    SignedPickleSerializer,
+)
 
 SYSTEM_DATABASE_URL_ENV = "PERDURE_SYSTEM_DATABASE_URL"
 
@@ -25,6 +31,7 @@ class DBOSConfig(TypedDict):
     executor_id: NotRequired[str | None]
     application_version: NotRequired[str | None]
     serializer: NotRequired[str | Serializer | None]
+    pickle_signing_key: NotRequired[str | bytes | Sequence[str | bytes] | None]
     payload_codec: NotRequired[PayloadCodec | None]
     max_executor_threads: NotRequired[int | None]
     notification_listener_polling_interval_sec: NotRequired[float | None]
@@ -65,6 +72,8 @@ class Settings:
     executor_id: str
     application_version: str
     serializer: Serializer
+    # Keys of signed pickle (the first signs, all verify); empty: pickle is unsigned.
+    pickle_signing_keys: tuple[bytes, ...]
     payload_codec: PayloadCodec | None
     max_executor_threads: int
     notification_listener_polling_interval_sec: float
@@ -126,6 +135,31 @@ def _serializer(value: object) -> Serializer:
         f"{value!r} is not a serializer",
         "'json' (default), 'pickle', or an object with name, dumps(value) and loads(data)",
     )
+
+
+_KEY_ACCEPTED = (
+    f"a secret of at least {SignedPickleSerializer.MIN_KEY_BYTES} bytes (str or bytes), or a "
+    "list of them (the first signs, all verify), kept out of the database, e.g. "
+    "os.environ['PERDURE_PICKLE_KEY']"
+)
+
+
+def _signing_keys(value: object) -> tuple[bytes, ...]:
+    if value is None:
+        return ()
+    keys = list(value) if isinstance(value, (list, tuple)) else [value]
+    parsed = []
+    for key in keys:
+        if not isinstance(key, (str, bytes)):
+            raise _fail("pickle_signing_key", f"a {type(key).__name__} is not a key", _KEY_ACCEPTED)
+        raw = key.encode() if isinstance(key, str) else key
+        if len(raw) < SignedPickleSerializer.MIN_KEY_BYTES:
+            # Never echo the key itself: the message may end up in a log.
+            raise _fail("pickle_signing_key", f"a key is {len(raw)} bytes long", _KEY_ACCEPTED)
+        parsed.append(raw)
+    if not parsed:
+        raise _fail("pickle_signing_key", "the list of keys is empty", _KEY_ACCEPTED)
+    return tuple(parsed)
 
 
 def _optional_str(config: Mapping[str, Any], key: str) -> str | None:
@@ -253,6 +287,7 @@ def parse_config(config: Mapping[str, Any]) -> Settings:
         executor_id=_optional_str(config, "executor_id") or "local",
         application_version=_optional_str(config, "application_version") or "",
         serializer=_serializer(config.get("serializer")),
+        pickle_signing_keys=_signing_keys(config.get("pickle_signing_key")),
         payload_codec=codec,
         max_executor_threads=threads or 64,
         notification_listener_polling_interval_sec=_positive_number(

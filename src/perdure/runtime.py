@@ -27,7 +27,7 @@ from perdure.execution.workflow import Invocation, WorkflowEngine
 from perdure.logs import get_logger
 from perdure.management import WorkflowManager
 from perdure.messaging.operations import Messaging
-from perdure.messaging.wakeups import deliver
+from perdure.messaging.wakeups import WakeUps
 from perdure.queues.dequeue import Dequeuer
 from perdure.queues.queue import QueueDirectory, QueueSpec
 from perdure.scheduling.scheduler import DeclaredSchedules, Scheduler
@@ -61,6 +61,7 @@ class Runtime:
         self._store: Store | None = None
         self._pool: WorkerPool | None = None
         self._listener: Listening | None = None
+        self.wake_ups: WakeUps | None = None  # how this process reads notifications
         self._messaging: Messaging | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.admin_server: AdminServer | None = None
@@ -100,10 +101,15 @@ class Runtime:
         self._store = store
         self._pool = WorkerPool(settings.max_executor_threads, name="perdure-workflow")
         self.notifier = notifier = Notifier(settings.notification_listener_polling_interval_sec)
-        self._listener = store.listen(lambda note: deliver(notifier, note), notifier.signal_all)
+        self.wake_ups = WakeUps(notifier)
+        self._listener = store.listen(self.wake_ups, notifier.signal_all)
         self._engine = WorkflowEngine(
             store=store,
-            payloads=Payloads(settings.serializer, settings.payload_codec),
+            payloads=Payloads(
+                settings.serializer,
+                settings.payload_codec,
+                pickle_keys=settings.pickle_signing_keys,
+            ),
             registry=self.registry,
             pool=self._pool,
             executor_id=settings.executor_id,

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
+import hmac
 import json
 import logging
 import math
 import pickle
 import sys
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from enum import Enum
@@ -24,6 +26,7 @@ __all__ = [
     "Payloads",
     "PickleSerializer",
     "Serializer",
+    "SignedPickleSerializer",
     "UnserializableError",
 ]
 
@@ -389,6 +392,51 @@ class PickleSerializer:
         return pickle.loads(data)  # noqa: S301 - opt-in; the database is trusted by config
 
 
+class SignedPickleSerializer:
+    """Pickle whose every payload carries an HMAC-SHA256 under a key the database never sees.
+
+    A payload whose MAC does not verify under one of the keys is refused before unpickling, so
+    whoever can write rows but does not hold a key cannot make a process run code. The first
+    key signs; every key verifies (list a new key first to rotate, drop the old one once no
+    unfinished workflow holds payloads it signed). The MAC proves who wrote the bytes, not
+    where: a holder of write access could copy one signed payload over another.
+
+    Args:
+        keys: Secret keys, each at least `MIN_KEY_BYTES` long.
+    """
+
+    name = "signed-pickle"
+    MIN_KEY_BYTES = 16
+    _MAC_BYTES = hashlib.sha256().digest_size
+
+    def __init__(self, keys: Sequence[bytes]) -> None:
+        if not keys or any(len(key) < self.MIN_KEY_BYTES for key in keys):
+            raise ValueError(f"signing keys must be at least {self.MIN_KEY_BYTES} bytes long")
+        self._keys = tuple(keys)
+        self._pickle = PickleSerializer()
+
+    def dumps(self, value: Any) -> bytes:
+        """Pickles `value` and puts the MAC of the pickle in front of it."""
+        data = self._pickle.dumps(value)
+        return hmac.digest(self._keys[0], data, hashlib.sha256) + data
+
+    def loads(self, data: bytes) -> Any:
+        """Unpickles `data` if its MAC verifies under one of the keys.
+
+        Raises:
+            DBOSSerializationError: The MAC does not verify; nothing was unpickled.
+        """
+        mac, body = data[: self._MAC_BYTES], data[self._MAC_BYTES :]
+        for key in self._keys:
+            if hmac.compare_digest(mac, hmac.digest(key, body, hashlib.sha256)):
+                return self._pickle.loads(body)
+        raise DBOSSerializationError(
+            "its signature does not verify under any configured pickle_signing_key, so it was "
+            "not unpickled: the row was not written by a process holding the key (or it was "
+            "altered). Configure the key that wrote it; never disable signing to read it."
+        )
+
+
 _JSON = JsonSerializer()
 _CODEC_SUFFIX = "+codec"
 
@@ -413,15 +461,33 @@ class Payloads:
     Args:
         serializer: Writes every new payload; its name is the recorded format.
         codec: Optional transform (e.g. encryption) applied after serializing.
+        pickle_keys: Keys of signed pickle: with them pickle is written signed, signed rows
+            are read whatever the serializer, and unsigned pickle rows are never read.
     """
 
-    def __init__(self, serializer: Serializer, codec: PayloadCodec | None = None) -> None:
+    def __init__(
+        self,
+        serializer: Serializer,
+        codec: PayloadCodec | None = None,
+        *,
+        pickle_keys: Sequence[bytes] = (),
+    ) -> None:
+        if pickle_keys and isinstance(serializer, PickleSerializer):
+            serializer = SignedPickleSerializer(pickle_keys)  # with a key, pickle is signed
         self._serializer = serializer
         self._codec = codec
+        self._pickle_keys = tuple(pickle_keys)
         self.format: str = serializer.name + (_CODEC_SUFFIX if codec is not None else "")
         # Pickle only when chosen: unpickling a row runs whatever code the row names, so a
         # process configured for JSON never reads one (whoever can write a row could run code).
         self._readers: dict[str, Serializer] = {"json": _JSON, serializer.name: serializer}
+        if pickle_keys:  # signed rows are safe to read; unsigned ones no longer are
+            self._readers.pop(PickleSerializer.name, None)
+            self._readers[SignedPickleSerializer.name] = (
+                serializer
+                if isinstance(serializer, SignedPickleSerializer)
+                else SignedPickleSerializer(pickle_keys)
+            )
 
     def in_format(self, fmt: str, *, workflow_id: str | None = None) -> Payloads:
         """Payloads that write in ``fmt``: a workflow's output keeps the format of its row.
@@ -440,7 +506,9 @@ class Payloads:
                 "this process cannot write. Configure the same serializer (and payload_codec) "
                 "as the process that started it."
             )
-        return Payloads(serializer, self._codec if needs_codec else None)
+        return Payloads(
+            serializer, self._codec if needs_codec else None, pickle_keys=self._pickle_keys
+        )
 
     def encode(self, value: Any, *, what: str, workflow_id: str | None = None) -> bytes:
         """Serializes `value` for storage in `self.format`.
@@ -537,11 +605,20 @@ class Payloads:
     def _unwrap(self, data: bytes, fmt: str, where: str) -> tuple[Serializer, bytes]:
         name = fmt.removesuffix(_CODEC_SUFFIX)
         reader = self._readers.get(name)
-        if reader is None and name == "pickle":
+        if reader is None and name == PickleSerializer.name:
             raise DBOSSerializationError(
-                f"Cannot read the {where}: it was stored with pickle, and this process reads "
-                "pickle only when configured to, because unpickling runs the code a row names. "
-                'Read it from a process configured with serializer="pickle".'
+                f"Cannot read the {where}: it was stored as an unsigned pickle, which this "
+                "process does not read, because unpickling runs the code a row names"
+                + (
+                    " and pickle_signing_key is configured: only signed rows are trusted."
+                    if self._pickle_keys
+                    else '. Read it from a process configured with serializer="pickle".'
+                )
+            )
+        if reader is None and name == SignedPickleSerializer.name:
+            raise DBOSSerializationError(
+                f"Cannot read the {where}: it was stored as a signed pickle. Configure "
+                "pickle_signing_key (the key that signed it) to read it."
             )
         if reader is None:
             raise DBOSSerializationError(

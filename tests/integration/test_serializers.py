@@ -259,3 +259,39 @@ def test_custom_serializer_object(launch: Callable[..., None], db_url: str) -> N
     assert row.serialization == "reversed-json"
     assert json.loads(bytes(row.output)[::-1]) == {"ab": 2, "cde": 3}
     assert DBOS.retrieve_workflow("custom").get_result() == {"ab": 2, "cde": 3}
+
+
+def test_signed_pickle_round_trips_and_rotates_keys(
+    launch: Callable[..., None], db_url: str
+) -> None:
+    old_key, new_key = "the first key, 32 bytes long...!", b"the second key, as bytes, 32B..!"
+    launch(serializer="pickle", pickle_signing_key=old_key)
+
+    @DBOS.step()
+    def double(item: Opaque) -> Opaque:
+        return Opaque(item.value * 2)
+
+    @DBOS.workflow()
+    def flow(item: Opaque) -> Opaque:
+        return double(item)
+
+    with SetWorkflowID("signed-old"):
+        assert flow(Opaque(2)) == Opaque(4)
+    row = workflow_row(db_url, "signed-old")
+    assert row.serialization == "signed-pickle"
+    assert [r.serialization for r in step_rows(db_url, "signed-old")] == ["signed-pickle"]
+
+    # Rotation: the new key signs, the old one still verifies.
+    launch(serializer="pickle", pickle_signing_key=[new_key, old_key])
+    with SetWorkflowID("signed-new"):
+        assert flow(Opaque(5)) == Opaque(10)
+    assert DBOS.retrieve_workflow("signed-old").get_result() == Opaque(4)
+    # A JSON process holding the keys reads signed rows: they cannot run a stranger's code.
+    launch(pickle_signing_key=[new_key])
+    assert DBOS.retrieve_workflow("signed-new").get_result() == Opaque(10)
+    with pytest.raises(DBOSSerializationError, match="signature does not verify") as refused:
+        DBOS.retrieve_workflow("signed-old").get_result()  # signed with a key dropped since
+    assert "signed-old" in str(refused.value)
+    launch()  # no key: signed rows are not read
+    with pytest.raises(DBOSSerializationError, match="Configure pickle_signing_key"):
+        DBOS.retrieve_workflow("signed-new").get_result()

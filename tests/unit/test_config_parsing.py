@@ -31,6 +31,7 @@ def test_config_keys_are_the_documented_ones() -> None:
         "executor_id",
         "application_version",
         "serializer",
+        "pickle_signing_key",
         "payload_codec",
         "max_executor_threads",
         "notification_listener_polling_interval_sec",
@@ -72,6 +73,9 @@ def test_unknown_key_is_named_with_the_accepted_keys() -> None:
         ({"name": "app", "serializer": "yaml"}, "serializer", "pickle"),
         ({"name": "app", "serializer": object()}, "serializer", "dumps"),
         ({"name": "app", "payload_codec": "rot13"}, "payload_codec", "encode"),
+        ({"name": "app", "pickle_signing_key": 42}, "pickle_signing_key", "at least 16 bytes"),
+        ({"name": "app", "pickle_signing_key": []}, "pickle_signing_key", "list of them"),
+        ({"name": "app", "pickle_signing_key": ["k" * 16, b""]}, "pickle_signing_key", "bytes"),
         ({"name": "app", "max_executor_threads": 0}, "max_executor_threads", ">= 1"),
         ({"name": "app", "max_executor_threads": True}, "max_executor_threads", ">= 1"),
         ({"name": "app", "log_level": "LOUD"}, "log_level", "DEBUG"),
@@ -130,6 +134,14 @@ def test_serializer_choices() -> None:
     assert isinstance(parse_config({"name": "a", "serializer": "json"}).serializer, JsonSerializer)
     custom = JsonSerializer()
     assert parse_config({"name": "a", "serializer": custom}).serializer is custom
+
+
+def test_a_short_signing_key_is_refused_without_being_echoed() -> None:
+    with pytest.raises(DBOSInitializationError, match="a key is 6 bytes long") as caught:
+        parse_config({"name": "a", "pickle_signing_key": "hunter"})
+    assert "hunter" not in str(caught.value)
+    keys = parse_config({"name": "a", "pickle_signing_key": ["k" * 16, b"\x00" * 20]})
+    assert keys.pickle_signing_keys == (b"k" * 16, b"\x00" * 20)
 
 
 SPEC_ERRORS = (

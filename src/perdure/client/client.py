@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from typing_extensions import TypedDict, Unpack
@@ -26,7 +26,7 @@ from perdure.execution.notifier import Notifier
 from perdure.management import StepInfo, WorkflowManager
 from perdure.management.filters import ListWorkflowFilters, QueuedWorkflowFilters
 from perdure.messaging.operations import Messaging
-from perdure.messaging.wakeups import deliver
+from perdure.messaging.wakeups import WakeUps
 from perdure.serialization import PayloadCodec, Payloads, Serializer
 from perdure.storage.records import (
     QueuePlacement,
@@ -66,6 +66,7 @@ class DBOSClient:
         serializer: How to read and write payloads: ``"json"`` (default), ``"pickle"`` or a
             `Serializer`; rows are read by the format recorded with them.
         payload_codec: The application's payload codec, if it configured one.
+        pickle_signing_key: The application's pickle signing key(s), if it configured them.
 
     Raises:
         DBOSInitializationError: Unreachable database, missing or too new schema, bad URL.
@@ -77,6 +78,7 @@ class DBOSClient:
         *,
         serializer: str | Serializer | None = None,
         payload_codec: PayloadCodec | None = None,
+        pickle_signing_key: str | bytes | Sequence[str | bytes] | None = None,
     ) -> None:
         url = system_database_url or os.environ.get(SYSTEM_DATABASE_URL_ENV)
         if not url:
@@ -90,16 +92,17 @@ class DBOSClient:
                 "system_database_url": url,
                 "serializer": serializer,
                 "payload_codec": payload_codec,
+                "pickle_signing_key": pickle_signing_key,
             }
         )
-        self._payloads = Payloads(settings.serializer, settings.payload_codec)
+        self._payloads = Payloads(
+            settings.serializer, settings.payload_codec, pickle_keys=settings.pickle_signing_keys
+        )
         self._store = open_existing_store(settings.system_database_url)
         self._manager = WorkflowManager(self._store, self._payloads)
         self._notifier = notifier = Notifier(settings.notification_listener_polling_interval_sec)
         # Waits (get_result, get_event, read_stream) wake on Postgres notifications, not polling.
-        self._listener = self._store.listen(
-            lambda note: deliver(notifier, note), notifier.signal_all
-        )
+        self._listener = self._store.listen(WakeUps(notifier), notifier.signal_all)
         self._messaging = Messaging(self._store, self._payloads, notifier)
 
     def destroy(self) -> None:

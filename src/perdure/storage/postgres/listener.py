@@ -74,11 +74,15 @@ class NotificationListener:
                     self._gap()  # anything written while we were not listening
                     self._listen(conn)
             except psycopg.Error as exc:
-                self.reconnects += 1
                 logger.warning("Notification listener lost its connection (%s); reconnecting", exc)
-                self._gap()
-                self._stop.wait(delay)  # back-off before reconnecting
-                delay = min(delay * 2, 2.0)
+            except Exception:  # e.g. a note the driver cannot decode: this thread must live on
+                logger.exception("Notification listener failed; reconnecting")
+            else:
+                continue  # stopped
+            self.reconnects += 1
+            self._gap()
+            self._stop.wait(delay)  # back-off before reconnecting
+            delay = min(delay * 2, 2.0)
 
     def _listen(self, conn: psycopg.Connection[Any]) -> None:
         pinged = time.monotonic()

@@ -1,0 +1,2 @@
+-- Version 10 makes PostgreSQL's notifications hints that carry no data. SQLite has no
+-- notifications (waiters in one process are woken in memory), so nothing changes here.
