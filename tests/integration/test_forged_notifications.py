@@ -49,18 +49,25 @@ def test_forged_notifications_neither_deliver_a_message_nor_stop_the_listener(
     DBOS.launch()
     try:
         runtime = DBOS._runtime
-        assert runtime is not None and runtime.wake_ups is not None
+        assert runtime is not None
+        assert runtime.wake_ups is not None
         handle = DBOS.start_workflow(approval)
         wid = handle.workflow_id
         wait_until(lambda: run_sql(postgres_url, "SELECT COUNT(*) FROM {p}recv_waiters")[0][0] == 1)
-        [(position,)] = run_sql(
-            postgres_url, "SELECT function_id FROM {p}recv_waiters WHERE workflow_id = :w", w=wid
+        [(position, token)] = run_sql(
+            postgres_url,
+            "SELECT function_id, owner_token FROM {p}recv_waiters WHERE workflow_id = :w",
+            w=wid,
         )
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            intruder.execute("SELECT * FROM perdure.notifications")
+        for table in ("notifications", "notification_key"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                intruder.execute(f"SELECT * FROM perdure.{table}")
         forged = base64.b64encode(b'"forged"').decode()
+        signed = f"recv|{wid}|{position}|{token}|{base64.b64encode(b'json').decode()}|{forged}"
         notes = [
-            f"recv|{wid}|{position}|json|{forged}",  # the format of hand-offs before hints
+            f"recv|{wid}|{position}|json|{forged}",  # the unsigned format of earlier versions
+            f"{signed}|{'0' * 64}",  # the signed format, with a MAC made without the key
+            f"{signed}|",
             f"recv|{wid}|{position}",  # a hint of a message never sent
             f"msg|{wid}|decision",
             "*",
@@ -83,7 +90,10 @@ def test_forged_notifications_neither_deliver_a_message_nor_stop_the_listener(
         )
         assert received[0][0] == 0
         listener = runtime._listener
-        assert listener is not None and getattr(listener, "reconnects", 0) == 0
+        assert listener is not None
+        assert getattr(listener, "reconnects", 0) == 0
+        notes_read = runtime._store.database.notes  # this process counted the forged MACs
+        assert notes_read.forged == 2
 
         # A real send from elsewhere (a client: only a notification reaches this process).
         client = DBOSClient(postgres_url)

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from perdure.storage import Store, open_store
-from perdure.storage.records import Delivery, Payload, StreamEntry, new_owner_token
+from perdure.storage.records import (
+    Delivery,
+    HandedMessage,
+    Payload,
+    StreamEntry,
+    new_owner_token,
+)
+from tests.integration.system_tables import run_sql
 from tests.storage.store_helpers import (
     RECV,
     recv_step,
@@ -262,3 +271,44 @@ def test_concurrent_writers_of_one_stream_get_distinct_offsets(store: Store) -> 
     assert sorted(e.value.data or b"" for e in entries) == sorted(
         b"%d-%d" % (w, n) for w in range(writers) for n in range(writes)
     )
+
+
+@pytest.mark.single_backend("postgres", reason="only PostgreSQL notifies: SQLite waiters poll")
+def test_a_hand_off_notifies_its_message_signed_for_the_receiving_owner(postgres_url: str) -> None:
+    store = open_store(postgres_url)
+    store.migrate()
+    notes: list[tuple[str, HandedMessage | None]] = []
+    marker = threading.Event()
+
+    def on_note(name: str, handed: HandedMessage | None) -> None:
+        notes.append((name, handed))
+        if name == "marker":
+            marker.set()
+
+    listening = store.listen(on_note, lambda: None)
+    try:
+        for workflow_id in ("w", "a|b"):  # an ID with the separator in it
+            token = start(store, workflow_id)
+            assert store.receive_message(workflow_id, "t", recv_step(workflow_id, 0, token)) is None
+            assert send(store, f"m-{workflow_id}", b'"hi"', to=workflow_id).handed_to == 0
+        long_token = start(store, "long")
+        assert store.receive_message("long", "t", recv_step("long", 0, long_token)) is None
+        assert send(store, "m-long", b"x" * 5000, to="long").handed_to == 0
+        run_sql(postgres_url, "NOTIFY perdure, 'marker'")  # delivered after the rest, in order
+        assert marker.wait(30)
+        handed = {name: value for name, value in notes if name.startswith("recv|")}
+        assert handed == {
+            "recv|w|0": HandedMessage(Payload(b'"hi"', "json"), store_token(store, "w")),
+            "recv|a|b|0": HandedMessage(Payload(b'"hi"', "json"), store_token(store, "a|b")),
+            "recv|long|0": None,  # too long to carry: the receiver reads its step
+        }
+    finally:
+        if listening is not None:
+            listening.stop()
+        store.close()
+
+
+def store_token(store: Store, workflow_id: str) -> int:
+    row = store.get_workflow(workflow_id)
+    assert row is not None
+    return row.owner_token

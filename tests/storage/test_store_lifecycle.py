@@ -13,6 +13,7 @@ import pytest
 from perdure.error import DBOSInitializationError, DBOSSystemDatabaseError
 from perdure.storage import Store, open_store
 from perdure.storage.migrations import Migration, load_migrations, pending_migrations
+from perdure.storage.records import HandedMessage
 from tests.integration.system_tables import run_sql
 from tests.storage.store_helpers import start, step_row
 
@@ -174,11 +175,12 @@ def test_sqlite_has_no_notifications(sqlite_url: str) -> None:
 @pytest.mark.single_backend("postgres", reason="only PostgreSQL has notifications (NOTIFY)")
 def test_postgres_notifications_reach_the_listener(postgres_url: str) -> None:
     store = open_store(postgres_url)
-    notes: list[str] = []
+    store.migrate()
+    notes: list[tuple[str, HandedMessage | None]] = []
     noted, gap = threading.Event(), threading.Event()
 
-    def on_note(note: str) -> None:
-        notes.append(note)
+    def on_note(name: str, handed: HandedMessage | None) -> None:
+        notes.append((name, handed))
         noted.set()
 
     listening = store.listen(on_note, gap.set)
@@ -187,7 +189,7 @@ def test_postgres_notifications_reach_the_listener(postgres_url: str) -> None:
         assert gap.wait(30)  # connected: what was written before may have been missed
         run_sql(postgres_url, "NOTIFY perdure, 'x'")
         assert noted.wait(30)
-        assert notes == ["x"]
+        assert notes == [("x", None)]
     finally:
         if listening is not None:
             listening.stop()

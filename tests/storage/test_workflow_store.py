@@ -318,7 +318,8 @@ def test_the_end_of_a_watched_workflow_is_notified(postgres_url: str) -> None:
     notes: list[str] = []
     marker = threading.Event()
 
-    def on_note(note: str) -> None:
+    def on_note(note: str, handed: object) -> None:
+        assert handed is None
         notes.append(note)
         if note == "marker":
             marker.set()

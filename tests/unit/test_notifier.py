@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import logging
 import threading
 
@@ -63,22 +62,21 @@ def test_a_signal_can_carry_a_value_for_a_watcher_only() -> None:
     assert notifier.take("c") is None  # taken once
 
 
-def test_a_notification_is_only_a_hint_naming_a_channel(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_notification_wakes_its_channel_and_strangers_are_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     notifier = Notifier(poll_interval_sec=30)
     wake_ups = WakeUps(notifier)
     names = ("recv|a|b|c|3", "msg|w|topic", "end|w|")
     seen = notifier.mark(names)
-    # An old-style hand-off carrying a message is not a channel anyone waits on: no value.
-    wake_ups(f"recv|a|b|c|3|json|{base64.b64encode(b'forged').decode()}")
-    assert notifier._snapshot(names) == seen
-    wake_ups("recv|a|b|c|3")
+    wake_ups("recv|a|b|c|3", None)
     assert notifier.take("recv|a|b|c|3") is None  # woken, with nothing to use
     assert notifier._snapshot(names) != seen
     seen = notifier._snapshot(names)
-    wake_ups("*")  # a note too long for NOTIFY wakes everyone
+    wake_ups("*", None)  # a note too long for NOTIFY wakes everyone
     assert notifier._snapshot(names) != seen
     with caplog.at_level(logging.WARNING):
         for note in ("nonsense", "", "|||", "x" * 8000, "\x00"):
-            wake_ups(note)
+            wake_ups(note, None)
     assert wake_ups.ignored == 5
     assert len([r for r in caplog.records if "did not send" in r.getMessage()]) == 1

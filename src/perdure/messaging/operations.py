@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, cast
+from typing import Any
 
 from perdure.clock import now_ms
 from perdure.error import (
@@ -26,7 +26,7 @@ from perdure.execution.notifier import Notifier, channel
 from perdure.execution.steps import wake_time
 from perdure.execution.workflow import WorkflowEngine, refused_error
 from perdure.serialization import Payloads
-from perdure.storage.records import Payload, StepRow, WorkflowStatusString
+from perdure.storage.records import HandedMessage, Payload, StepRow, WorkflowStatusString
 from perdure.storage.store import Store, WriteRefused
 
 SEND = "DBOS.send"
@@ -209,12 +209,13 @@ class Messaging:
         handed_off = channel("recv", ctx.workflow_id, str(position))
 
         def receive() -> Payload | None:
-            handed = self.notifier.take(handed_off)  # a sender here or a notification left it
-            if handed is not None:
-                return cast(Payload, handed)
-            return self.store.receive_message(
-                ctx.workflow_id, topic, self._step(ctx, position, RECV)
-            )
+            step = self._step(ctx, position, RECV)
+            handed = self.notifier.take(handed_off)
+            if isinstance(handed, Payload):  # a sender in this process handed it over
+                return handed
+            if isinstance(handed, HandedMessage) and handed.owner_token == step.owner_token:
+                return handed.payload  # signed by the database, for this execution
+            return self.store.receive_message(ctx.workflow_id, topic, step)
 
         names = (channel("msg", ctx.workflow_id, topic or ""), handed_off, _cancel(ctx))
         return _Wait(ctx, position, names, receive, deadline)

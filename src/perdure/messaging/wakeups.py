@@ -1,9 +1,10 @@
-"""What a PostgreSQL notification wakes in this process: a hint, never a value.
+"""What a PostgreSQL notification wakes in this process: a channel, perhaps with a message.
 
 Any role that can connect may send a notification on any channel, so a note is trusted only as
-"look again": it names the channel of what changed ("<kind>|<workflow>|<key>") and the waiters
-of that channel re-read the database. A note of a kind Perdure never sends, or one a waiter
-could not match, changes nothing. The database sends "*" when a note would be too long.
+"look again": its channel's waiters re-read the database. The storage layer passes a value
+along only when the note was signed by the database (a hand-off's message), and the receiver
+uses it only if it names the receiver's own owner token. A note of a kind Perdure never sends
+changes nothing.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import threading
 
 from perdure.execution.notifier import Notifier
 from perdure.logs import get_logger
+from perdure.storage.records import HandedMessage
 
 logger = get_logger(__name__)
 
@@ -21,7 +23,7 @@ WAKE_ALL = "*"
 
 
 class WakeUps:
-    """Hands each notification to the notifier as a hint; reports the first stranger note."""
+    """Hands each notification to the notifier; reports the first stranger note."""
 
     def __init__(self, notifier: Notifier) -> None:
         self._notifier = notifier
@@ -33,13 +35,13 @@ class WakeUps:
         """How many notes were not of a kind Perdure sends."""
         return self._ignored
 
-    def __call__(self, note: str) -> None:
-        if note == WAKE_ALL:
+    def __call__(self, name: str, handed: HandedMessage | None) -> None:
+        if name == WAKE_ALL:
             self._notifier.signal_all()
-        elif note.partition("|")[0] in KINDS:
-            self._notifier.signal(note)
+        elif name.partition("|")[0] in KINDS:
+            self._notifier.signal(name, handed)
         else:
-            self._ignore(note)
+            self._ignore(name)
 
     def _ignore(self, note: str) -> None:
         with self._lock:

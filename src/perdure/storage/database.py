@@ -30,7 +30,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from perdure.error import DBOSSystemDatabaseError
 from perdure.storage.records import ExecutorRecord
-from perdure.storage.store import Listening, Liveness
+from perdure.storage.store import Listening, Liveness, NoteHandler
 
 T = TypeVar("T")
 Params = Sequence[Any]
@@ -223,9 +223,7 @@ class Database(abc.ABC):
         """Which of other processes' lock ``keys`` nobody holds: their holders are gone."""
 
     @abc.abstractmethod
-    def listen(
-        self, on_note: Callable[[str], None], on_gap: Callable[[], None]
-    ) -> Listening | None:
+    def listen(self, on_note: NoteHandler, on_gap: Callable[[], None]) -> Listening | None:
         """See `Store.listen`."""
 
     @abc.abstractmethod

@@ -142,6 +142,15 @@ class Payload:
 
 
 @dataclass(frozen=True)
+class HandedMessage:
+    """A message handed to a receiver's position, as an authenticated notification carried it:
+    valid only for the execution holding ``owner_token`` (a later one reads its step)."""
+
+    payload: Payload
+    owner_token: int
+
+
+@dataclass(frozen=True)
 class Delivery:
     """What `Store.send_message` did with a message.
 

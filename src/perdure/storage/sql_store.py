@@ -36,7 +36,7 @@ from perdure.storage.sql import (
     schedules,
     workflows,
 )
-from perdure.storage.store import Listening, Liveness
+from perdure.storage.store import Listening, Liveness, NoteHandler
 
 
 class SqlStore:
@@ -65,9 +65,7 @@ class SqlStore:
     def close(self) -> None:
         self.database.close()
 
-    def listen(
-        self, on_note: Callable[[str], None], on_gap: Callable[[], None]
-    ) -> Listening | None:
+    def listen(self, on_note: NoteHandler, on_gap: Callable[[], None]) -> Listening | None:
         return self.database.listen(on_note, on_gap)
 
     @contextmanager

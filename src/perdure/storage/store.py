@@ -23,6 +23,7 @@ from typing import Protocol
 from perdure.storage.records import (
     Delivery,
     ExecutorRecord,
+    HandedMessage,
     Occupancy,
     Payload,
     QueueClaim,
@@ -66,6 +67,10 @@ class Liveness(Protocol):
         """Release the lock and the connection."""
 
 
+# Receives each notification: its channel, and the message it carried if authenticated.
+NoteHandler = Callable[[str, HandedMessage | None], None]
+
+
 class Listening(Protocol):
     """A running subscription to the database's notifications."""
 
@@ -92,12 +97,15 @@ class Store(Protocol):
     def close(self) -> None:
         """Release connections. Calls in flight or made later raise `DBOSSystemDatabaseError`."""
 
-    def listen(
-        self, on_note: Callable[[str], None], on_gap: Callable[[], None]
-    ) -> Listening | None:
+    def listen(self, on_note: NoteHandler, on_gap: Callable[[], None]) -> Listening | None:
         """Deliver the database's notifications (PostgreSQL's NOTIFY) to ``on_note``, and call
         ``on_gap`` whenever some may have been missed (a reconnect). None where the backend
-        has no notifications (SQLite): waiters poll for other processes' writes there."""
+        has no notifications (SQLite): waiters poll for other processes' writes there.
+
+        A note is a hint: the channel of what changed ("<kind>|<workflow>|<key>", or "*" for
+        everything). Anyone who can connect can send one, so it carries a value only when
+        authenticated: a hand-off's message, under a key only readers of Perdure's tables
+        hold (else None)."""
 
     def hold_connection(self) -> AbstractContextManager[None]:
         """While open, this thread's statements reuse one connection (a workflow's steps)."""

@@ -30,8 +30,10 @@ from perdure.storage.postgres.connect import (
     wait_until_reachable,
 )
 from perdure.storage.postgres.listener import NotificationListener
+from perdure.storage.postgres.notes import NoteReader
 from perdure.storage.records import STEP_COLUMNS, ExecutorRecord
 from perdure.storage.sql import executors
+from perdure.storage.store import NoteHandler
 from perdure.storage.urls import redact_url
 
 T = TypeVar("T")
@@ -138,6 +140,7 @@ class PostgresDatabase(Database):
         self.url = url
         self.conninfo = psycopg_conninfo(url)
         self._held = threading.local()
+        self.notes = NoteReader(None)  # replaced by `listen`, with the database's key
         wait_until_reachable(url, create=create, wait_sec=connect_wait_sec)
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             self.conninfo,
@@ -216,10 +219,13 @@ class PostgresDatabase(Database):
         statement, flat = _chain_statement(self.dialect, chain, params)
         return self._execute(statement, flat)
 
-    def listen(
-        self, on_note: Callable[[str], None], on_gap: Callable[[], None]
-    ) -> NotificationListener:
-        listener = NotificationListener(self.conninfo, on_note, on_gap)
+    def listen(self, on_note: NoteHandler, on_gap: Callable[[], None]) -> NotificationListener:
+        # The key that signs hand-off notes (migration 0010); read once, never logged.
+        key = self.run(f"SELECT key FROM {SCHEMA}.notification_key").rows
+        self.notes = NoteReader(bytes(key[0][0]) if key else None)
+        listener = NotificationListener(
+            self.conninfo, lambda note: on_note(*self.notes.read(note)), on_gap
+        )
         listener.start()
         return listener
 

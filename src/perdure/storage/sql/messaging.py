@@ -102,15 +102,17 @@ def _send(mode: str) -> Chain:
                 "w.function_id, m.recv_step_name, m.message, NULL, NULL, m.serialization, "
                 "m.created_at_epoch_ms, m.created_at_epoch_ms, w.owner_token "
                 "FROM {@m} m, {@waiter} w WHERE 1 = 1 "
-                "ON CONFLICT (workflow_id, function_id) DO NOTHING RETURNING function_id",
+                "ON CONFLICT (workflow_id, function_id) DO NOTHING "
+                "RETURNING function_id, owner_token",
             ),
             # No ON CONFLICT here: a duplicate sent concurrently fails the whole statement
             # (undoing the hand-off), and the retry finds the duplicate.
             Part(
                 "handed_message",
-                f"INSERT INTO {{p}}notifications ({_MESSAGE_COLS}, consumed, handed_to) "
-                f"SELECT m.message_id, m.destination_id, m.topic, m.message, m.serialization, "
-                "m.created_at_epoch_ms, 1, h.function_id FROM {@m} m, {@handed} h "
+                f"INSERT INTO {{p}}notifications ({_MESSAGE_COLS}, consumed, handed_to, "
+                "handed_token) SELECT m.message_id, m.destination_id, m.topic, m.message, "
+                "m.serialization, m.created_at_epoch_ms, 1, h.function_id, h.owner_token "
+                "FROM {@m} m, {@handed} h "
                 "RETURNING 1 AS one",
             ),
             Part(

@@ -14,7 +14,7 @@ from perdure.error import DBOSInitializationError
 from perdure.storage.migrations import created_tables, load_migrations, pending_migrations
 from perdure.storage.records import ExecutorRecord
 from perdure.storage.sql import executors
-from perdure.storage.store import Listening
+from perdure.storage.store import Listening, NoteHandler
 
 try:
     import fcntl
@@ -232,9 +232,7 @@ class SqliteDatabase(Database):
     def free_lock_keys(self, keys: tuple[int, ...]) -> set[int]:
         return self.lock_file.free(keys)
 
-    def listen(
-        self, on_note: Callable[[str], None], on_gap: Callable[[], None]
-    ) -> Listening | None:
+    def listen(self, on_note: NoteHandler, on_gap: Callable[[], None]) -> Listening | None:
         """SQLite has no notifications: waiters poll for other processes' writes."""
         return None
 

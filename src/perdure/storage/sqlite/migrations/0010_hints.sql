@@ -1,2 +1,3 @@
--- Version 10 makes PostgreSQL's notifications hints that carry no data. SQLite has no
--- notifications (waiters in one process are woken in memory), so nothing changes here.
+-- The owner token of the execution a message was handed to: PostgreSQL's signed hand-off
+-- notification names it (SQLite has no notifications; the column keeps one schema for both).
+ALTER TABLE notifications ADD COLUMN handed_token INTEGER;
