@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypedDict, cast
 
 from typing_extensions import NotRequired
@@ -18,6 +18,7 @@ from perdure.serialization import (
     Serializer,
     SignedPickleSerializer,
 )
+from perdure.storage.urls import scheme_of
 
 SYSTEM_DATABASE_URL_ENV = "PERDURE_SYSTEM_DATABASE_URL"
 
@@ -59,7 +60,7 @@ class AdminServerSettings:
 
     host: str = "127.0.0.1"
     port: int = 3001
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -67,13 +68,14 @@ class Settings:
     """Validated configuration with every default filled in."""
 
     name: str
-    system_database_url: str
-    application_database_url: str
+    # Never in a repr: a URL may hold a password (show them through `redact_url`).
+    system_database_url: str = field(repr=False)
+    application_database_url: str = field(repr=False)
     executor_id: str
     application_version: str
     serializer: Serializer
     # Keys of signed pickle (the first signs, all verify); empty: pickle is unsigned.
-    pickle_signing_keys: tuple[bytes, ...]
+    pickle_signing_keys: tuple[bytes, ...] = field(repr=False)
     payload_codec: PayloadCodec | None
     max_executor_threads: int
     notification_listener_polling_interval_sec: float
@@ -106,9 +108,10 @@ def _check_url(key: str, url: object) -> str:
     if not isinstance(url, str) or not url.startswith(
         ("sqlite:///", "postgresql://", "postgres://", "postgresql+psycopg://")
     ):
+        shown = repr(url) if not isinstance(url, str) else f"a URL starting {scheme_of(url)!r}"
         raise _fail(
             key,
-            f"{url!r} is not a supported database URL",
+            f"{shown} is not a supported database URL",  # never the URL: it may hold a password
             "'sqlite:///path/to/file.sqlite' or 'postgresql://user:password@host:port/database'",
         )
     return url

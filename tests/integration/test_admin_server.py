@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -11,13 +14,16 @@ import sys
 import threading
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.error import HTTPError
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import pytest
 
 from perdure import DBOS, Queue, SetWorkflowID
+from perdure.admin import server as server_module
+from perdure.admin.server import MAX_CONNECTIONS, dashboard_page
 from perdure.error import DBOSInitializationError
 from tests.fixtures.app import make_config, wait_until
 
@@ -242,19 +248,31 @@ def test_admin_settings_are_checked(db_url: str) -> None:
     DBOS.destroy(destroy_registry=True)
 
 
-def test_perdure_dashboard_serves_a_database(dbos: type[DBOS], db_url: str) -> None:
+@pytest.mark.parametrize("token_from", ["env", "file", "flag"])
+def test_perdure_dashboard_serves_a_database(
+    dbos: type[DBOS], db_url: str, token_from: str, tmp_path: Path
+) -> None:
     @DBOS.workflow()
     def hello() -> str:
         return "hi"
 
     with SetWorkflowID("hello-1"):
         hello()
-    env = {**os.environ, "PERDURE_ADMIN_TOKEN": TOKEN}
+    env = {k: v for k, v in os.environ.items() if k != "PERDURE_ADMIN_TOKEN"}
     command = [
         *(sys.executable, "-c", "from perdure.cli.main import main; main()"),
         *("--db", db_url, "dashboard", "--port", "0"),
     ]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as server:
+    if token_from == "env":  # noqa: S105 - where the token comes from
+        env["PERDURE_ADMIN_TOKEN"] = TOKEN
+    elif token_from == "file":  # noqa: S105
+        (tmp_path / "token").write_text(TOKEN + "\n")
+        command += ["--token-file", str(tmp_path / "token")]
+    else:
+        command += ["--token", TOKEN]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    ) as server:
         try:
             assert server.stdout is not None
             line = server.stdout.readline()
@@ -266,3 +284,76 @@ def test_perdure_dashboard_serves_a_database(dbos: type[DBOS], db_url: str) -> N
         finally:
             server.send_signal(signal.SIGTERM)
             assert server.wait(20) == 0
+        assert server.stderr is not None
+        warned = "visible to other users" in server.stderr.read()
+        assert warned == (token_from == "flag")  # noqa: S105
+
+
+def response_headers(url: str, method: str = "GET", **headers: str) -> tuple[int, Any]:
+    """The status and headers of one request."""
+    request = urllib.request.Request(url, headers=headers, method=method)  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:  # noqa: S310 - local
+            return response.status, response.headers
+    except HTTPError as error:
+        return error.code, error.headers
+
+
+def test_no_response_can_be_framed_or_sniffed(admin: str) -> None:
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    for url, method, headers, expected in [
+        (f"{admin}/", "GET", {}, 200),
+        (f"{admin}/healthz", "GET", bearer, 200),
+        (f"{admin}/healthz", "GET", {}, 401),
+        (f"{admin}/nowhere", "GET", bearer, 404),
+        (f"{admin}/workflows/x/cancel", "POST", {**bearer, "Content-Type": "text/plain"}, 415),
+    ]:
+        status, got = response_headers(url, method, **headers)
+        assert status == expected
+        assert got["X-Frame-Options"] == "DENY"
+        assert got["X-Content-Type-Options"] == "nosniff"
+        assert "frame-ancestors 'none'" in got["Content-Security-Policy"]
+    # The page runs its own script and style, and nothing else.
+    page = urllib.request.urlopen(f"{admin}/", timeout=20)  # noqa: S310 - local
+    html, policy = page.read(), page.headers["Content-Security-Policy"]
+    for tag in (b"script", b"style"):
+        [block] = re.findall(rb"<" + tag + rb">(.*?)</" + tag + rb">", html, flags=re.S)
+        digest = base64.b64encode(hashlib.sha256(block).digest()).decode()
+        assert f"{tag.decode()}-src 'sha256-{digest}'" in policy
+    assert "unsafe-inline" not in policy
+    assert "default-src 'none'" in policy
+
+
+def test_connections_beyond_the_cap_are_refused_and_silent_ones_dropped(
+    admin: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server_module._Handler, "timeout", 3.0)
+    host, port = urlsplit(admin).hostname, urlsplit(admin).port
+    assert host is not None
+    silent = [socket.create_connection((host, port), timeout=20) for _ in range(MAX_CONNECTIONS)]
+    try:
+        # Accepted in order: the next connection finds every slot taken.
+        with socket.create_connection((host, port), timeout=20) as extra:
+            extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            answer = extra.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 503"), answer
+        # A client that sends nothing is dropped after the socket timeout.
+        for connection in silent:
+            assert connection.recv(1024) == b""
+    finally:
+        for connection in silent:
+            connection.close()
+    assert call(f"{admin}/healthz")[0] == 200  # the slots are free again
+
+
+def test_the_dashboard_asks_before_every_change() -> None:
+    page = dashboard_page().decode()
+    # Every request that changes something is made by act(), and only after confirm().
+    assert page.count('method: "POST"') == 1
+    act = page[page.index("async function act(action)") :]
+    act = act[: act.index("\n}\n")]
+    assert 'method: "POST"' in act
+    assert act.index("if (!confirm(question)) return;") < act.index('method: "POST"')
+    for action in ("cancel", "resume", "fork"):
+        assert f'"{action}"' in page
+    assert "button.onclick = () => act(action);" in page

@@ -178,3 +178,17 @@ def test_error_hierarchy() -> None:
         else:
             assert issubclass(cls, DBOSException), name
     assert len(codes) == len(SPEC_ERRORS)  # one code per error class
+
+
+def test_settings_never_show_their_secrets() -> None:
+    settings = parse_config(
+        {
+            "name": "a",
+            "system_database_url": "postgresql://app:url-secret@db/x",
+            "pickle_signing_key": "key-secret-of-16-bytes",
+            "admin_server": {"token": "token-secret", "host": "0.0.0.0"},  # noqa: S104
+        }
+    )
+    shown = repr(settings)
+    for secret in ("url-secret", "key-secret", "token-secret"):
+        assert secret not in shown

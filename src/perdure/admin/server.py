@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 import hmac
 import json
 import re
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -194,8 +197,46 @@ def dashboard_page() -> bytes:
     return resources.files("perdure.admin").joinpath("dashboard.html").read_bytes()
 
 
+def _inline_hashes(page: bytes, tag: bytes) -> str:
+    """CSP sources allowing exactly the page's own inline ``<tag>`` blocks, by SHA-256."""
+    blocks = re.findall(rb"<" + tag + rb">(.*?)</" + tag + rb">", page, flags=re.S)
+    return " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(block).digest()).decode() + "'"
+        for block in blocks
+    )
+
+
+# Nothing may frame a page of this server (clickjacking), guess a content type, or load
+# anything but the page's own script and style and its calls to this API.
+API_POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+
+@functools.cache
+def page_policy() -> str:
+    """The Content-Security-Policy of the dashboard page."""
+    page = dashboard_page()
+    return (
+        f"default-src 'none'; script-src {_inline_hashes(page, b'script')}; "
+        f"style-src {_inline_hashes(page, b'style')}; connect-src 'self'; img-src 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    )
+
+
+SECURITY_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+# A client that stops sending or reading for this long is dropped (a slow-loris cannot
+# hold a thread); at most this many connections are served at once, the rest refused (503).
+SOCKET_TIMEOUT_SEC = 30.0
+MAX_CONNECTIONS = 32
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    timeout = SOCKET_TIMEOUT_SEC  # applied to the connection's socket
 
     def do_GET(self) -> None:
         self._serve("GET")
@@ -208,7 +249,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = url.path.rstrip("/") or "/"
         if method == "GET" and path in ("/", "/dashboard"):
             # The page holds no data; it asks for the token when the API answers 401.
-            self._send(Reply(HTTPStatus.OK, dashboard_page(), "text/html; charset=utf-8"))
+            page = Reply(HTTPStatus.OK, dashboard_page(), "text/html; charset=utf-8")
+            self._send(page, policy=page_policy())
             return
         try:
             self._authorize()
@@ -293,12 +335,14 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(HTTPStatus.BAD_REQUEST, "The body must be a JSON object.")
         return body
 
-    def _send(self, reply: Reply) -> None:
+    def _send(self, reply: Reply, policy: str = API_POLICY) -> None:
         data = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(len(data)))
-        self.send_header("Cache-Control", "no-store")
+        self.send_header("Content-Security-Policy", policy)
+        for name, value in SECURITY_HEADERS.items():
+            self.send_header(name, value)
         if reply.status == HTTPStatus.UNAUTHORIZED:
             self.send_header("WWW-Authenticate", "Bearer")
         self.end_headers()
@@ -310,11 +354,48 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 2 * MAX_CONNECTIONS  # the listen backlog: over the cap gets a 503
 
     def __init__(self, address: tuple[str, int], api: AdminApi, token: str | None) -> None:
         super().__init__(address, _Handler)
         self.api = api
         self.token = token
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.refused = 0
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.refused += 1
+            _refuse(request)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)  # a thread serves it
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+def _refuse(connection: socket.socket) -> None:
+    """Answer 503 on a connection over the cap, without reading it or giving it a thread."""
+    body = b'{"error": "Too many connections to the admin server; retry shortly."}'
+    head = (
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n"
+        f"Content-Security-Policy: {API_POLICY}\r\nX-Frame-Options: DENY\r\n"
+        "X-Content-Type-Options: nosniff\r\n\r\n"
+    )
+    try:
+        connection.settimeout(1.0)
+        connection.sendall(head.encode() + body)
+    except OSError:
+        logger.debug("Admin server: could not answer a refused connection")
 
 
 class AdminServer:
