@@ -127,6 +127,9 @@ def test_bad_requests_get_a_clear_error(admin: str) -> None:
         ("/workflows?status=DONE", 400, "Unknown status 'DONE'"),
         ("/workflows?limit=many", 400, "limit='many'"),
         ("/workflows?start_time=yesterday", 400, "yesterday"),
+        ("/workflows?offset=99999999999999999999", 400, "up to 9007199254740992"),
+        ("/workflows?name=a%00b", 400, "name contains a NUL character"),
+        ("/workflows/a%00b", 400, "id contains a NUL character"),
         ("/nothing-here", 404, "No such endpoint"),
     ):
         got, body = call(admin + path)

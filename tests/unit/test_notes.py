@@ -9,7 +9,7 @@ import logging
 import secrets
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from perdure.storage.postgres.notes import NoteReader
@@ -58,7 +58,6 @@ def test_a_forged_or_altered_hand_off_is_only_a_hint(caplog: pytest.LogCaptureFi
     assert NoteReader(None).read(genuine) == ("recv|w|3", None)  # no key: nothing trusted
 
 
-@settings(max_examples=300, deadline=None)
 @given(st.text(max_size=300))
 def test_any_text_reads_as_a_channel_without_a_value(note: str) -> None:
     channel, handed = NoteReader(KEY).read(note)
@@ -66,7 +65,6 @@ def test_any_text_reads_as_a_channel_without_a_value(note: str) -> None:
     assert isinstance(channel, str)
 
 
-@settings(max_examples=200, deadline=None)
 @given(
     channel=st.builds(
         lambda wf, pos: f"recv|{wf}|{pos}", st.text(max_size=50), st.integers(0, 10**6)

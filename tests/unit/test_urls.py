@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from perdure.config import parse_config
@@ -43,7 +43,6 @@ SECRET = st.text(
 )
 
 
-@settings(max_examples=300, deadline=None)
 @given(password=SECRET, in_query=st.booleans())
 def test_no_password_survives_redaction(password: str, in_query: bool) -> None:
     encoded = quote(password, safe="")

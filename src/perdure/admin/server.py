@@ -24,6 +24,7 @@ from perdure.error import (
     DBOSException,
     DBOSInitializationError,
     DBOSNonExistentWorkflowError,
+    DBOSSystemDatabaseError,
 )
 from perdure.logs import get_logger
 from perdure.management import WorkflowManager
@@ -32,8 +33,10 @@ from perdure.management.views import jsonable, queue_view, workflow_summary
 
 logger = get_logger(__name__)
 
-# The most rows one listing returns; the dashboard pages with offset.
+# The most rows one listing returns; the dashboard pages with offset (up to a bound every
+# database's integers hold).
 MAX_LIST_LIMIT = 1000
+MAX_OFFSET = 2**53
 # Listing filters passed on as given (times are parsed, and checked, by the manager).
 _TEXT_FILTERS = (
     "name", "queue_name", "workflow_id_prefix", "app_version", "user", "start_time", "end_time",
@@ -110,7 +113,7 @@ class AdminApi:
         }
         for key in _TEXT_FILTERS:
             if query.get(key):
-                filters[key] = query[key][0]
+                filters[key] = _text(key, query[key][0])
         try:
             found = self._manager.list_workflows(**filters)
         except ValueError as exc:  # a malformed start_time / end_time
@@ -142,15 +145,22 @@ class AdminApi:
             raise ApiError(
                 HTTPStatus.BAD_REQUEST,
                 f"Fork of {workflow_id!r}: 'start_step' must be the position (an integer >= 0) "
-                f"of the first step to run again, got {start_step!r}.",
+                f"of the first step to run again, got {start_step!r:.80}.",
             )
         options = {k: body.get(k) for k in ("application_version", "new_workflow_id")}
         for key, value in options.items():
             if value is not None and not isinstance(value, str):
                 raise ApiError(
                     HTTPStatus.BAD_REQUEST,
-                    f"Fork of {workflow_id!r}: {key!r} must be a string, got {value!r}.",
+                    f"Fork of {workflow_id!r}: {key!r} must be a string, got {value!r:.80}.",
                 )
+            if value is not None:
+                _text(key, value)
+        if start_step > MAX_OFFSET:
+            raise ApiError(
+                HTTPStatus.BAD_REQUEST,
+                f"Fork of {workflow_id!r}: 'start_step' {start_step} is beyond any workflow.",
+            )
         forked = self._manager.fork_workflow(workflow_id, start_step, **options)
         return Reply(HTTPStatus.CREATED, workflow_summary(self._status(forked)))
 
@@ -170,16 +180,22 @@ class AdminApi:
         return status
 
 
-def _int(query: dict[str, list[str]], key: str, default: int, *, high: int | None = None) -> int:
+def _int(query: dict[str, list[str]], key: str, default: int, *, high: int = MAX_OFFSET) -> int:
     if not query.get(key):
         return default
     text = query[key][0]
-    if not text.isdigit() or (high is not None and int(text) > high):
-        limit = f" up to {high}" if high is not None else ""
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > high:
         raise ApiError(
-            HTTPStatus.BAD_REQUEST, f"{key}={text!r}: give a whole number from 0{limit}."
+            HTTPStatus.BAD_REQUEST, f"{key}={text[:40]!r}: give a whole number from 0 up to {high}."
         )
     return int(text)
+
+
+def _text(key: str, value: str) -> str:
+    """A text value from a request; NUL, which no database column can hold, is refused."""
+    if "\x00" in value:
+        raise ApiError(HTTPStatus.BAD_REQUEST, f"{key} contains a NUL character; remove it.")
+    return value
 
 
 def _flag(query: dict[str, list[str]], key: str, *, default: bool) -> bool:
@@ -263,6 +279,9 @@ class _Handler(BaseHTTPRequestHandler):
             reply = Reply(HTTPStatus.NOT_FOUND, {"error": str(exc)})
         except DBOSConflictingWorkflowError as exc:
             reply = Reply(HTTPStatus.CONFLICT, {"error": str(exc)})
+        except DBOSSystemDatabaseError as exc:  # the database failed, not the request
+            logger.warning("Admin server: %s %s: %s", method, url.path, exc)
+            reply = Reply(HTTPStatus.SERVICE_UNAVAILABLE, {"error": str(exc)})
         except DBOSException as exc:  # refused by the manager: a state that does not allow it
             reply = Reply(HTTPStatus.CONFLICT, {"error": str(exc)})
         except Exception:
@@ -301,7 +320,7 @@ class _Handler(BaseHTTPRequestHandler):
             if match is None:
                 continue
             if route_method == method:  # IDs may hold any character, percent-encoded
-                return route, {k: unquote(v) for k, v in match.groupdict().items()}
+                return route, {k: _text(k, unquote(v)) for k, v in match.groupdict().items()}
             allowed.append(route_method)
         if allowed:
             raise ApiError(
