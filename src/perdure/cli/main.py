@@ -6,6 +6,7 @@ import sys
 from collections.abc import Sequence
 
 import click
+import psycopg
 
 from perdure.cli.dashboard import dashboard
 from perdure.cli.executors import executor
@@ -15,6 +16,7 @@ from perdure.cli.workflows import workflow
 from perdure.config import SYSTEM_DATABASE_URL_ENV
 from perdure.error import DBOSException
 from perdure.storage import open_store, redact_url
+from perdure.storage.postgres.roles import grant_app_role
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,9 +35,15 @@ def cli(ctx: click.Context, db_url: str | None, as_json: bool) -> None:
 
 
 @cli.command()
+@click.option(
+    "-r",
+    "--app-role",
+    help="PostgreSQL role the application connects as: given the rights running workflows "
+    "needs (reading and writing rows), and no right to alter Perdure's tables.",
+)
 @pass_target
-def migrate(target: Target) -> None:
-    """Create or upgrade the system database schema."""
+def migrate(target: Target, app_role: str | None) -> None:
+    """Create or upgrade the system database schema (run as the role that owns it)."""
     url = target.url()
     store = open_store(url, max_connections=2, wait_limit_sec=10.0, connect_wait_sec=0.0)
     try:
@@ -43,6 +51,15 @@ def migrate(target: Target) -> None:
     finally:
         store.close()
     click.echo(f"System database {redact_url(url)} is migrated.")
+    if app_role is None:
+        return
+    if url.startswith("sqlite:"):
+        raise click.UsageError("--app-role is for PostgreSQL: SQLite has no roles.")
+    try:
+        grant_app_role(url, app_role)
+    except psycopg.Error as exc:
+        raise click.ClickException(f"Could not grant role {app_role!r} its rights: {exc}") from exc
+    click.echo(f"Role {app_role!r} may run workflows (it may not alter Perdure's tables).")
 
 
 @cli.command()

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from perdure.error import DBOSInitializationError
+from perdure.error import DBOSInitializationError, DBOSSystemDatabaseError
 from perdure.storage.database import (
     Chain,
     Database,
@@ -40,6 +40,7 @@ T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 SCHEMA = "perdure"
+INSUFFICIENT_PRIVILEGE = "42501"
 # Any constant works: it only has to be the same for every Perdure process.
 MIGRATION_LOCK_KEY = 0x7065_7264_7572
 # How long a statement waits for a pool connection before it is retried (with a log line).
@@ -266,25 +267,42 @@ class PostgresDatabase(Database):
             self._held.value = held  # takes a connection again at its next statement
 
     def migrate(self) -> None:
-        def apply(tx: Tx) -> None:
-            # Serialises concurrent launches; released when this transaction ends.
-            tx.run("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK_KEY,))
-            tx.run(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-            table = f"{SCHEMA}.schema_migrations"
-            tx.run(f"CREATE TABLE IF NOT EXISTS {table} (version INTEGER PRIMARY KEY)")
-            current = tx.run(f"SELECT COALESCE(MAX(version), 0) FROM {SCHEMA}.schema_migrations")
-            todo = pending_migrations(
-                load_migrations("postgres"), current.rows[0][0], url=redact_url(self.url)
-            )
-            for migration in todo:
-                for statement in migration.statements:
-                    tx.run(statement)
-                tx.run(
-                    f"INSERT INTO {SCHEMA}.schema_migrations (version) VALUES (?)",
-                    (migration.version,),
-                )
+        # A schema already current needs no DDL: an application role without the right to
+        # create anything (the owner ran `perdure migrate`) launches with reads alone.
+        current = self.schema_version()
+        if current is not None and not pending_migrations(
+            load_migrations("postgres"), current, url=redact_url(self.url)
+        ):
+            return
+        try:
+            self.transaction(self._apply_migrations)
+        except DBOSSystemDatabaseError as exc:
+            if exc.sqlstate != INSUFFICIENT_PRIVILEGE:
+                raise
+            raise DBOSInitializationError(
+                f"The system database {redact_url(self.url)} needs its schema created or "
+                f"upgraded (to version {load_migrations('postgres')[-1].version}), and this "
+                f"role may not do it ({exc}). Run `perdure --db <owner URL> migrate --app-role "
+                "<this role>` as the role that owns the schema, then launch again."
+            ) from exc
 
-        self.transaction(apply)
+    def _apply_migrations(self, tx: Tx) -> None:
+        # Serialises concurrent launches; released when this transaction ends.
+        tx.run("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK_KEY,))
+        tx.run(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+        table = f"{SCHEMA}.schema_migrations"
+        tx.run(f"CREATE TABLE IF NOT EXISTS {table} (version INTEGER PRIMARY KEY)")
+        current = tx.run(f"SELECT COALESCE(MAX(version), 0) FROM {SCHEMA}.schema_migrations")
+        todo = pending_migrations(
+            load_migrations("postgres"), current.rows[0][0], url=redact_url(self.url)
+        )
+        for migration in todo:
+            for statement in migration.statements:
+                tx.run(statement)
+            tx.run(
+                f"INSERT INTO {SCHEMA}.schema_migrations (version) VALUES (?)",
+                (migration.version,),
+            )
 
     def reset(self) -> None:
         self.transaction(lambda tx: tx.run(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
