@@ -103,6 +103,13 @@ def test_a_stored_pickle_never_runs_code(
     def inbox() -> object:
         return DBOS.recv("t", timeout_seconds=30)
 
+    @DBOS.workflow()
+    def ticking(scheduled: object, context: object) -> None:
+        pass
+
+    DBOS.create_schedule(
+        schedule_name="nightly", workflow_fn=ticking, schedule="0 3 * * *", context={"a": 1}
+    )
     with SetWorkflowID("victim"):
         victim(1)
     with SetWorkflowID("errored"), pytest.raises(ValueError, match="workflow error"):
@@ -115,6 +122,7 @@ def test_a_stored_pickle_never_runs_code(
         ("operation_outputs", ("output", "error"), "workflow_id = 'victim'"),
         ("workflow_events", ("value",), "workflow_id = 'victim'"),
         ("streams", ("value",), "workflow_id = 'victim'"),
+        ("schedules", ("context",), "schedule_name = 'nightly'"),
     ):
         sets = ", ".join(f"{c} = CASE WHEN {c} IS NULL THEN NULL ELSE :b END" for c in columns)
         changed = run_sql(
@@ -145,6 +153,9 @@ def test_a_stored_pickle_never_runs_code(
             read()
         assert repr(workflow_id.strip()) in str(refused.value)
         assert not marker.exists()
+    with pytest.raises(DBOSSerializationError, match=says) as refused:
+        DBOS.list_schedules()
+    assert "'nightly'" in str(refused.value)
 
     # A workflow receiving the forged message fails with the same clear error.
     with SetWorkflowID("inbox"):

@@ -66,7 +66,11 @@ class Database:
                 return conn.execute(sql, params).fetchall()
             finally:
                 conn.close()
-        with psycopg.connect(psycopg_conninfo(self.url), autocommit=True) as pg:
+        with psycopg.connect(psycopg_conninfo(self.url)) as pg:  # one transaction, committed
+            if sql.startswith("CREATE TABLE IF NOT EXISTS"):
+                # Two programs starting at once can both pass PostgreSQL's IF NOT EXISTS and
+                # one fails on the catalog: creators of a table take turns.
+                pg.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (sql,))
             cursor = pg.execute(sql.replace("?", "%s"), params)  # type: ignore[arg-type]  # built from constants
             return cursor.fetchall() if cursor.description is not None else []
 
