@@ -10,6 +10,7 @@ from typing import Any, TypedDict, cast
 
 from typing_extensions import NotRequired
 
+from perdure.config_compat import IGNORED_KEYS, TRANSLATED_KEYS, translate
 from perdure.error import DBOSInitializationError
 from perdure.serialization import (
     JsonSerializer,
@@ -44,9 +45,43 @@ class DBOSConfig(TypedDict):
     enable_otlp: NotRequired[bool | None]
     otlp_traces_endpoints: NotRequired[list[str] | None]
     admin_server: NotRequired[Mapping[str, Any] | None]
+    # Keys of DBOS Transact, honoured: the PostgreSQL pool's size, whether to LISTEN for
+    # notifications (else waiters poll), whether launch migrates (else it checks the schema).
+    sys_db_pool_size: NotRequired[int | None]
+    use_listen_notify: NotRequired[bool | None]
+    run_migrations: NotRequired[bool | None]
+    # DBOS 2.x keys, translated: database_url (the application database), the admin server.
+    database_url: NotRequired[str | None]
+    run_admin_server: NotRequired[bool | None]
+    admin_port: NotRequired[int | None]
+    # DBOS keys Perdure accepts and ignores (one warning names those set): see config_compat.
+    sys_db_polling_concurrency: NotRequired[Any]
+    db_engine_kwargs: NotRequired[Any]
+    dbos_system_schema: NotRequired[Any]
+    system_database_engine: NotRequired[Any]
+    console_log_level: NotRequired[Any]
+    otlp_log_level: NotRequired[Any]
+    otlp_logs_endpoints: NotRequired[Any]
+    otlp_attributes: NotRequired[Any]
+    otel_attribute_format: NotRequired[Any]
+    notification_coalesce_sec: NotRequired[Any]
+    kafka_queue_polling_interval_sec: NotRequired[Any]
+    enable_patching: NotRequired[Any]
+    sys_db_idle_transaction_timeout_sec: NotRequired[Any]
+    observability_query_timeout_sec: NotRequired[Any]
+    conductor_key: NotRequired[Any]
+    conductor_url: NotRequired[Any]
+    conductor_executor_metadata: NotRequired[Any]
+    conductor_metadata_only_mode: NotRequired[Any]
+    transact_enterprise_key: NotRequired[Any]
+    auto_upgrade: NotRequired[Any]
+    auto_upgrade_interval_sec: NotRequired[Any]
+    auto_upgrade_grace_sec: NotRequired[Any]
+    sharding: NotRequired[Any]
 
 
-_KNOWN_KEYS = frozenset(DBOSConfig.__annotations__)
+# Perdure's own keys and the DBOS keys it honours natively (the rest: config_compat).
+_KNOWN_KEYS = frozenset(DBOSConfig.__annotations__) - IGNORED_KEYS - TRANSLATED_KEYS
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -88,6 +123,11 @@ class Settings:
     admin_server: AdminServerSettings | None = None
     enable_otlp: bool = False
     otlp_traces_endpoints: tuple[str, ...] = ()
+    # PostgreSQL connections (None: as many as threads need); LISTEN for notifications; migrate
+    # at launch (else only check the schema is current).
+    sys_db_pool_size: int | None = None
+    use_listen_notify: bool = True
+    run_migrations: bool = True
 
 
 def _fail(key: str, problem: str, accepted: str) -> DBOSInitializationError:
@@ -163,6 +203,22 @@ def _signing_keys(value: object) -> tuple[bytes, ...]:
     if not parsed:
         raise _fail("pickle_signing_key", "the list of keys is empty", _KEY_ACCEPTED)
     return tuple(parsed)
+
+
+def _optional_count(config: Mapping[str, Any], key: str) -> int | None:
+    value = config.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise _fail(key, f"{value!r} is not a positive integer", "int >= 1")
+    return value
+
+
+def _flag(config: Mapping[str, Any], key: str, *, default: bool) -> bool:
+    value = config.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise _fail(key, f"{value!r} is not True or False", "True or False")
+    return value
 
 
 def _optional_str(config: Mapping[str, Any], key: str) -> str | None:
@@ -243,12 +299,7 @@ def parse_config(config: Mapping[str, Any]) -> Settings:
         raise DBOSInitializationError(
             f"DBOS(config=...) expects a dict such as {{'name': 'my-app'}}, got {config!r}."
         )
-    unknown = sorted(set(config) - _KNOWN_KEYS)
-    if unknown:
-        raise DBOSInitializationError(
-            f"Unknown DBOS config key(s) {', '.join(map(repr, unknown))}. Accepted keys: "
-            f"{', '.join(sorted(_KNOWN_KEYS))}."
-        )
+    config = translate(config, _KNOWN_KEYS)
     name = config.get("name")
     if not isinstance(name, str) or not name.strip():
         raise _fail("name", f"{name!r} is missing or empty", "a non-empty application name")
@@ -304,6 +355,9 @@ def parse_config(config: Mapping[str, Any]) -> Settings:
         system_database_wait_sec=_positive_number(config, "system_database_wait_sec", 60.0),
         log_level=log_level.upper() if log_level else None,
         admin_server=parse_admin_server(config.get("admin_server")),
+        sys_db_pool_size=_optional_count(config, "sys_db_pool_size"),
+        use_listen_notify=_flag(config, "use_listen_notify", default=True),
+        run_migrations=_flag(config, "run_migrations", default=True),
         enable_otlp=enable_otlp,
         otlp_traces_endpoints=otlp_endpoints,
     )

@@ -33,6 +33,7 @@ from perdure.queues.queue import QueueDirectory, QueueSpec
 from perdure.scheduling.scheduler import DeclaredSchedules, Scheduler
 from perdure.serialization import Payloads
 from perdure.storage import open_store, redact_url
+from perdure.storage.migrations import check_version
 from perdure.storage.store import Listening, Store
 
 logger = get_logger(__name__)
@@ -81,11 +82,19 @@ class Runtime:
         settings = self.settings
         store = open_store(
             settings.system_database_url,
-            max_connections=settings.max_executor_threads + 4,
+            max_connections=settings.sys_db_pool_size or settings.max_executor_threads + 4,
             connect_wait_sec=settings.system_database_wait_sec,
         )
         try:
-            store.migrate()
+            if settings.run_migrations:
+                store.migrate()
+            else:  # the schema is someone else's to create: only check it is current
+                check_version(
+                    store.schema_version(),
+                    "sqlite" if store.url.startswith("sqlite:") else "postgres",
+                    url=redact_url(store.url),
+                    require_current=True,
+                )
             if settings.enable_otlp:  # before any thread starts: missing packages fail here
                 self._tracing = Tracing(settings.name, settings.otlp_traces_endpoints)
             self._app_db = ApplicationDatabase(
@@ -102,7 +111,8 @@ class Runtime:
         self._pool = WorkerPool(settings.max_executor_threads, name="perdure-workflow")
         self.notifier = notifier = Notifier(settings.notification_listener_polling_interval_sec)
         self.wake_ups = WakeUps(notifier)
-        self._listener = store.listen(self.wake_ups, notifier.signal_all)
+        if settings.use_listen_notify:  # else waiters poll for other processes' writes
+            self._listener = store.listen(self.wake_ups, notifier.signal_all)
         self._engine = WorkflowEngine(
             store=store,
             payloads=Payloads(

@@ -9,6 +9,7 @@ import pytest
 
 from perdure import DBOS, DBOSConfig, error
 from perdure.config import SYSTEM_DATABASE_URL_ENV, parse_config
+from perdure.config_compat import IGNORED_KEYS, TRANSLATED_KEYS
 from perdure.error import (
     DBOSException,
     DBOSInitializationError,
@@ -24,26 +25,35 @@ def _no_url_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_config_keys_are_the_documented_ones() -> None:
-    assert set(DBOSConfig.__annotations__) == {
-        "name",
-        "system_database_url",
-        "application_database_url",
-        "executor_id",
-        "application_version",
-        "serializer",
-        "pickle_signing_key",
-        "payload_codec",
-        "max_executor_threads",
-        "notification_listener_polling_interval_sec",
-        "scheduler_polling_interval_sec",
-        "heartbeat_interval_sec",
-        "dead_executor_timeout_sec",
-        "system_database_wait_sec",
-        "log_level",
-        "enable_otlp",
-        "otlp_traces_endpoints",
-        "admin_server",
-    }
+    assert (
+        set(DBOSConfig.__annotations__)
+        == {
+            "name",
+            "system_database_url",
+            "application_database_url",
+            "executor_id",
+            "application_version",
+            "serializer",
+            "pickle_signing_key",
+            "payload_codec",
+            "max_executor_threads",
+            "notification_listener_polling_interval_sec",
+            "scheduler_polling_interval_sec",
+            "heartbeat_interval_sec",
+            "dead_executor_timeout_sec",
+            "system_database_wait_sec",
+            "log_level",
+            "enable_otlp",
+            "otlp_traces_endpoints",
+            "admin_server",
+            # DBOS keys honoured natively
+            "sys_db_pool_size",
+            "use_listen_notify",
+            "run_migrations",
+        }
+        | IGNORED_KEYS
+        | TRANSLATED_KEYS
+    )
 
 
 def test_unknown_key_is_named_with_the_accepted_keys() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from perdure.error import DBOSInitializationError
 from perdure.storage import Store, open_store, redact_url
-from perdure.storage.migrations import load_migrations
+from perdure.storage.migrations import check_version
 
 # How long a client's call keeps retrying while the system database is unreachable: a client
 # serves a caller (a request handler, a script) that should hear of an outage, not hang.
@@ -64,15 +64,4 @@ def _check_schema(store: Store, url: str) -> None:
         raise DBOSInitializationError(
             f"Cannot read the schema version of the system database {shown}: {exc}"
         ) from exc
-    if version is None:
-        raise DBOSInitializationError(
-            f"The system database {shown} has no Perdure schema. Launch the application once, "
-            "or run `perdure migrate --db URL`, to create it."
-        )
-    migrations = load_migrations(backend_of(url))
-    known = migrations[-1].version if migrations else 0
-    if version > known:
-        raise DBOSInitializationError(
-            f"The system database {shown} has schema version {version}, newer than the "
-            f"{known} this version of Perdure understands. Upgrade the perdure package."
-        )
+    check_version(version, backend_of(url), url=shown, require_current=False)

@@ -73,3 +73,27 @@ def pending_migrations(migrations: list[Migration], current: int, *, url: str) -
             f"{latest} this version of Perdure understands. Upgrade the perdure package."
         )
     return [m for m in migrations if m.version > current]
+
+
+def check_version(version: int | None, backend: str, *, url: str, require_current: bool) -> None:
+    """Refuse a database this code cannot use without migrating it.
+
+    Args:
+        version: Its applied migration number (None: no Perdure schema).
+        backend: "sqlite" or "postgres".
+        url: The database, as shown in messages (redacted).
+        require_current: Also refuse an older schema (a process that runs workflows on it);
+            a client or the CLI reads older schemas.
+    """
+    if version is None:
+        raise DBOSInitializationError(
+            f"The system database {url} has no Perdure schema. Run `perdure --db URL migrate` "
+            "(or launch once with run_migrations left on) to create it."
+        )
+    pending = pending_migrations(load_migrations(backend), version, url=url)
+    if pending and require_current:
+        raise DBOSInitializationError(
+            f"The system database {url} has schema version {version}; this version of Perdure "
+            f"needs {pending[-1].version}, and run_migrations is False. Run `perdure --db URL "
+            "migrate` as the role that owns the schema, or launch with run_migrations on."
+        )
