@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from perdure import DBOS, Queue, SetEnqueueOptions
+from perdure import DBOS, Queue, SetEnqueueOptions, WorkflowStatusString
 from perdure.error import DBOSQueueDeduplicatedError
 from tests.fixtures.app import wait_until
 from tests.integration.queue_timeline import Timeline
@@ -97,9 +97,14 @@ def test_delayed_enqueue_does_not_start_before_its_delay(dbos: type[DBOS]) -> No
     began = time.monotonic()
     with SetEnqueueOptions(delay_seconds=0.6):
         handle = queue.enqueue(flow)
-    assert handle.get_status().status == "ENQUEUED"
+    # Reported DELAYED until its time (as DBOS 3.4 does), and listed so.
+    assert handle.get_status().status == WorkflowStatusString.DELAYED
     queue.enqueue(prompt).get_result()  # the queue is served meanwhile; the delayed one waits
-    assert handle.get_status().status == "ENQUEUED"
+    assert handle.get_status().status == "DELAYED"
+    delayed = [w.workflow_id for w in DBOS.list_workflows(status="DELAYED")]
+    enqueued = [w.workflow_id for w in DBOS.list_workflows(status="ENQUEUED")]
+    assert (delayed, enqueued) == ([handle.workflow_id], [])
+    assert [w.workflow_id for w in DBOS.list_queued_workflows()] == [handle.workflow_id]
     handle.get_result()
     assert started[0] - began >= 0.6
     # Woken for its time, not after an idle back-off of several polling intervals.

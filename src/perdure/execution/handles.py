@@ -6,12 +6,14 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from perdure.clock import now_ms
 from perdure.error import DBOSNonExistentWorkflowError
 from perdure.execution.context import current_workflow
 from perdure.execution.steps import RetryPolicy, run_step, run_step_async
 from perdure.execution.workflow import ActiveWorkflow, WorkflowEngine
 from perdure.serialization import Payloads
 from perdure.storage.records import WorkflowRow
+from perdure.storage.records import WorkflowStatusString as S
 
 R = TypeVar("R")
 
@@ -59,9 +61,12 @@ def decode_status(payloads: Payloads, row: WorkflowRow) -> WorkflowStatus:
         else None
     )
     error = payloads.decode_error(row.error, fmt, workflow_id=wid) if row.error else None
+    status = row.status
+    if status == S.ENQUEUED and row.not_before_epoch_ms and row.not_before_epoch_ms > now_ms():
+        status = S.DELAYED  # stored as ENQUEUED with the time it may start
     return WorkflowStatus(
         workflow_id=wid,
-        status=row.status,
+        status=status,
         name=row.name,
         class_name=row.class_name,
         config_name=row.config_name,

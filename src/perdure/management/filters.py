@@ -15,10 +15,11 @@ STATUSES = (
     S.SUCCESS,
     S.ERROR,
     S.ENQUEUED,
+    S.DELAYED,
     S.CANCELLED,
     S.MAX_RECOVERY_ATTEMPTS_EXCEEDED,
 )
-QUEUED_STATUSES = (S.ENQUEUED, S.PENDING)
+QUEUED_STATUSES = (S.ENQUEUED, S.DELAYED, S.PENDING)
 
 TimeBound = str | datetime | int | None
 OneOrMany = str | Sequence[str] | None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, replace
+from enum import Enum
 
 
 def new_owner_token() -> int:
@@ -15,15 +16,28 @@ def new_owner_token() -> int:
     return secrets.randbits(62) + 1
 
 
-class WorkflowStatusString:
-    """The status strings stored in ``workflow_status.status``."""
+class WorkflowStatusString(str, Enum):
+    """A workflow's status, as ``WorkflowStatus.status`` and listings' filters give it.
+
+    An Enum, as in DBOS (``WorkflowStatusString.ENQUEUED.value``), whose members are also the
+    strings themselves (``status == WorkflowStatusString.SUCCESS`` compares with the stored
+    text). ``DELAYED`` is reported for an enqueued workflow whose delay has not passed; it is
+    stored as ``ENQUEUED`` with the time it may start.
+    """
 
     PENDING = "PENDING"
     SUCCESS = "SUCCESS"
     ERROR = "ERROR"
     ENQUEUED = "ENQUEUED"
+    DELAYED = "DELAYED"
     CANCELLED = "CANCELLED"
     MAX_RECOVERY_ATTEMPTS_EXCEEDED = "MAX_RECOVERY_ATTEMPTS_EXCEEDED"
+
+    def __str__(self) -> str:
+        return str(self.value)  # "SUCCESS" in messages and f-strings, on every Python version
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
 
 
 TERMINAL_STATUSES = (

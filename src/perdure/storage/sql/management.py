@@ -16,6 +16,7 @@ from perdure.storage.records import (
     WorkflowQuery,
     WorkflowRow,
 )
+from perdure.storage.records import WorkflowStatusString as S
 from perdure.storage.sql.rows import WF_COLS, WF_MARKS, marks, workflow_params, workflow_row
 
 # Statuses a workflow can still move on from; garbage collection never deletes these.
@@ -139,6 +140,26 @@ def list_workflows(db: Database, query: WorkflowQuery) -> list[WorkflowRow]:
     return [workflow_row(r) for r in db.run(text, params).rows]
 
 
+def _status_condition(
+    statuses: tuple[str, ...] | None, conditions: list[str], params: list[Any]
+) -> None:
+    # DELAYED is stored as ENQUEUED with a start time still ahead (by the database's clock);
+    # ENQUEUED then means one free to start.
+    if statuses is None:
+        return
+    stored = [s for s in statuses if s not in (S.ENQUEUED, S.DELAYED)]
+    parts = [f"status IN ({marks(len(stored))})"] if stored else []
+    params.extend(stored)
+    if S.ENQUEUED in statuses:
+        parts.append(
+            "(status = 'ENQUEUED' AND (not_before_epoch_ms IS NULL "
+            "OR not_before_epoch_ms <= {now}))"
+        )
+    if S.DELAYED in statuses:
+        parts.append("(status = 'ENQUEUED' AND not_before_epoch_ms > {now})")
+    conditions.append("(" + " OR ".join(parts) + ")" if parts else "1 = 0")
+
+
 def listing(query: WorkflowQuery, *, collate: str) -> tuple[str, list[Any]]:
     """The SELECT of a listing and its parameters (``collate``: the dialect's binary order)."""
     skipped = (INPUT_COLUMNS if not query.with_inputs else frozenset()) | (
@@ -154,7 +175,7 @@ def listing(query: WorkflowQuery, *, collate: str) -> tuple[str, list[Any]]:
             params.extend(values)
 
     any_of("workflow_id", query.workflow_ids)
-    any_of("status", query.statuses)
+    _status_condition(query.statuses, conditions, params)
     any_of("name", query.names)
     any_of("app_version", query.app_versions)
     any_of("authenticated_user", query.users)
