@@ -78,7 +78,7 @@ def test_interleaved_async_workflows_on_one_loop_share_its_connection(dbos: type
 
     assert asyncio.run(main()) == [1, 14, 24, 34]
     for i in range(1, 4):
-        assert [s.function_id for s in DBOS.list_workflow_steps(f"follower-{i}")] == [0, 1, 2, 3]
+        assert [s["function_id"] for s in DBOS.list_workflow_steps(f"follower-{i}")] == [0, 1, 2, 3]
 
 
 def test_async_workflow_error_keeps_its_type(dbos: type[DBOS]) -> None:

@@ -76,7 +76,7 @@ def test_client_lists_retrieves_and_cancels(client: DBOSClient) -> None:
     assert client.list_queued_workflows() == []
     assert client.retrieve_workflow("done").get_result() == 42
     assert client.retrieve_workflow("done").get_status().output == 42
-    assert [s.function_id for s in client.list_workflow_steps("running")] == []
+    assert [s["function_id"] for s in client.list_workflow_steps("running")] == []
 
     client.cancel_workflow("running")
     gate.set()

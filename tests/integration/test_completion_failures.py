@@ -119,4 +119,4 @@ def test_a_system_failure_inside_a_step_is_not_the_steps_recorded_error(
     assert handle.get_result() == "sent"  # resumed; the step ran again and sent this time
     assert receiver.get_result() == "hello"
     steps = DBOS.list_workflow_steps("sender-1")
-    assert [(s.function_name, s.error) for s in steps] == [(notify.__qualname__, None)]
+    assert [(s["function_name"], s["error"]) for s in steps] == [(notify.__qualname__, None)]

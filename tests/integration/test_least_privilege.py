@@ -94,7 +94,7 @@ def test_the_application_role_runs_workflows_but_cannot_alter_the_schema(
             handle = DBOS.start_workflow(parent)
         DBOS.send("parent", 100, "bonus")
         assert handle.get_result() == 106
-        children = [s.child_workflow_id for s in DBOS.list_workflow_steps("parent")]
+        children = [s["child_workflow_id"] for s in DBOS.list_workflow_steps("parent")]
         first_child = next(c for c in children if c)
         assert DBOS.get_event(first_child, "half") is not None
         assert len(list(DBOS.read_stream(first_child, "progress"))) == 1

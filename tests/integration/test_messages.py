@@ -198,7 +198,7 @@ def test_a_blocked_receiver_is_handed_the_message_once(
     DBOS.send("receiver", message, "t")
     assert handle.get_result() == [message, None]
     steps = DBOS.list_workflow_steps("receiver")  # also the recorded deadlines (DBOS.sleep)
-    assert [s.output for s in steps if s.function_name == "DBOS.recv"] == [message, None]
+    assert [s["output"] for s in steps if s["function_name"] == "DBOS.recv"] == [message, None]
     unread = "SELECT COUNT(*) FROM {p}notifications WHERE consumed = 0"
     assert run_sql(db_url, unread)[0][0] == 0
     assert not _registered(db_url, "receiver")  # the timed-out recv withdrew

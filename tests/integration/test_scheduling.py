@@ -247,7 +247,7 @@ def test_schedule_calls_inside_a_workflow_are_steps(dbos: type[DBOS]) -> None:
 
     handle = DBOS.start_workflow(manager)
     assert handle.get_result() == 1
-    steps = [s.function_name for s in DBOS.list_workflow_steps(handle.workflow_id)]
+    steps = [s["function_name"] for s in DBOS.list_workflow_steps(handle.workflow_id)]
     assert steps == ["DBOS.createSchedule", "DBOS.pauseSchedule", "DBOS.listSchedules"]
 
 

@@ -128,10 +128,12 @@ def workflow_steps(target: Target, workflow_id: str) -> None:
 
 
 def _step_row(step: StepInfo) -> tuple[object, ...]:
-    outcome = step.error if step.error is not None else step.output
-    elapsed = step.completed_at_epoch_ms - step.started_at_epoch_ms
-    started = iso_time(step.started_at_epoch_ms)
-    return (step.function_id, step.function_name, outcome, step.child_workflow_id, started, elapsed)
+    outcome = step["error"] if step["error"] is not None else step["output"]
+    began, ended = step["started_at_epoch_ms"], step["completed_at_epoch_ms"]
+    elapsed = ended - began if began is not None and ended is not None else None
+    started = iso_time(began) if began is not None else None
+    name, child = step["function_name"], step["child_workflow_id"]
+    return (step["function_id"], name, outcome, child, started, elapsed)
 
 
 @workflow.command("cancel")

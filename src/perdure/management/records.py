@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from typing_extensions import TypedDict
+
 from perdure.error import DBOSSerializationError
 from perdure.execution.handles import WorkflowStatus, decode_status
 from perdure.queues.queue import QueueSpec
@@ -13,11 +15,12 @@ from perdure.serialization import Payloads
 from perdure.storage.records import StepRow, WorkflowRow
 
 
-@dataclass
-class StepInfo:
+class StepInfo(TypedDict):
     """One recorded operation of a workflow (a step, transaction, sleep or child start).
 
-    Attributes:
+    A plain dict, as in DBOS (``step["function_name"]``).
+
+    Keys:
         function_id: Its position in the workflow (0, 1, 2, ...).
         function_name: The step's name, e.g. ``"charge_card"`` or ``"DBOS.sleep"``.
         output: Its decoded output (None for an error or a child workflow).
@@ -32,8 +35,8 @@ class StepInfo:
     output: Any
     error: BaseException | None
     child_workflow_id: str | None
-    started_at_epoch_ms: int
-    completed_at_epoch_ms: int
+    started_at_epoch_ms: int | None
+    completed_at_epoch_ms: int | None
 
 
 @dataclass(frozen=True)
