@@ -30,6 +30,12 @@ def test_client_enqueues_by_name_and_the_app_runs_it(client: DBOSClient) -> None
     status = DBOS.get_workflow_status(handle.get_workflow_id())
     assert status is not None
     assert (status.status, status.queue_name) == ("SUCCESS", "orders")
+    # A priority on a queue declared without priority_enabled: honoured, as in DBOS.
+    prioritised = client.enqueue(
+        {"workflow_name": "add", "queue_name": "orders", "priority": 2}, 1, 1
+    )
+    assert prioritised.get_result() == 2
+    assert prioritised.get_status().priority == 2
 
 
 def test_client_enqueue_is_idempotent_by_workflow_id(client: DBOSClient) -> None:
@@ -65,8 +71,6 @@ def test_client_enqueue_errors_write_nothing(client: DBOSClient) -> None:
 
     with pytest.raises(DBOSException, match="'nowhere' is not defined"):
         client.enqueue({"workflow_name": "slow", "queue_name": "nowhere"})
-    with pytest.raises(DBOSException, match="priority_enabled"):
-        client.enqueue({"workflow_name": "slow", "queue_name": "dedup", "priority": 1})
     options = {"workflow_name": "slow", "queue_name": "dedup", "deduplication_id": "d1"}
     first = client.enqueue(options)  # type: ignore[arg-type]
     with pytest.raises(DBOSQueueDeduplicatedError):

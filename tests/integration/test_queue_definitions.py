@@ -97,8 +97,6 @@ def test_bad_input_is_refused_at_the_call(dbos: type[DBOS], db_url: str) -> None
         plain.enqueue(flow)
     with pytest.raises(DBOSException, match="partitioned: enqueue inside"):
         DBOS.enqueue_workflow("parts", flow)
-    with pytest.raises(DBOSException, match="priority_enabled=True"), SetEnqueueOptions(priority=1):
-        plain.enqueue(flow)
     with pytest.raises(ValueError, match="priority"):
         SetEnqueueOptions(priority=0)
     with pytest.raises(ValueError, match="delay_seconds"):

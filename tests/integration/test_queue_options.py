@@ -15,7 +15,8 @@ from tests.integration.system_tables import run_sql
 
 
 def test_priority_lower_first_then_fifo(dbos: type[DBOS]) -> None:
-    queue = Queue("prio", concurrency=1, worker_concurrency=1, priority_enabled=True)
+    # No priority_enabled: as in DBOS, every queue honours priorities.
+    queue = Queue("prio", concurrency=1, worker_concurrency=1)
     release = threading.Event()
     order: list[str] = []
 
@@ -33,11 +34,12 @@ def test_priority_lower_first_then_fifo(dbos: type[DBOS]) -> None:
     for label, priority in [("a", 3), ("b", 1), ("c", 2), ("d", 1), ("e", 3)]:
         with SetEnqueueOptions(priority=priority):
             handles.append(queue.enqueue(job, label))
-    assert {h.get_status().priority for h in handles} == {1, 2, 3}
+    handles.append(queue.enqueue(job, "none"))  # no priority: 0, before every other
+    assert {h.get_status().priority for h in handles} == {0, 1, 2, 3}
     release.set()
     for handle in handles:
         handle.get_result()
-    assert order == ["b", "d", "c", "a", "e"]
+    assert order == ["none", "b", "d", "c", "a", "e"]
 
 
 def test_deduplication_id_is_refused_while_unfinished(dbos: type[DBOS], db_url: str) -> None:

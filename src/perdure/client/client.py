@@ -173,8 +173,7 @@ class DBOSClient:
         idempotent; ``deduplication_id`` and ``priority`` behave as in `SetEnqueueOptions`.
 
         Raises:
-            DBOSException: A missing name, an undefined queue, or a priority on a queue
-                without priorities.
+            DBOSException: A missing name or an undefined queue.
             DBOSQueueDeduplicatedError: The deduplication ID is taken by an unfinished workflow.
         """
         name, queue_name = options.get("workflow_name"), options.get("queue_name")
@@ -192,11 +191,6 @@ class DBOSClient:
                 "DBOS.register_queue)."
             )
         priority = options.get("priority")
-        if priority is not None and not queue.priority_enabled:
-            raise DBOSException(
-                f"Cannot enqueue {name!r} with priority {priority}: queue {queue_name!r} was "
-                "declared without priority_enabled=True."
-            )
         workflow_id = options.get("workflow_id") or take_next_options().workflow_id
         row = self._queued_row(workflow_id or str(uuid.uuid4()), name, options, args, kwargs)
         placed = QueuePlacement(queue_name, options.get("deduplication_id"), priority or 0).place(

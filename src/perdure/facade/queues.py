@@ -29,7 +29,8 @@ class Queue:
         limiter: ``{"limit": n, "period": seconds}``: at most ``n`` starts in any window of
             ``period`` seconds.
         worker_concurrency: At most this many run at once in each process.
-        priority_enabled: Honour ``SetEnqueueOptions(priority=...)`` (lower runs first).
+        priority_enabled: Accepted for DBOS compatibility and ignored: every queue honours
+            ``SetEnqueueOptions(priority=...)`` (lower runs first; none is 0, first of all).
         partition_queue: Apply the limits per ``SetEnqueueOptions(queue_partition_key=...)``.
         polling_interval_sec: How often an idle process checks for work no notification
             announced (it backs off to 5 times this while the queue stays idle).

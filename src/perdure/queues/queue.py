@@ -30,6 +30,8 @@ class QueueSpec:
     worker_concurrency: int | None = None
     rate_limit: int | None = None
     rate_period_sec: float | None = None
+    # Accepted and stored, as DBOS does: every queue honours priorities (DBOS 2.31 deprecated
+    # the flag, 3.x dropped it).
     priority_enabled: bool = False
     partition_queue: bool = False
     polling_interval_sec: float = 1.0
@@ -111,12 +113,6 @@ class QueueSpec:
 
     def placement(self, options: NextEnqueueOptions, *, now_ms: int) -> QueuePlacement:
         """Where an enqueue with ``options`` puts a workflow; raises if they do not fit."""
-        if options.priority is not None and not self.priority_enabled:
-            raise DBOSException(
-                f"Cannot enqueue with priority {options.priority} on queue {self.name!r}: it was "
-                "not created with priority_enabled=True. Enable priorities on the queue, or "
-                "enqueue without SetEnqueueOptions(priority=...)."
-            )
         key = options.queue_partition_key
         if self.partition_queue and key is None:
             raise DBOSException(
