@@ -18,6 +18,7 @@ from perdure.serialization import (
     PickleSerializer,
     Serializer,
     SignedPickleSerializer,
+    TextSerializer,
 )
 from perdure.storage.urls import scheme_of
 
@@ -173,10 +174,13 @@ def _serializer(value: object) -> Serializer:
         return PickleSerializer()
     if hasattr(value, "dumps") and hasattr(value, "loads") and hasattr(value, "name"):
         return cast(Serializer, value)  # duck-typed: any object with name, dumps, loads
+    if all(callable(getattr(value, m, None)) for m in ("serialize", "deserialize", "name")):
+        return TextSerializer(value)  # a DBOS Serializer: text, and name() a method
     raise _fail(
         "serializer",
         f"{value!r} is not a serializer",
-        "'json' (default), 'pickle', or an object with name, dumps(value) and loads(data)",
+        "'json' (default), 'pickle', an object with name, dumps(value) and loads(data), or a "
+        "DBOS Serializer (serialize, deserialize, name())",
     )
 
 

@@ -12,6 +12,7 @@ import math
 import pickle
 import sys
 import uuid
+from collections import Counter, OrderedDict, defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -27,6 +28,7 @@ __all__ = [
     "PickleSerializer",
     "Serializer",
     "SignedPickleSerializer",
+    "TextSerializer",
     "UnserializableError",
 ]
 
@@ -152,6 +154,8 @@ def _enc(value: Any) -> Any:  # noqa: PLR0911 - a flat type dispatch reads best
     encoder = _ENCODERS.get(t)
     if encoder is not None:
         return encoder(value)
+    if isinstance(value, tuple) and isinstance(getattr(t, "_fields", None), tuple):
+        return {_TAG: "namedtuple", "c": _ref_for_encoding(value), "v": [_enc(i) for i in value]}
     if isinstance(value, Enum):
         return {_TAG: "enum", "c": _ref_for_encoding(value), "v": _enc(value.value)}
     if isinstance(value, BaseException):
@@ -206,6 +210,31 @@ def _safe_str(exc: BaseException) -> str:
         return f"<unprintable {type(exc).__qualname__}>"
 
 
+# The factories a stored defaultdict may name: builtin types only, never a stored callable.
+_DEFAULT_FACTORIES: dict[str, type] = {
+    t.__name__: t for t in (list, dict, set, int, float, str, bool, tuple, bytes)
+}
+
+
+def _enc_items(mapping: Mapping[Any, Any]) -> list[list[Any]]:
+    return [[_enc(k), _enc(v)] for k, v in mapping.items()]
+
+
+def _enc_defaultdict(value: defaultdict[Any, Any]) -> dict[str, Any]:
+    factory = value.default_factory
+    if (
+        factory is not None
+        and _DEFAULT_FACTORIES.get(getattr(factory, "__name__", "")) is not factory
+    ):
+        raise _UnsupportedTypeError(
+            defaultdict,
+            f"its default_factory {factory!r} is not one of "
+            f"{', '.join(_DEFAULT_FACTORIES)} or None (convert it to a dict)",
+        )
+    name = factory.__name__ if factory is not None else None
+    return {_TAG: "defaultdict", "f": name, "v": _enc_items(value)}
+
+
 _ENCODERS: dict[type, Callable[[Any], Any]] = {
     tuple: lambda v: {_TAG: "tuple", "v": [_enc(item) for item in v]},
     set: lambda v: {_TAG: "set", "v": [_enc(item) for item in v]},
@@ -219,6 +248,10 @@ _ENCODERS: dict[type, Callable[[Any], Any]] = {
     timedelta: lambda v: {_TAG: "timedelta", "v": [v.days, v.seconds, v.microseconds]},
     Decimal: lambda v: {_TAG: "decimal", "v": str(v)},
     uuid.UUID: lambda v: {_TAG: "uuid", "v": str(v)},
+    OrderedDict: lambda v: {_TAG: "odict", "v": _enc_items(v)},
+    Counter: lambda v: {_TAG: "counter", "v": _enc_items(v)},
+    defaultdict: _enc_defaultdict,
+    deque: lambda v: {_TAG: "deque", "v": [_enc(i) for i in v], "m": v.maxlen},
 }
 
 
@@ -266,6 +299,23 @@ def _dec_model(tree: dict[str, Any]) -> Any:
     base = _pydantic_base()
     cls = _loaded_class(tree, "pydantic model", lambda c: base is not None and issubclass(c, base))
     return cls.model_validate(_dec(tree["v"]))
+
+
+def _dec_namedtuple(tree: dict[str, Any]) -> Any:
+    cls = _loaded_class(
+        tree, "NamedTuple", lambda c: issubclass(c, tuple) and hasattr(c, "_fields")
+    )
+    return cls(*(_dec(item) for item in tree["v"]))
+
+
+def _dec_items(tree: dict[str, Any]) -> list[tuple[Any, Any]]:
+    return [(_dec(k), _dec(v)) for k, v in tree["v"]]
+
+
+def _dec_defaultdict(tree: dict[str, Any]) -> defaultdict[Any, Any]:
+    name = tree.get("f")
+    factory = _DEFAULT_FACTORIES[name] if name is not None else None
+    return defaultdict(factory, _dec_items(tree))
 
 
 def _dec_enum(tree: dict[str, Any]) -> Any:
@@ -323,6 +373,11 @@ _DECODERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "decimal": lambda t: Decimal(t["v"]),
     "uuid": lambda t: uuid.UUID(t["v"]),
     "enum": _dec_enum,
+    "namedtuple": _dec_namedtuple,
+    "odict": lambda t: OrderedDict(_dec_items(t)),
+    "counter": lambda t: Counter(dict(_dec_items(t))),
+    "defaultdict": _dec_defaultdict,
+    "deque": lambda t: deque((_dec(item) for item in t["v"]), t["m"]),
     "dataclass": _dec_dataclass,
     "model": _dec_model,
     "exc": _dec_exception,
@@ -390,6 +445,27 @@ class PickleSerializer:
     def loads(self, data: bytes) -> Any:
         """Unpickles `data`."""
         return pickle.loads(data)  # noqa: S301 - opt-in; the database is trusted by config
+
+
+class TextSerializer:
+    """A DBOS Transact ``Serializer`` (``serialize(value) -> str``, ``deserialize(str)``,
+    ``name()``) used as Perdure's: its text is stored as UTF-8, under its name.
+
+    Args:
+        dbos_serializer: An instance of a subclass of DBOS's ``Serializer``.
+    """
+
+    def __init__(self, dbos_serializer: Any) -> None:
+        self._inner = dbos_serializer
+        self.name: str = str(dbos_serializer.name())
+
+    def dumps(self, value: Any) -> bytes:
+        """The UTF-8 bytes of the wrapped serializer's text for `value`."""
+        return str(self._inner.serialize(value)).encode("utf-8")
+
+    def loads(self, data: bytes) -> Any:
+        """The value the wrapped serializer reads from the UTF-8 text `data`."""
+        return self._inner.deserialize(data.decode("utf-8"))
 
 
 class SignedPickleSerializer:

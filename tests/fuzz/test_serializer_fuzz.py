@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import math
 import uuid
+from collections import Counter, OrderedDict, defaultdict, deque
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -17,6 +18,13 @@ from perdure.error import DBOSSerializationError
 from perdure.serialization import JsonSerializer, Payloads
 
 SERIALIZER = JsonSerializer()
+
+
+class Pair(NamedTuple):
+    left: Any
+    right: Any
+
+
 PAYLOADS = Payloads(SERIALIZER)
 
 # Keys of the tagged form show up in generated text too, to tempt the decoder.
@@ -52,14 +60,23 @@ VALUES = st.recursive(
         | st.tuples(inner)
         | st.sets(HASHABLE, max_size=3)
         | st.builds(bytearray, st.binary(max_size=8))
+        | st.builds(OrderedDict, st.lists(st.tuples(HASHABLE, inner), max_size=3))
+        | st.builds(Counter, st.dictionaries(TEXT, st.integers(), max_size=3))
+        | st.builds(lambda d: defaultdict(list, d), st.dictionaries(TEXT, inner, max_size=3))
+        | st.builds(deque, st.lists(inner, max_size=3), st.none() | st.integers(3, 9))
+        | st.builds(Pair, inner, inner)
     ),
     max_leaves=20,
 )
 
 
-def same(a: Any, b: Any) -> bool:
+def same(a: Any, b: Any) -> bool:  # noqa: PLR0911 - one return per kind of value
     """Equal, and of the same types all the way down (1 == 1.0 == True is not enough)."""
     if type(a) is not type(b):
+        return False
+    if isinstance(a, deque):
+        return a.maxlen == b.maxlen and same(list(a), list(b))
+    if isinstance(a, defaultdict) and a.default_factory is not b.default_factory:
         return False
     if isinstance(a, (list, tuple)):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))

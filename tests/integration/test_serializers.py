@@ -6,13 +6,15 @@ name, and pickle by module and qualified name.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import enum
 import json
+from collections import Counter, OrderedDict, defaultdict, deque
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -47,6 +49,24 @@ class Order:
     total: Decimal
     placed: datetime
     lines: tuple[str, ...]
+
+
+class Point(NamedTuple):
+    x: int
+    y: Decimal
+
+
+class DbosStyleSerializer:
+    """Shaped like a subclass of DBOS's Serializer: text out, text in, and name() a method."""
+
+    def serialize(self, data: Any) -> str:
+        return "B64:" + base64.b64encode(json.dumps(data).encode()).decode()
+
+    def deserialize(self, serialized_data: str) -> Any:
+        return json.loads(base64.b64decode(serialized_data.removeprefix("B64:")))
+
+    def name(self) -> str:
+        return "dbos-style"
 
 
 class PaymentError(Exception):
@@ -295,3 +315,63 @@ def test_signed_pickle_round_trips_and_rotates_keys(
     launch()  # no key: signed rows are not read
     with pytest.raises(DBOSSerializationError, match="Configure pickle_signing_key"):
         DBOS.retrieve_workflow("signed-new").get_result()
+
+
+def test_json_stores_what_dbos_users_commonly_return(dbos: type[DBOS], db_url: str) -> None:
+    value = {
+        "point": Point(1, Decimal("2.5")),
+        "ordered": OrderedDict([("b", 1), ("a", 2)]),
+        "counts": Counter("abracadabra"),
+        "groups": defaultdict(list, {"x": [1, 2]}),
+        "recent": deque([3, 4], maxlen=10),
+    }
+
+    @DBOS.step()
+    def make() -> dict[str, Any]:
+        return value
+
+    @DBOS.workflow()
+    def flow() -> dict[str, Any]:
+        made = make()
+        assert type(made["point"]) is Point  # also on replay, from the recorded step
+        return made
+
+    with SetWorkflowID("common-types"):
+        assert flow() == value
+    mark_pending(db_url, "common-types")
+    relaunch(db_url)
+    result = DBOS.retrieve_workflow("common-types").get_result()
+    assert result == value
+    assert [type(v) for v in result.values()] == [Point, OrderedDict, Counter, defaultdict, deque]
+    assert result["groups"].default_factory is list
+    assert result["recent"].maxlen == 10
+
+    @DBOS.workflow()
+    def odd() -> Any:
+        return defaultdict(lambda: 0)
+
+    with (
+        SetWorkflowID("odd-factory"),
+        pytest.raises(DBOSSerializationError, match="default_factory") as refused,
+    ):
+        odd()
+    assert "odd-factory" in str(refused.value)
+
+
+def test_a_dbos_serializer_subclass_is_accepted(launch: Callable[..., None], db_url: str) -> None:
+    launch(serializer=DbosStyleSerializer())
+
+    @DBOS.step()
+    def greet(name: str) -> dict[str, str]:
+        return {"greeting": f"hi {name}"}
+
+    @DBOS.workflow()
+    def flow(name: str) -> dict[str, str]:
+        return greet(name)
+
+    with SetWorkflowID("dbos-serializer"):
+        assert flow("ada") == {"greeting": "hi ada"}
+    row = workflow_row(db_url, "dbos-serializer")
+    assert row.serialization == "dbos-style"
+    assert bytes(row.output).startswith(b"B64:")
+    assert DBOS.retrieve_workflow("dbos-serializer").get_result() == {"greeting": "hi ada"}
