@@ -89,11 +89,24 @@ class DBOS(
 ):
     """Entry point of Perdure: configure with ``DBOS(config=...)``, then ``DBOS.launch()``."""
 
-    def __init__(self, *, config: DBOSConfig) -> None:
+    def __init__(
+        self, *, config: DBOSConfig, fastapi: Any | None = None, flask: Any | None = None
+    ) -> None:
         settings = parse_config(config)
         if DBOS._runtime is not None:
             DBOS._runtime.destroy()
         DBOS._runtime = Runtime(settings, DBOS._registry, DBOS._queues, DBOS._schedules)
+        # DBOS 2.x: launch and stop with a FastAPI app; workflow IDs from a request header.
+        if fastapi is not None:
+            from perdure.web import fastapi as with_fastapi  # noqa: PLC0415 - optional
+
+            with_fastapi.attach(
+                fastapi, launch=DBOS.launch, destroy=DBOS.destroy
+            )  # launch: idempotent
+        if flask is not None:
+            from perdure.web import flask as with_flask  # noqa: PLC0415 - optional
+
+            with_flask.attach(flask)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
