@@ -15,6 +15,7 @@ def test_top_level_names() -> None:
         "EnqueueOptions",
         "PayloadCodec",
         "Queue",
+        "SQLAlchemyDatasource",
         "Serializer",
         "SetEnqueueOptions",
         "SetWorkflowID",

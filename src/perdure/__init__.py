@@ -7,6 +7,7 @@ so an interrupted workflow resumes from its last completed step.
 from perdure import error
 from perdure.client import DBOSClient, EnqueueOptions
 from perdure.config import DBOSConfig
+from perdure.datasource import SQLAlchemyDatasource
 from perdure.dbos import DBOS, DBOSConfiguredInstance
 from perdure.execution.context import (
     SetEnqueueOptions,
@@ -29,6 +30,7 @@ __all__ = [
     "EnqueueOptions",
     "PayloadCodec",
     "Queue",
+    "SQLAlchemyDatasource",
     "Serializer",
     "SetEnqueueOptions",
     "SetWorkflowID",

@@ -123,6 +123,8 @@ class DBOS(
         if cls._runtime is not None:
             cls._runtime.destroy(workflow_completion_timeout_sec)
             cls._runtime = None
+        for database in cls._datasources:
+            database.dispose()
         if destroy_registry:
             cls._registry.clear()
             cls._queues.clear()

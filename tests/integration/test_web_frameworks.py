@@ -52,8 +52,8 @@ def test_fastapi_app_launches_perdure_and_names_workflows_by_header(
         assert DBOS.retrieve_workflow("greet-ada").get_result() == first.json()["greeting"]
     # The same key is the same workflow: its step ran once, its result came back again.
     assert first.status_code == again.status_code == other.status_code == 200
-    assert first.json()["greeting"] == again.json()["greeting"] == (
-        "Hello, ada! You are visitor #1."
+    assert (
+        first.json()["greeting"] == again.json()["greeting"] == ("Hello, ada! You are visitor #1.")
     )
     assert other.json()["greeting"] == "Hello, bob! You are visitor #2."
     assert greeted == ["ada", "bob"]

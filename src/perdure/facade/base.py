@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from perdure.error import DBOSInitializationError
+from perdure.execution.app_database import ApplicationDatabase
 from perdure.execution.registry import Registry
 from perdure.runtime import Runtime
 
@@ -14,6 +15,9 @@ class FacadeBase:
 
     _registry: ClassVar[Registry] = Registry()
     _runtime: ClassVar[Runtime | None] = None
+    # Databases of SQLAlchemyDatasources: their pooled connections close at each destroy (the
+    # engines stay usable: a datasource outlives a destroy and a new DBOS(config=...)).
+    _datasources: ClassVar[list[ApplicationDatabase]] = []
 
     @classmethod
     def _require_runtime(cls) -> Runtime:
