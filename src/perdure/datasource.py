@@ -3,8 +3,6 @@ each exactly once inside a workflow (its checkpoint committed in the same transa
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar, cast, overload
 
@@ -15,6 +13,7 @@ from perdure.error import DBOSException, DBOSInitializationError
 from perdure.execution import transaction
 from perdure.execution.app_database import ApplicationDatabase
 from perdure.execution.context import sql_session
+from perdure.execution.workflow import WorkflowEngine
 
 F = TypeVar("F", bound=Callable[..., Any])
 _UNSUPPORTED = ("engine", "engine_kwargs", "schema", "serializer", "sessionmaker")
@@ -102,33 +101,15 @@ class SQLAlchemyDatasource:
 
         Usable bare (``@db.transaction``) or called (``@db.transaction(isolation_level=...)``).
         """
-        level = isolation_level.upper()
-        if level not in transaction.ISOLATION_LEVELS:
-            raise DBOSInitializationError(
-                f"Unknown isolation level {isolation_level!r}; use one of "
-                f"{', '.join(transaction.ISOLATION_LEVELS)}."
-            )
+        level = transaction.isolation(isolation_level)
+
+        def target() -> tuple[WorkflowEngine, ApplicationDatabase]:
+            return DBOS._require_runtime().engine, self._database
 
         def decorate(f: F) -> F:
-            tx_name = name or f.__qualname__
-            if inspect.iscoroutinefunction(f):
-                raise DBOSInitializationError(
-                    f"SQLAlchemyDatasource.transaction cannot decorate async function "
-                    f"{tx_name!r}: its sessions are synchronous. Make it a plain def."
-                )
-
-            @functools.wraps(f)
-            def run(*args: Any, **kwargs: Any) -> Any:
-                return transaction.run_transaction(
-                    DBOS._require_runtime().engine,
-                    self._database,
-                    f,
-                    args,
-                    kwargs,
-                    name=tx_name,
-                    isolation_level=level,
-                )
-
+            run = transaction.transactional(
+                f, name=name, level=level, target=target, decorator="@datasource.transaction"
+            )
             return cast(F, run)
 
         return decorate(func) if func is not None else decorate

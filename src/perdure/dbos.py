@@ -14,6 +14,7 @@ from typing_extensions import ParamSpec
 from perdure.config import DBOSConfig, Settings, parse_config
 from perdure.error import DBOSInitializationError
 from perdure.execution import steps, transaction
+from perdure.execution.app_database import ApplicationDatabase
 from perdure.execution.context import StepStatus, current_step, current_workflow_id, sql_session
 from perdure.execution.handles import (
     WorkflowHandle,
@@ -22,7 +23,7 @@ from perdure.execution.handles import (
     get_status,
 )
 from perdure.execution.registry import MethodKind, RegisteredWorkflow
-from perdure.execution.workflow import Invocation
+from perdure.execution.workflow import Invocation, WorkflowEngine
 from perdure.facade.base import FacadeBase
 from perdure.facade.management import ManagementFacade
 from perdure.facade.messaging import MessagingFacade
@@ -212,35 +213,17 @@ class DBOS(
         cls, isolation_level: str = "SERIALIZABLE", *, name: str | None = None
     ) -> Callable[[F], F]:
         """Run a function in a database transaction; inside a workflow it commits exactly once."""
-        level = isolation_level.upper()
-        if level not in transaction.ISOLATION_LEVELS:
-            raise DBOSInitializationError(
-                f"Unknown isolation level {isolation_level!r}; use one of "
-                f"{', '.join(transaction.ISOLATION_LEVELS)}."
-            )
+
+        level = transaction.isolation(isolation_level)
+
+        def target() -> tuple[WorkflowEngine, ApplicationDatabase]:
+            runtime = cls._require_runtime()
+            return runtime.engine, runtime.app_db
 
         def decorate(func: F) -> F:
-            tx_name = name or func.__qualname__
-            if inspect.iscoroutinefunction(func):
-                raise DBOSInitializationError(
-                    f"@DBOS.transaction() cannot decorate async function {tx_name!r}: "
-                    "SQLAlchemy sessions are synchronous. Make it a plain def (it can be called "
-                    "from async workflows), or use an async @DBOS.step() for async I/O."
-                )
-
-            @functools.wraps(func)
-            def run(*args: Any, **kwargs: Any) -> Any:
-                runtime = cls._require_runtime()
-                return transaction.run_transaction(
-                    runtime.engine,
-                    runtime.app_db,
-                    func,
-                    args,
-                    kwargs,
-                    name=tx_name,
-                    isolation_level=level,
-                )
-
+            run = transaction.transactional(
+                func, name=name, level=level, target=target, decorator="@DBOS.transaction()"
+            )
             return cast(F, run)
 
         return decorate

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 from perdure.execution.context import current_workflow_id
 
@@ -24,3 +25,26 @@ def get_logger(name: str) -> logging.Logger:
     if _FILTER not in logger.filters:
         logger.addFilter(_FILTER)
     return logger
+
+
+class FirstOnly:
+    """Counts occurrences of one kind of bad input and logs only the first: a flood of it
+    (forged notifications, say) must not flood the log too.
+
+    Args:
+        logger: Where the first one is logged, as a warning.
+        message: The %-format of the warning; `__call__`'s arguments fill it.
+    """
+
+    def __init__(self, logger: logging.Logger, message: str) -> None:
+        self._logger = logger
+        self._message = message
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def __call__(self, *args: object) -> None:
+        with self._lock:
+            self.count += 1
+            first = self.count == 1
+        if first:
+            self._logger.warning(self._message, *args)

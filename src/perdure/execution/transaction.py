@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import random
 import time
 from collections.abc import Callable
@@ -11,6 +13,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from perdure.clock import now_ms
+from perdure.error import DBOSInitializationError
 from perdure.execution.app_database import ApplicationDatabase
 from perdure.execution.context import (
     StepContext,
@@ -36,6 +39,48 @@ MAX_OUTAGE_DELAY_SEC = 2.0
 
 class _Unrecorded(Exception):
     """The checkpoint insert wrote nothing: roll back the user's writes."""
+
+
+def isolation(level: str) -> str:
+    """``level`` as the database names it; raises for an unknown one."""
+    upper = level.upper()
+    if upper not in ISOLATION_LEVELS:
+        raise DBOSInitializationError(
+            f"Unknown isolation level {level!r}; use one of {', '.join(ISOLATION_LEVELS)}."
+        )
+    return upper
+
+
+def transactional(
+    func: Callable[..., Any],
+    *,
+    name: str | None,
+    level: str,
+    target: Callable[[], tuple[WorkflowEngine, ApplicationDatabase]],
+    decorator: str,
+) -> Callable[..., Any]:
+    """``func`` run by `run_transaction` on the database ``target()`` gives at each call.
+
+    Raises:
+        DBOSInitializationError: ``func`` is async (sessions are synchronous); ``decorator``
+            names the decorator in the message.
+    """
+    tx_name = name or func.__qualname__
+    if inspect.iscoroutinefunction(func):
+        raise DBOSInitializationError(
+            f"{decorator} cannot decorate async function {tx_name!r}: SQLAlchemy sessions are "
+            "synchronous. Make it a plain def (it can be called from async workflows), or use "
+            "an async @DBOS.step() for async I/O."
+        )
+
+    @functools.wraps(func)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        engine, database = target()
+        return run_transaction(
+            engine, database, func, args, kwargs, name=tx_name, isolation_level=level
+        )
+
+    return run
 
 
 def run_transaction(

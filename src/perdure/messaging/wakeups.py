@@ -9,10 +9,8 @@ changes nothing.
 
 from __future__ import annotations
 
-import threading
-
 from perdure.execution.notifier import Notifier
-from perdure.logs import get_logger
+from perdure.logs import FirstOnly, get_logger
 from perdure.storage.records import HandedMessage
 
 logger = get_logger(__name__)
@@ -27,13 +25,17 @@ class WakeUps:
 
     def __init__(self, notifier: Notifier) -> None:
         self._notifier = notifier
-        self._lock = threading.Lock()
-        self._ignored = 0
+        self._stranger = FirstOnly(
+            logger,
+            "Ignored a notification on the 'perdure' channel that Perdure did not send (%r); "
+            "further ones are counted, not logged. Another client of this database is "
+            "notifying on Perdure's channel.",
+        )
 
     @property
     def ignored(self) -> int:
         """How many notes were not of a kind Perdure sends."""
-        return self._ignored
+        return self._stranger.count
 
     def __call__(self, name: str, handed: HandedMessage | None) -> None:
         if name == WAKE_ALL:
@@ -41,16 +43,4 @@ class WakeUps:
         elif name.partition("|")[0] in KINDS:
             self._notifier.signal(name, handed)
         else:
-            self._ignore(name)
-
-    def _ignore(self, note: str) -> None:
-        with self._lock:
-            self._ignored += 1
-            first = self._ignored == 1
-        if first:  # once per process: a flood of forged notes must not flood the log too
-            logger.warning(
-                "Ignored a notification on the 'perdure' channel that Perdure did not send "
-                "(%r); further ones are counted, not logged. Another client of this database "
-                "is notifying on Perdure's channel.",
-                note[:100],
-            )
+            self._stranger(name[:100])

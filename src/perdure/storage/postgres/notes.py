@@ -15,9 +15,8 @@ import base64
 import binascii
 import hashlib
 import hmac
-import threading
 
-from perdure.logs import get_logger
+from perdure.logs import FirstOnly, get_logger
 from perdure.storage.records import HandedMessage, Payload
 
 logger = get_logger(__name__)
@@ -35,8 +34,17 @@ class NoteReader:
 
     def __init__(self, key: bytes | None) -> None:
         self._key = key
-        self._lock = threading.Lock()
-        self.forged = 0
+        self._forged = FirstOnly(
+            logger,
+            "A hand-off notification for %r does not carry a valid signature: its message was "
+            "ignored and the receiver reads the database instead. Another client of this "
+            "database is notifying on Perdure's channel (further ones are counted, not logged).",
+        )
+
+    @property
+    def forged(self) -> int:
+        """How many hand-off notes failed their MAC."""
+        return self._forged.count
 
     def read(self, note: str) -> tuple[str, HandedMessage | None]:
         """The channel ``note`` wakes, and the message it carries if its MAC verifies."""
@@ -47,7 +55,7 @@ class NoteReader:
         if self._key is None or not hmac.compare_digest(
             hmac.new(self._key, signed.encode(), hashlib.sha256).hexdigest(), mac
         ):
-            self._report(channel)
+            self._forged(channel[:200])
             return channel, None
         if not fmt:  # too long to carry: the receiver reads its step
             return channel, None
@@ -58,16 +66,3 @@ class NoteReader:
             # Signed but unreadable: a bug, not an attack. The receiver reads its step instead.
             logger.exception("Could not read the message of a signed hand-off for %s", channel)
             return channel, None
-
-    def _report(self, channel: str) -> None:
-        with self._lock:
-            self.forged += 1
-            first = self.forged == 1
-        if first:  # once per process: a flood of forged notes must not flood the log too
-            logger.warning(
-                "A hand-off notification for %r does not carry a valid signature: its message "
-                "was ignored and the receiver reads the database instead. Another client of "
-                "this database is notifying on Perdure's channel (further ones are counted, "
-                "not logged).",
-                channel[:200],
-            )
