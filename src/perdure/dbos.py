@@ -79,6 +79,27 @@ class _DBOSMeta(type):
         """The validated configuration of the current instance."""
         return DBOS._require_runtime().settings
 
+    @property
+    def application_version(cls) -> str:
+        """The ``application_version`` of the current instance (``""``: unversioned)."""
+        return DBOS._require_runtime().settings.application_version
+
+    @property
+    def executor_id(cls) -> str:
+        """The ``executor_id`` of the current instance."""
+        return DBOS._require_runtime().settings.executor_id
+
+    @property
+    def span(cls) -> Any | None:
+        """The OpenTelemetry span of the running workflow or step (with ``enable_otlp``);
+        None without tracing or outside them."""
+        if DBOS._runtime is None or not DBOS._runtime.settings.enable_otlp:
+            return None
+        from opentelemetry import trace  # noqa: PLC0415 - only with tracing enabled
+
+        span = trace.get_current_span()
+        return span if span.get_span_context().is_valid else None
+
 
 class DBOS(
     ManagementFacade,
@@ -310,6 +331,21 @@ class DBOS(
         """Async twin of `retrieve_workflow` (its database read runs off the event loop)."""
         handle = await asyncio.to_thread(cls.retrieve_workflow, workflow_id)
         return WorkflowHandleAsync(cls._require_runtime().engine, handle.workflow_id)
+
+    @classmethod
+    def get_result(cls, workflow_id: str) -> Any:
+        """Wait for workflow ``workflow_id`` to end; its output (or raise its error).
+
+        Inside a workflow the outcome is recorded as a step, like a handle's ``get_result``.
+        """
+        handle: WorkflowHandle[Any] = WorkflowHandle(cls._require_runtime().engine, workflow_id)
+        return handle.get_result()
+
+    @classmethod
+    async def get_result_async(cls, workflow_id: str) -> Any:
+        """Async twin of `get_result`: waits on the event loop."""
+        engine = cls._require_runtime().engine
+        return await WorkflowHandleAsync[Any](engine, workflow_id).get_result()
 
     @classmethod
     def get_workflow_status(cls, workflow_id: str) -> WorkflowStatus | None:

@@ -185,3 +185,23 @@ def test_otlp_settings_are_checked(db_url: str) -> None:
         with pytest.raises(DBOSInitializationError, match=re.escape(words)):
             DBOS(config=make_config(db_url, **overrides))
         DBOS.destroy(destroy_registry=True)
+
+
+def test_dbos_span_is_the_running_steps_span(
+    spans: InMemorySpanExporter, traced: type[DBOS]
+) -> None:
+    @DBOS.step(name="tagged")
+    def tagged() -> None:
+        span = DBOS.span
+        assert span is not None
+        span.set_attribute("order.id", "o-42")
+
+    @DBOS.workflow(name="tagging")
+    def tagging() -> None:
+        tagged()
+
+    assert DBOS.span is None  # outside any workflow
+    tagging()
+    [step] = [s for s in spans.get_finished_spans() if s.name == "step tagged"]
+    assert step.attributes is not None
+    assert step.attributes["order.id"] == "o-42"
