@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from perdure import DBOS, SetWorkflowID
-from tests.fixtures.app import make_config
+from perdure.error import DBOSException
+from tests.fixtures.app import make_config, wait_until
 from tests.integration.system_tables import mark_pending, relaunch
 
 
@@ -57,3 +58,35 @@ def test_get_result_by_workflow_id_is_recorded_inside_a_workflow(versioned: str)
     with pytest.raises(ValueError, match="negative"):
         DBOS.get_result("child-2")
     assert asyncio.run(DBOS.get_result_async("child-1")) == 10
+
+
+def test_bulk_resume_and_delete(versioned: str) -> None:
+    @DBOS.workflow()
+    def job(n: int) -> int:
+        return n
+
+    ids = []
+    for n in range(3):
+        with SetWorkflowID(f"bulk-{n}"):
+            DBOS.start_workflow(job, n).get_result()
+        ids.append(f"bulk-{n}")
+    handles = DBOS.resume_workflows(ids)  # finished ones stay as they are
+    assert [h.get_result() for h in handles] == [0, 1, 2]
+
+    @DBOS.workflow()
+    def waiter() -> object:
+        return DBOS.recv("go", timeout_seconds=30)
+
+    with SetWorkflowID("waiter-1"):
+        DBOS.start_workflow(waiter)
+    DBOS.cancel_workflow("waiter-1")
+    wait_until(lambda: DBOS.retrieve_workflow("waiter-1").get_status().status == "CANCELLED")
+    [resumed] = DBOS.resume_workflows(["waiter-1"])
+    DBOS.send("waiter-1", "go on", "go")
+    assert resumed.get_result() == "go on"
+    with pytest.raises(DBOSException, match="not onto a queue"):
+        DBOS.resume_workflows(ids, queue_name="q")
+    DBOS.delete_workflows(ids[:2])
+    assert [DBOS.get_workflow_status(i) is None for i in ids] == [True, True, False]
+    asyncio.run(DBOS.delete_workflows_async(ids[2:]))
+    assert DBOS.get_workflow_status(ids[2]) is None

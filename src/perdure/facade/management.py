@@ -7,6 +7,7 @@ from typing import Any
 
 from typing_extensions import Unpack
 
+from perdure.error import DBOSException
 from perdure.execution.context import take_next_options
 from perdure.execution.handles import WorkflowHandle, WorkflowHandleAsync, WorkflowStatus
 from perdure.facade.base import FacadeBase
@@ -104,6 +105,27 @@ class ManagementFacade(FacadeBase):
         return WorkflowHandleAsync(cls._require_runtime().engine, workflow_id)
 
     @classmethod
+    def resume_workflows(
+        cls, workflow_ids: list[str], *, queue_name: str | None = None
+    ) -> list[WorkflowHandle[Any]]:
+        """`resume_workflow` for each ID, in order; their handles.
+
+        Raises:
+            DBOSException: ``queue_name`` given: Perdure resumes in this process, not onto a
+                queue (refused rather than ignored).
+        """
+        _no_queue(queue_name)
+        return [cls.resume_workflow(workflow_id) for workflow_id in workflow_ids]
+
+    @classmethod
+    async def resume_workflows_async(
+        cls, workflow_ids: list[str], *, queue_name: str | None = None
+    ) -> list[WorkflowHandleAsync[Any]]:
+        """Async twin of `resume_workflows`."""
+        _no_queue(queue_name)
+        return [await cls.resume_workflow_async(workflow_id) for workflow_id in workflow_ids]
+
+    @classmethod
     def fork_workflow(
         cls, workflow_id: str, start_step: int, *, application_version: str | None = None
     ) -> WorkflowHandle[Any]:
@@ -154,6 +176,19 @@ class ManagementFacade(FacadeBase):
         await asyncio.to_thread(cls.delete_workflow, workflow_id, delete_children=delete_children)
 
     @classmethod
+    def delete_workflows(cls, workflow_ids: list[str], *, delete_children: bool = False) -> None:
+        """`delete_workflow` for each ID."""
+        for workflow_id in workflow_ids:
+            cls.delete_workflow(workflow_id, delete_children=delete_children)
+
+    @classmethod
+    async def delete_workflows_async(
+        cls, workflow_ids: list[str], *, delete_children: bool = False
+    ) -> None:
+        """Async twin of `delete_workflows`."""
+        await asyncio.to_thread(cls.delete_workflows, workflow_ids, delete_children=delete_children)
+
+    @classmethod
     def garbage_collect(
         cls, cutoff_epoch_ms: int | None = None, rows_threshold: int | None = None
     ) -> int:
@@ -168,3 +203,11 @@ class ManagementFacade(FacadeBase):
     ) -> int:
         """Async twin of `garbage_collect`."""
         return await asyncio.to_thread(cls.garbage_collect, cutoff_epoch_ms, rows_threshold)
+
+
+def _no_queue(queue_name: str | None) -> None:
+    if queue_name is not None:
+        raise DBOSException(
+            f"resume_workflows(queue_name={queue_name!r}): Perdure resumes workflows in this "
+            "process, not onto a queue. Call it without queue_name."
+        )
