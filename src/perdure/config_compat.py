@@ -4,9 +4,9 @@ accepted and ignored with one warning naming it, so a DBOS config runs unchanged
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from perdure.error import DBOSInitializationError
 from perdure.logs import get_logger
@@ -78,11 +78,11 @@ def _beside(url: str) -> str:
     """The system database DBOS 2.x pairs with application database ``url``."""
     if url.startswith("sqlite"):
         return url
-    base, _, query = url.partition("?")
-    match = re.match(r"^(.*/)([^/]+)$", base)
-    if match is None:
+    parts = urlsplit(url)
+    name = parts.path.strip("/")
+    if not name:
         return url  # no database name: the server's default database holds both
-    return f"{match.group(1)}{match.group(2)}_dbos_sys" + (f"?{query}" if query else "")
+    return urlunsplit(parts._replace(path=f"/{name}_dbos_sys"))
 
 
 def _translate_admin_server(config: Mapping[str, Any], native: dict[str, Any]) -> None:

@@ -53,6 +53,12 @@ def test_dbos_2_database_url_names_the_application_database() -> None:
     settings = parse_config({"name": "a", "database_url": "postgresql://u:p@db:5432/shop"})
     assert settings.application_database_url == "postgresql://u:p@db:5432/shop"
     assert settings.system_database_url == "postgresql://u:p@db:5432/shop_dbos_sys"
+    with_query = parse_config(
+        {"name": "a", "database_url": "postgresql://u@db/shop?sslmode=require"}
+    )
+    assert with_query.system_database_url == "postgresql://u@db/shop_dbos_sys?sslmode=require"
+    no_name = parse_config({"name": "a", "database_url": "postgresql://u:p@db:5432"})
+    assert no_name.system_database_url == "postgresql://u:p@db:5432"  # the default database
     sqlite = parse_config({"name": "a", "database_url": "sqlite:///shop.sqlite"})
     assert sqlite.system_database_url == sqlite.application_database_url == "sqlite:///shop.sqlite"
     both = {
