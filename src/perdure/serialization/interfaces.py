@@ -1,0 +1,48 @@
+"""What a serializer and a payload codec are, and DBOS's kind of serializer adapted to them."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class Serializer(Protocol):
+    """Turns a value into bytes and back. `name` is stored with every row it writes.
+
+    `dumps` raises on values it cannot store; `loads` rebuilds a value from `dumps` output.
+    """
+
+    name: str
+
+    def dumps(self, value: Any) -> bytes: ...
+    def loads(self, data: bytes) -> Any: ...
+
+
+class PayloadCodec(Protocol):
+    """Optional transform over every stored payload (e.g. encryption).
+
+    `encode` runs on serialized bytes before they are stored; `decode` reverses it on read.
+    """
+
+    def encode(self, data: bytes) -> bytes: ...
+    def decode(self, data: bytes) -> bytes: ...
+
+
+class TextSerializer:
+    """A DBOS Transact ``Serializer`` (``serialize(value) -> str``, ``deserialize(str)``,
+    ``name()``) used as Perdure's: its text is stored as UTF-8, under its name.
+
+    Args:
+        dbos_serializer: An instance of a subclass of DBOS's ``Serializer``.
+    """
+
+    def __init__(self, dbos_serializer: Any) -> None:
+        self._inner = dbos_serializer
+        self.name: str = str(dbos_serializer.name())
+
+    def dumps(self, value: Any) -> bytes:
+        """The UTF-8 bytes of the wrapped serializer's text for `value`."""
+        return str(self._inner.serialize(value)).encode("utf-8")
+
+    def loads(self, data: bytes) -> Any:
+        """The value the wrapped serializer reads from the UTF-8 text `data`."""
+        return self._inner.deserialize(data.decode("utf-8"))
