@@ -3,31 +3,51 @@
 from __future__ import annotations
 
 import perdure
+import perdure._error
 from perdure import error
 
 
 def test_top_level_names() -> None:
     assert sorted(perdure.__all__) == [
+        "AsyncSQLAlchemyDatasource",
+        "ClientScheduleInput",
         "DBOS",
         "DBOSClient",
         "DBOSConfig",
         "DBOSConfiguredInstance",
+        "DBOSContextEnsure",
+        "DBOSContextSetAuth",
+        "Debouncer",
+        "DebouncerClient",
+        "DuplicationPolicy",
         "EnqueueOptions",
         "PayloadCodec",
+        "PropagateOtelContext",
         "Queue",
         "SQLAlchemyDatasource",
+        "ScheduleInput",
+        "SendMessage",
         "Serializer",
         "SetEnqueueOptions",
+        "SetWorkflowAttributes",
         "SetWorkflowID",
         "SetWorkflowTimeout",
         "StepInfo",
+        "StepOptions",
+        "StepReservation",
         "StepStatus",
+        "VersionInfo",
         "WorkflowHandle",
         "WorkflowHandleAsync",
+        "WorkflowIDReusePolicy",
         "WorkflowSchedule",
+        "WorkflowSerializationFormat",
         "WorkflowStatus",
         "WorkflowStatusString",
         "error",
+        "make_pydantic_args_validator",
+        "pydantic_args_validator",
+        "run_dbos_database_migrations",
     ]
     for name in perdure.__all__:
         assert getattr(perdure, name) is not None
@@ -59,6 +79,42 @@ def test_error_module_has_the_spec_names() -> None:
     for name in signals:
         assert not issubclass(getattr(error, name), Exception), name
         assert issubclass(getattr(error, name), error.DBOSBaseException), name
+
+
+def test_error_module_names() -> None:
+    # DBOS 3.4's error names (DBOSConflictingRegistrationError is DBOS 2.31's), and Perdure's
+    # DBOSSerializationError and DBOSSystemDatabaseError; perdure._error is the same list.
+    assert sorted(error.__all__) == [
+        "DBOSAwaitedWorkflowCancelledError",
+        "DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded",
+        "DBOSBaseException",
+        "DBOSConflictingRegistrationError",
+        "DBOSConflictingWorkflowError",
+        "DBOSErrorCode",
+        "DBOSException",
+        "DBOSInitializationError",
+        "DBOSMaxStepRetriesExceeded",
+        "DBOSNonExistentWorkflowError",
+        "DBOSNotAuthorizedError",
+        "DBOSPatchNondeterminismError",
+        "DBOSQueryTimeoutError",
+        "DBOSQueueDeduplicatedError",
+        "DBOSRecoveryError",
+        "DBOSSerializationError",
+        "DBOSStepNondeterminismError",
+        "DBOSStepTimeoutError",
+        "DBOSStreamNondeterminismError",
+        "DBOSStreamTimeoutError",
+        "DBOSSystemDatabaseError",
+        "DBOSUnexpectedStepError",
+        "DBOSWorkflowCancelledError",
+        "DBOSWorkflowConflictIDError",
+        "DBOSWorkflowFunctionNotFoundError",
+        "DBOSWorkflowIDInUseError",
+        "MaxRecoveryAttemptsExceededError",
+        "is_workflow_id_in_use_error",
+    ]
+    assert perdure._error.__all__ == error.__all__
 
 
 def test_error_codes_are_distinct() -> None:

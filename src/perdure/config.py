@@ -172,10 +172,16 @@ def _serializer(value: object) -> Serializer:
         return JsonSerializer()
     if value == "pickle":
         return PickleSerializer()
-    if hasattr(value, "dumps") and hasattr(value, "loads") and hasattr(value, "name"):
-        return cast(Serializer, value)  # duck-typed: any object with name, dumps, loads
+    # A DBOS Serializer first (text, and name() a method): ported code subclasses
+    # perdure.Serializer, whose dumps/loads stubs it inherits but does not implement.
     if all(callable(getattr(value, m, None)) for m in ("serialize", "deserialize", "name")):
-        return TextSerializer(value)  # a DBOS Serializer: text, and name() a method
+        return TextSerializer(value)
+    if (
+        isinstance(getattr(value, "name", None), str)
+        and callable(getattr(value, "dumps", None))
+        and callable(getattr(value, "loads", None))
+    ):
+        return cast(Serializer, value)  # duck-typed: any object with name, dumps, loads
     raise _fail(
         "serializer",
         f"{value!r} is not a serializer",

@@ -12,10 +12,23 @@ from typing import Any, TypeVar, cast, overload
 from typing_extensions import ParamSpec
 
 from perdure.config import DBOSConfig, Settings, parse_config
-from perdure.error import DBOSInitializationError
+from perdure.error import DBOSInitializationError, DBOSNonExistentWorkflowError
 from perdure.execution import steps, transaction
 from perdure.execution.app_database import ApplicationDatabase
-from perdure.execution.context import StepStatus, current_step, current_workflow_id, sql_session
+from perdure.execution.auth import (
+    Authentication,
+    current_auth,
+    roles_of,
+    set_auth,
+    with_required_roles,
+)
+from perdure.execution.context import (
+    StepStatus,
+    current_step,
+    current_workflow,
+    current_workflow_id,
+    sql_session,
+)
 from perdure.execution.handles import (
     WorkflowHandle,
     WorkflowHandleAsync,
@@ -23,18 +36,28 @@ from perdure.execution.handles import (
     get_status,
 )
 from perdure.execution.registry import MethodKind, RegisteredWorkflow
+from perdure.execution.steps import StepOptions
 from perdure.execution.workflow import Invocation, WorkflowEngine
 from perdure.facade.base import FacadeBase
 from perdure.facade.management import ManagementFacade
 from perdure.facade.messaging import MessagingFacade
 from perdure.facade.queues import QueueFacade
 from perdure.facade.scheduling import SchedulingFacade
+from perdure.facade.versions import VersionsFacade
+from perdure.facade.workflow_code import WorkflowCodeFacade
 from perdure.logs import get_logger
-from perdure.runtime import Runtime, invocation
+from perdure.runtime import Runtime, invocation, reset_store
+from perdure.serialization import WorkflowSerializationFormat, check_serialization_type
+from perdure.storage import migrate_system_database
+from perdure.validation import ArgsValidator
 
 F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R")
 P = ParamSpec("P")
+# The one-step workflow each step also is, for start_workflow / enqueue of a step, as in DBOS.
+TEMP_WORKFLOW_PREFIX = "<temp>."
+GET_STATUS = "DBOS.getStatus"
+_logger = get_logger(__name__)
 
 
 class _DBOSMeta(type):
@@ -53,11 +76,16 @@ class _DBOSMeta(type):
 
     @property
     def step_status(cls) -> StepStatus | None:
-        """The running step's position and attempt numbers, else None."""
+        """The running step's position and attempt numbers, else None.
+
+        As in DBOS, ``current_attempt`` counts from 0, and both attempt numbers are None
+        for a step without retries."""
         step = current_step()
         if step is None:
             return None
-        return StepStatus(step.step_id, step.current_attempt, step.max_attempts)
+        if step.max_attempts is None:  # no retries: DBOS reports no attempt numbers
+            return StepStatus(step.step_id, None, None)
+        return StepStatus(step.step_id, step.current_attempt - 1, step.max_attempts)
 
     @property
     def sql_session(cls) -> Any:
@@ -90,6 +118,23 @@ class _DBOSMeta(type):
         return DBOS._require_runtime().settings.executor_id
 
     @property
+    def authenticated_user(cls) -> str | None:
+        """The user the running code acts for (`DBOSContextSetAuth`, or the identity a
+        workflow was started with), else None."""
+        return current_auth().user
+
+    @property
+    def authenticated_roles(cls) -> list[str] | None:
+        """The roles granted to `authenticated_user`, else None."""
+        roles = current_auth().roles
+        return None if roles is None else list(roles)
+
+    @property
+    def assumed_role(cls) -> str | None:
+        """The role a ``@DBOS.required_roles`` function assumed, else None."""
+        return current_auth().assumed_role
+
+    @property
     def span(cls) -> Any | None:
         """The OpenTelemetry span of the running workflow or step (with ``enable_otlp``);
         None without tracing or outside them."""
@@ -106,6 +151,8 @@ class DBOS(
     MessagingFacade,
     QueueFacade,
     SchedulingFacade,
+    VersionsFacade,
+    WorkflowCodeFacade,
     FacadeBase,
     metaclass=_DBOSMeta,
 ):
@@ -116,7 +163,13 @@ class DBOS(
     ) -> None:
         settings = parse_config(config)
         if DBOS._runtime is not None:
-            DBOS._runtime.destroy()
+            # As in DBOS, the instance is a singleton until destroyed: the first config holds.
+            _logger.warning(
+                "DBOS(config=...) was called again while an instance exists: the existing "
+                "instance and its configuration are kept. Call DBOS.destroy() first to "
+                "configure a new one."
+            )
+            return
         DBOS._runtime = Runtime(settings, DBOS._registry, DBOS._queues, DBOS._schedules)
         # DBOS 2.x: launch and stop with a FastAPI app; workflow IDs from a request header.
         if fastapi is not None:
@@ -146,28 +199,116 @@ class DBOS(
             cls._runtime.destroy(workflow_completion_timeout_sec)
             cls._runtime = None
         for database in cls._datasources:
-            database.dispose()
+            database.dispose()  # a datasource keeps working: its engines reconnect when used
         if destroy_registry:
             cls._registry.clear()
             cls._queues.clear()
             cls._schedules.clear()
 
     @classmethod
-    def reset_system_database(cls) -> None:
-        """Delete every workflow record (before ``launch`` only)."""
-        cls._require_runtime().reset_system_database()
+    def reset_system_database(
+        cls,
+        *,
+        system_database_url: str | None = None,
+        schema: str | None = None,
+        truncate: bool = False,
+    ) -> None:
+        """Delete every workflow record (before ``launch`` only), for tests.
+
+        Args:
+            system_database_url: The database to reset (default: the configured one). Without
+                it and without ``DBOS(config=...)`` this does nothing but warn, as in DBOS.
+            schema: DBOS's system schema name: Perdure's tables always live in their own
+                schema, so only None, ``"dbos"`` or ``"perdure"`` are accepted.
+            truncate: Accepted for DBOS compatibility: either way every record is gone and
+                the next launch starts on an empty, current schema.
+        """
+        del truncate
+        if schema not in (None, "dbos", "perdure"):
+            raise DBOSInitializationError(
+                f"reset_system_database(schema={schema!r}): Perdure's tables live in schema "
+                "'perdure' (SQLite: the database file); leave schema out."
+            )
+        if system_database_url is not None and cls._runtime is None:
+            reset_store(system_database_url)
+        elif cls._runtime is not None:
+            cls._runtime.reset_system_database(system_database_url)
+        else:
+            _logger.warning(
+                "reset_system_database did nothing: no DBOS(config=...) exists and no "
+                "system_database_url was given."
+            )
+
+    @staticmethod
+    def migrate(
+        system_database_url: str,
+        *,
+        schema: str = "dbos",
+        application_role: str | None = None,
+        sharding: bool = False,
+    ) -> None:
+        """Create or upgrade the system database's schema, as its owner; with
+        ``application_role`` (PostgreSQL), grant that role what running workflows needs
+        (and no right to alter the tables). The same as ``perdure migrate --app-role``.
+
+        Raises:
+            DBOSInitializationError: ``sharding`` (DBOS Cloud), another ``schema`` than the
+                system one, a role on SQLite, or a database that cannot be migrated.
+        """
+        if sharding:
+            raise DBOSInitializationError(
+                "migrate(sharding=True): sharding is a DBOS Cloud feature."
+            )
+        if schema not in ("dbos", "perdure"):
+            raise DBOSInitializationError(
+                f"migrate(schema={schema!r}): Perdure's tables live in schema 'perdure'."
+            )
+        migrate_system_database(system_database_url, application_role=application_role)
+
+    @classmethod
+    def register_instance(cls, inst: object) -> None:
+        """Accepted for DBOS 2.x compatibility: a `DBOSConfiguredInstance` registers itself
+        when constructed, so there is nothing left to do.
+
+        Raises:
+            DBOSInitializationError: ``inst`` is not a `DBOSConfiguredInstance`.
+        """
+        if not isinstance(inst, DBOSConfiguredInstance):
+            raise DBOSInitializationError(
+                f"register_instance expects a DBOSConfiguredInstance, got {type(inst)!r}."
+            )
 
     # -- decorators ------------------------------------------------------------------------------
 
     @classmethod
     def workflow(
-        cls, *, name: str | None = None, max_recovery_attempts: int = 100
+        cls,
+        *,
+        name: str | None = None,
+        max_recovery_attempts: int | None = 100,
+        serialization_type: WorkflowSerializationFormat | None = None,
+        validate_args: ArgsValidator | None = None,
     ) -> Callable[[F], F]:
-        """Make a function a durable workflow (sync or async)."""
+        """Make a function a durable workflow (sync or async).
+
+        Args:
+            name: The name it is recorded under (default: its qualified name).
+            max_recovery_attempts: Recoveries after which it is dead-lettered (None: no
+                limit).
+            serialization_type: Accepted for DBOS compatibility: DEFAULT or NATIVE (the
+                configured serializer); PORTABLE is refused.
+            validate_args: Called with ``(args, kwargs)`` before each execution; returns them,
+                maybe converted, or raises (the workflow then ends with that error). Pass
+                `pydantic_args_validator` to validate against the type hints.
+        """
+        check_serialization_type(serialization_type, "@DBOS.workflow")
 
         def decorate(func: F) -> F:
             entry = cls._registry.add_workflow(
-                name or func.__qualname__, func, max_recovery_attempts=max_recovery_attempts
+                name or func.__qualname__,
+                func,
+                max_recovery_attempts=max_recovery_attempts,
+                validate_args=validate_args,
             )
             if entry.is_async:
 
@@ -199,24 +340,58 @@ class DBOS(
         interval_seconds: float = 1.0,
         max_attempts: int = 3,
         backoff_rate: float = 2.0,
+        should_retry: Callable[[BaseException], Any] | None = None,
+        preemptible: bool = False,
+        timeout_seconds: float | None = None,
     ) -> Callable[[F], F]:
-        """Make a function a step: checkpointed inside workflows, retried if asked."""
-        policy = steps.RetryPolicy(retries_allowed, interval_seconds, max_attempts, backoff_rate)
+        """Make a function a step: checkpointed inside workflows, retried if asked.
 
-        def decorate(func: F) -> F:
-            step_name = name or func.__qualname__
-            if inspect.iscoroutinefunction(func):
+        Args:
+            name: The name it is recorded under (default: its qualified name).
+            retries_allowed: Retry a failed attempt, up to ``max_attempts`` in all, waiting
+                ``interval_seconds`` then ``backoff_rate`` times longer after each failure.
+            should_retry: Called with an attempt's error; False ends the step with that error
+                at once (an async predicate only on an async step).
+            preemptible: Interrupt a running attempt when its workflow is cancelled (async
+                steps).
+            timeout_seconds: Interrupt an attempt that runs longer, with
+                `DBOSStepTimeoutError` as its error (async steps; retried like any error).
+        """
+        policy = steps.RetryPolicy(
+            retries_allowed,
+            interval_seconds,
+            max_attempts,
+            backoff_rate,
+            should_retry=should_retry,
+            timeout_seconds=timeout_seconds,
+            preemptible=preemptible,
+        )
 
-                @functools.wraps(func)
-                async def run_async(*args: Any, **kwargs: Any) -> Any:
-                    engine = cls._engine_if_in_workflow()
-                    if engine is None:
-                        return await func(*args, **kwargs)
-                    return await steps.run_step_async(
-                        engine, func, args, kwargs, name=step_name, policy=policy
-                    )
+        return lambda func: cls._as_step(func, name, policy, startable=True)
 
-                return cast(F, run_async)
+    @classmethod
+    def _as_step(
+        cls, func: F, name: str | None, policy: steps.RetryPolicy, *, startable: bool
+    ) -> F:
+        """``func`` as a step; ``startable``: also a one-step workflow named
+        ``<temp>.<step name>``, so ``start_workflow`` and ``enqueue`` accept it, as in DBOS."""
+        step_name = name or func.__qualname__
+        is_async = inspect.iscoroutinefunction(func)
+        policy.check(step_name, is_async=is_async)
+        wrapper: Any
+        if is_async:
+
+            @functools.wraps(func)
+            async def run_async(*args: Any, **kwargs: Any) -> Any:
+                engine = cls._engine_if_in_workflow()
+                if engine is None:
+                    return await func(*args, **kwargs)
+                return await steps.run_step_async(
+                    engine, func, args, kwargs, name=step_name, policy=policy
+                )
+
+            wrapper = run_async
+        else:
 
             @functools.wraps(func)
             def run(*args: Any, **kwargs: Any) -> Any:
@@ -225,9 +400,55 @@ class DBOS(
                     return func(*args, **kwargs)
                 return steps.run_step(engine, func, args, kwargs, name=step_name, policy=policy)
 
-            return cast(F, run)
+            wrapper = run
+        if startable:
+            wrapper.__perdure_workflow__ = cls._registry.add_workflow(
+                TEMP_WORKFLOW_PREFIX + step_name, wrapper, max_recovery_attempts=100
+            )
+        return cast(F, wrapper)
 
-        return decorate
+    @classmethod
+    def run_step(
+        cls,
+        dbos_step_options: StepOptions | None,
+        func: Callable[..., Any],
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        """Call ``func`` as a step with ``dbos_step_options`` (those of ``@DBOS.step()``),
+        without decorating it: checkpointed in a workflow, a plain call outside one. An async
+        ``func`` runs to completion on an event loop of its own."""
+        step = cls._step_of(func, dbos_step_options)
+        if inspect.iscoroutinefunction(func):
+            return asyncio.run(step(*args, **kwargs))
+        return step(*args, **kwargs)
+
+    @classmethod
+    async def run_step_async(
+        cls,
+        dbos_step_options: StepOptions | None,
+        func: Callable[..., Any],
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        """Async twin of `run_step`: an async ``func`` is awaited here; a plain one runs in a
+        worker thread, its position in the workflow taken first, on the event loop."""
+        if inspect.iscoroutinefunction(func):
+            return await cls._step_of(func, dbos_step_options)(*args, **kwargs)
+        options: StepOptions = {"name": func.__qualname__, **(dbos_step_options or {})}
+        if options.get("name") is None:
+            options["name"] = func.__qualname__
+
+        async def in_thread(*a: Any, **k: Any) -> Any:
+            return await asyncio.to_thread(func, *a, **k)
+
+        return await cls._step_of(in_thread, options)(*args, **kwargs)
+
+    @classmethod
+    def _step_of(cls, func: F, options: StepOptions | None) -> F:
+        """``func`` as a step for one `run_step` call (registered nowhere)."""
+        name, policy = steps.policy_of(options)
+        return cls._as_step(func, name, policy, startable=False)
 
     @classmethod
     def transaction(
@@ -248,6 +469,40 @@ class DBOS(
             return cast(F, run)
 
         return decorate
+
+    @classmethod
+    def required_roles(cls, roles: list[str]) -> Callable[[F], F]:
+        """Allow calls of the function only to an identity holding one of ``roles``; while it
+        runs it assumes the first it holds (`DBOS.assumed_role`). Put it under
+        ``@DBOS.workflow()``: a workflow then checks at each execution, with the identity
+        recorded at its start, so its recovery acts for the same user.
+
+        Raises:
+            DBOSNotAuthorizedError: At a call without an identity, or without those roles.
+        """
+        required = roles_of(roles) or ()
+        return lambda func: with_required_roles(func, required)
+
+    @classmethod
+    def default_required_roles(cls, roles: list[str]) -> Callable[[type[R]], type[R]]:
+        """`required_roles` for every workflow method of the class that has none of its own
+        (and registers the class, as ``@DBOS.dbos_class()`` does)."""
+        required = roles_of(roles) or ()
+
+        def decorate(klass: type[R]) -> type[R]:
+            cls._registry.add_class(klass)
+            cls._registry.require_roles(klass, required)
+            return klass
+
+        return decorate
+
+    @classmethod
+    def set_authentication(
+        cls, authenticated_user: str | None, authenticated_roles: list[str] | None
+    ) -> None:
+        """Act for this user with these roles from here on in the current context (a thread
+        or task); `DBOSContextSetAuth` does the same for a block."""
+        set_auth(Authentication(authenticated_user, roles_of(authenticated_roles)))
 
     @classmethod
     def dbos_class(cls, class_name: str | None = None) -> Callable[[type[R]], type[R]]:
@@ -319,18 +574,32 @@ class DBOS(
         return await runtime.start_workflow_async(cls._invocation(func, args, kwargs))
 
     @classmethod
-    def retrieve_workflow(cls, workflow_id: str) -> WorkflowHandle[Any]:
-        """A handle to an existing workflow (raises if the ID is unknown)."""
+    def retrieve_workflow(
+        cls, workflow_id: str, existing_workflow: bool = True
+    ) -> WorkflowHandle[Any]:
+        """A handle to a workflow.
+
+        Raises:
+            DBOSNonExistentWorkflowError: The ID is unknown. Checked only with
+                ``existing_workflow``; without it, as in DBOS, the handle's ``get_result``
+                waits for a workflow not started yet to start and end.
+        """
         engine = cls._require_runtime().engine
-        handle: WorkflowHandle[Any] = WorkflowHandle(engine, workflow_id)
-        handle.get_status()  # raises DBOSNonExistentWorkflowError for an unknown ID
+        handle: WorkflowHandle[Any] = WorkflowHandle(
+            engine, workflow_id, may_not_exist=not existing_workflow
+        )
+        if existing_workflow and cls.get_workflow_status(workflow_id) is None:
+            raise DBOSNonExistentWorkflowError("target", workflow_id)
         return handle
 
     @classmethod
-    async def retrieve_workflow_async(cls, workflow_id: str) -> WorkflowHandleAsync[Any]:
+    async def retrieve_workflow_async(
+        cls, workflow_id: str, existing_workflow: bool = True
+    ) -> WorkflowHandleAsync[Any]:
         """Async twin of `retrieve_workflow` (its database read runs off the event loop)."""
-        handle = await asyncio.to_thread(cls.retrieve_workflow, workflow_id)
-        return WorkflowHandleAsync(cls._require_runtime().engine, handle.workflow_id)
+        handle = await asyncio.to_thread(cls.retrieve_workflow, workflow_id, existing_workflow)
+        engine = cls._require_runtime().engine
+        return WorkflowHandleAsync(engine, handle.workflow_id, may_not_exist=not existing_workflow)
 
     @classmethod
     def get_result(cls, workflow_id: str) -> Any:
@@ -349,25 +618,52 @@ class DBOS(
 
     @classmethod
     def get_workflow_status(cls, workflow_id: str) -> WorkflowStatus | None:
-        """The workflow's status, or None if no workflow has that ID."""
-        return get_status(cls._require_runtime().engine, workflow_id)
+        """The workflow's status, or None if no workflow has that ID (in workflow code
+        recorded as a step, as in DBOS: a replay sees the status the first run saw)."""
+        engine = cls._require_runtime().engine
+        return cls._recorded(GET_STATUS, lambda: get_status(engine, workflow_id))
 
     @classmethod
     async def get_workflow_status_async(cls, workflow_id: str) -> WorkflowStatus | None:
         """Async twin of `get_workflow_status` (its database read runs off the event loop)."""
-        return await asyncio.to_thread(cls.get_workflow_status, workflow_id)
+        engine = cls._require_runtime().engine
+        return await cls._recorded_async(GET_STATUS, lambda: get_status(engine, workflow_id))
 
     # -- durable time ----------------------------------------------------------------------------
 
     @classmethod
     def sleep(cls, seconds: float) -> None:
-        """Sleep durably: a recovered workflow sleeps only the remaining time."""
-        steps.durable_sleep(cls._engine_if_in_workflow(), seconds)
+        """Sleep durably: a recovered workflow sleeps only the remaining time. A duration of
+        zero or less returns at once and records nothing, as in DBOS."""
+        if seconds <= 0 and not _recorded_by_0_1():
+            return
+        steps.durable_sleep(cls._engine_if_in_workflow(), max(seconds, 0))
 
     @classmethod
     async def sleep_async(cls, seconds: float) -> None:
         """Async twin of `sleep`."""
-        await steps.durable_sleep_async(cls._engine_if_in_workflow(), seconds)
+        if seconds <= 0 and not _recorded_by_0_1():
+            return
+        await steps.durable_sleep_async(cls._engine_if_in_workflow(), max(seconds, 0))
+
+
+def _recorded_by_0_1() -> bool:
+    """Whether a workflow recorded by Perdure 0.1 (which recorded zero-length sleeps) runs."""
+    ctx = current_workflow()
+    return ctx is not None and ctx.recorded_by_0_1
+
+
+def run_dbos_database_migrations(
+    system_database_url: str,
+    *,
+    schema: str = "dbos",
+    application_role: str | None = None,
+    sharding: bool = False,
+) -> None:
+    """`DBOS.migrate` under the name DBOS's command-line module gives it."""
+    DBOS.migrate(
+        system_database_url, schema=schema, application_role=application_role, sharding=sharding
+    )
 
 
 def _check_registered_class(entry: RegisteredWorkflow, args: tuple[Any, ...]) -> None:

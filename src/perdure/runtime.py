@@ -26,6 +26,7 @@ from perdure.execution.tracing import Tracing
 from perdure.execution.workflow import Invocation, WorkflowEngine
 from perdure.logs import get_logger
 from perdure.management import WorkflowManager
+from perdure.management.versions import register_version
 from perdure.messaging.operations import Messaging
 from perdure.messaging.wakeups import WakeUps
 from perdure.queues.dequeue import Dequeuer
@@ -95,6 +96,7 @@ class Runtime:
                     url=redact_url(store.url),
                     require_current=True,
                 )
+            register_version(store, settings.application_version)
             if settings.enable_otlp:  # before any thread starts: missing packages fail here
                 self._tracing = Tracing(settings.name, settings.otlp_traces_endpoints)
             self._app_db = ApplicationDatabase(
@@ -223,18 +225,14 @@ class Runtime:
         self._listener = self._messaging = self._takeover = None
         self._dequeuer = self._scheduler = self._heartbeat = None
 
-    def reset_system_database(self) -> None:
-        """Drop every Perdure table in the system database (before launch only)."""
+    def reset_system_database(self, url: str | None = None) -> None:
+        """Drop every Perdure table in the system database, or in ``url`` (before launch)."""
         if self._engine is not None:
             raise DBOSInitializationError(
                 "DBOS.reset_system_database() must be called before DBOS.launch(): it deletes "
                 "every workflow record. Call DBOS.destroy() first if you really mean it."
             )
-        store = open_store(self.settings.system_database_url, max_connections=2)
-        try:
-            store.reset()
-        finally:
-            store.close()
+        reset_store(url or self.settings.system_database_url)
 
     @property
     def engine(self) -> WorkflowEngine:
@@ -291,7 +289,7 @@ class Runtime:
         except DBOSWorkflowConflictIDError:
             return engine.await_result(started.workflow_id)
         except DBOSWorkflowCancelledError as exc:
-            raise _for_caller(exc) from None
+            raise _for_caller(exc.workflow_id or started.workflow_id) from None
 
     async def call_workflow_async(
         self, entry: RegisteredWorkflow, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -307,7 +305,7 @@ class Runtime:
         except DBOSWorkflowConflictIDError:
             return await engine.await_result_async(started.workflow_id)
         except DBOSWorkflowCancelledError as exc:
-            raise _for_caller(exc) from None
+            raise _for_caller(exc.workflow_id or started.workflow_id) from None
 
     def start_workflow(self, call: Invocation) -> WorkflowHandle[Any]:
         """Record the workflow durably, then run it on the worker pool."""
@@ -346,6 +344,15 @@ class Runtime:
             logger.debug("Workflow task %s ended with %r", active.ctx.workflow_id, exc)
 
 
+def reset_store(url: str) -> None:
+    """Drop every Perdure table of the system database at ``url``."""
+    store = open_store(url, max_connections=2)
+    try:
+        store.reset()
+    finally:
+        store.close()
+
+
 def invocation(
     entry: RegisteredWorkflow, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Invocation:
@@ -355,7 +362,7 @@ def invocation(
     return Invocation(entry, None, tuple(args), kwargs)
 
 
-def _for_caller(exc: DBOSWorkflowCancelledError) -> BaseException:
+def _for_caller(workflow_id: str) -> BaseException:
     """Inside a cancelled workflow the signal propagates; elsewhere it becomes catchable."""
     caller = current_workflow()
     if caller is not None:
@@ -363,4 +370,4 @@ def _for_caller(exc: DBOSWorkflowCancelledError) -> BaseException:
             caller.check_live()  # the caller's own cancellation or deadline
         except DBOSWorkflowCancelledError as own:
             return own
-    return DBOSAwaitedWorkflowCancelledError(exc.workflow_id)
+    return DBOSAwaitedWorkflowCancelledError(workflow_id)

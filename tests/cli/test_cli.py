@@ -102,7 +102,7 @@ def test_workflow_get_and_steps(history: str) -> None:
 
     steps = perdure("workflow", "steps", "cli-2", db=history)
     assert steps.returncode == 0, steps.stderr
-    assert steps.stdout.splitlines()[2].split()[:4] == ["0", "greet", "hello", "bob"]
+    assert steps.stdout.splitlines()[2].split()[:4] == ["1", "greet", "hello", "bob"]
     step_json = json.loads(perdure("workflow", "steps", "cli-2", "--json", db=history).stdout)
     assert step_json[0]["output"] == "hello bob"
 
@@ -135,7 +135,7 @@ def test_workflow_cancel_resume_and_fork(dbos: type[DBOS], db_url: str) -> None:
     resumed = json.loads(perdure("--json", "workflow", "resume", "to-cancel", db=db_url).stdout)
     assert resumed["workflow_id"] == "to-cancel"
     assert resumed["status"] in ("ENQUEUED", "PENDING", "SUCCESS")  # the app may be quick
-    forked = perdure("workflow", "fork", "to-cancel", "--step", "0", "--id", "the-fork", db=db_url)
+    forked = perdure("workflow", "fork", "to-cancel", "--step", "1", "--id", "the-fork", db=db_url)
     assert forked.returncode == 0, forked.stderr
     assert "the-fork" in forked.stdout
     # The app launched in this process picks both up from the internal queue.
@@ -153,15 +153,16 @@ def test_queue_list(history: str) -> None:
     assert set(rule) == {"-", " "}
     assert rows == []
 
-    # Defined by another process (this one would serve the queue and run its workflows).
+    # Defined by another process, whose build alone runs these (the app here serves every
+    # stored queue, but claims only workflows of its own version).
     spec = QueueSpec.create("mail", 3, {"limit": 10, "period": 2.0}, priority_enabled=True)
     store = open_store(history)
     try:
         store.save_queue(spec.record())
     finally:
         store.close()
-    run_sql(history, "UPDATE {p}workflow_status SET status = 'ENQUEUED', queue_name = 'mail' "
-            "WHERE workflow_id IN ('cli-1', 'cli-2')")  # fmt: skip
+    run_sql(history, "UPDATE {p}workflow_status SET status = 'ENQUEUED', queue_name = 'mail', "
+            "app_version = 'other-build' WHERE workflow_id IN ('cli-1', 'cli-2')")  # fmt: skip
     run_sql(history, "UPDATE {p}workflow_status SET status = 'PENDING', queue_name = 'orphan', "
             "instance_id = 'elsewhere' WHERE workflow_id = 'cli-3'")  # fmt: skip
     table = perdure("queue", "list", db=history)
@@ -178,6 +179,8 @@ def test_queue_list(history: str) -> None:
                 "concurrency": 3, "worker_concurrency": None,
                 "limiter": {"limit": 10, "period": 2.0}, "priority_enabled": True,
                 "partition_queue": False, "polling_interval_sec": 1.0,
+                "partition_concurrency": None, "partition_worker_concurrency": None,
+                "partition_limiter": None,
             },
         },
         {"queue_name": "orphan", "enqueued": 0, "running": 1, "internal": False, "settings": None},

@@ -50,11 +50,11 @@ def test_client_resume_and_fork_run_in_another_process(
             (first.workflow_id,),
         )
         witness.db.execute(
-            f"DELETE FROM {system}operation_outputs WHERE workflow_id = ? AND function_id = 1",
+            f"DELETE FROM {system}operation_outputs WHERE workflow_id = ? AND function_id = 2",
             (first.workflow_id,),
         )
         assert client.resume_workflow(first.workflow_id).get_result() == 7
-        forked = client.fork_workflow(first.workflow_id, 1)
+        forked = client.fork_workflow(first.workflow_id, 2)
         assert forked.get_result() == 7
     finally:
         client.destroy()

@@ -47,4 +47,4 @@ def test_two_processes_start_same_workflow_id(witness: Witness, programs: Progra
         CONTENDERS[runner],
         1,
     )
-    assert witness.steps(WORKFLOW_ID) == [(0, "slow_part")]
+    assert witness.steps(WORKFLOW_ID) == [(1, "slow_part")]

@@ -24,6 +24,7 @@ pytestmark = [
 
 WORKFLOWS = 20
 STEPS = 5
+POSITIONS = range(1, STEPS + 1)  # the positions of each job's steps
 
 
 def test_database_restarted_under_load(
@@ -58,10 +59,8 @@ def test_database_restarted_under_load(
     assert set(workflows) == jobs
     assert {info.status for info in workflows.values()} == {"SUCCESS"}
     for job in sorted(jobs):
-        assert witness.steps(job) == [(position, "load_step") for position in range(STEPS)], job
+        assert witness.steps(job) == [(position, "load_step") for position in POSITIONS], job
     counts = witness.effects.counts()
-    expected = {f"job{i}-step{p}" for i in range(WORKFLOWS) for p in range(STEPS)}
+    expected = {f"job{i}-step{p}" for i in range(WORKFLOWS) for p in POSITIONS}
     assert set(counts) == expected  # each step's body ran at least once, and nothing else ran
-    assert witness.outcomes() == [
-        {"by": "", "output": [sum(range(STEPS))] * WORKFLOWS, "error": None}
-    ]
+    assert witness.outcomes() == [{"by": "", "output": [sum(POSITIONS)] * WORKFLOWS, "error": None}]

@@ -60,10 +60,10 @@ def test_message_received_before_a_kill_is_replayed_not_received_again(
     assert consumed_flags(witness, WORKFLOW_ID, TOPIC) == [1, 0]
     assert witness.effects.counts() == {"received:first": 1, "hold": 2}
     assert witness.steps(WORKFLOW_ID) == [
-        (0, "DBOS.sleep"),
-        (1, "DBOS.recv"),
-        (2, "note"),
-        (3, "hold"),
+        (1, "DBOS.sleep"),
+        (2, "DBOS.recv"),
+        (3, "note"),
+        (4, "hold"),
     ]
     info = witness.workflows()[WORKFLOW_ID]
     assert (info.status, info.recovery_attempts) == ("SUCCESS", 2)
@@ -89,10 +89,10 @@ def test_message_sent_while_its_blocked_receiver_is_dead_is_received_once(
     assert witness.outcomes() == [{"by": "", "output": ["first"], "error": None}]
     assert witness.effects.counts() == {"received:first": 1, "hold": 1}
     assert witness.steps(WORKFLOW_ID) == [
-        (0, "DBOS.sleep"),
-        (1, "DBOS.recv"),
-        (2, "note"),
-        (3, "hold"),
+        (1, "DBOS.sleep"),
+        (2, "DBOS.recv"),
+        (3, "note"),
+        (4, "hold"),
     ]
 
 
@@ -118,7 +118,7 @@ def test_recv_timeout_is_durable_across_a_kill(witness: Witness, programs: Progr
     )
     first.kill()
     assert witness.effects.counts() == {"start": 1}
-    assert witness.steps(WORKFLOW_ID) == [(0, "mark_start"), (1, "DBOS.sleep")]
+    assert witness.steps(WORKFLOW_ID) == [(1, "mark_start"), (2, "DBOS.sleep")]
 
     programs.start("recv_timeout", *witness.argv, "recover", WORKFLOW_ID, timeout).expect_exit(0)
 
@@ -131,10 +131,10 @@ def test_recv_timeout_is_durable_across_a_kill(witness: Witness, programs: Progr
     assert outcome["output"]["message"] is None
     assert RECV_TIMEOUT_SECONDS * 1000 <= outcome["output"]["waited_ms"] < UPPER_BOUND_MS
     assert witness.steps(WORKFLOW_ID) == [
-        (0, "mark_start"),
-        (1, "DBOS.sleep"),
-        (2, "DBOS.recv"),
-        (3, "mark_end"),
+        (1, "mark_start"),
+        (2, "DBOS.sleep"),
+        (3, "DBOS.recv"),
+        (4, "mark_end"),
     ]
     info = witness.workflows()[WORKFLOW_ID]
     assert (info.status, info.recovery_attempts) == ("SUCCESS", 2)
@@ -150,7 +150,7 @@ def test_send_checkpointed_before_a_kill_is_not_sent_again(
         watch=[first],
     )
     first.kill()
-    assert witness.steps(WORKFLOW_ID) == [(0, "prepare"), (1, "DBOS.send")]
+    assert witness.steps(WORKFLOW_ID) == [(1, "prepare"), (2, "DBOS.send")]
     assert len(consumed_flags(witness, INBOX_ID, FORWARDED_TOPIC)) == 1
 
     programs.start("forwarder", *witness.argv, "recover", WORKFLOW_ID, INBOX_ID).expect_exit(0)
@@ -162,8 +162,8 @@ def test_send_checkpointed_before_a_kill_is_not_sent_again(
         {"by": "", "output": FORWARDED, "error": None},  # the inbox
     ]
     assert witness.effects.counts() == {"prepare": 1, "after_send": 2}
-    assert witness.steps(WORKFLOW_ID) == [(0, "prepare"), (1, "DBOS.send"), (2, "after_send")]
-    assert witness.steps(INBOX_ID) == [(0, "DBOS.sleep"), (1, "DBOS.recv")]
+    assert witness.steps(WORKFLOW_ID) == [(1, "prepare"), (2, "DBOS.send"), (3, "after_send")]
+    assert witness.steps(INBOX_ID) == [(1, "DBOS.sleep"), (2, "DBOS.recv")]
     workflows = witness.workflows()
     assert {workflows[WORKFLOW_ID].status, workflows[INBOX_ID].status} == {"SUCCESS"}
     assert workflows[WORKFLOW_ID].recovery_attempts == 2

@@ -28,12 +28,12 @@ def test_kill_mid_step(witness: Witness, programs: Programs) -> None:
     )
     first.kill()
     assert witness.status(WORKFLOW_ID) == "PENDING"
-    assert witness.steps(WORKFLOW_ID) == [(0, "step1"), (1, "step2")]
+    assert witness.steps(WORKFLOW_ID) == [(1, "step1"), (2, "step2")]
 
     programs.start("four_steps", *witness.argv, "recover", WORKFLOW_ID).expect_exit(0)
 
     assert witness.effects.counts() == {"step1": 1, "step2": 1, "step3": 2, "step4": 1}
-    assert witness.steps(WORKFLOW_ID) == [(0, "step1"), (1, "step2"), (2, "step3"), (3, "step4")]
+    assert witness.steps(WORKFLOW_ID) == [(1, "step1"), (2, "step2"), (3, "step3"), (4, "step4")]
     info = witness.workflows()[WORKFLOW_ID]
     assert (info.status, info.recovery_attempts) == ("SUCCESS", 2)
     assert witness.outcomes() == [{"by": "", "output": [101, 103, 106, 110], "error": None}]
@@ -56,7 +56,7 @@ def test_kill_mid_transaction(witness: Witness, programs: Programs) -> None:
     assert entries == ["closed-after-3", "row-0", "row-1", "row-2"]
     # The body ran twice (killed once, then re-run) but committed once.
     assert witness.milestones.count("rows-inserted") == 2
-    assert witness.steps(WORKFLOW_ID) == [(0, "insert_rows"), (1, "close_ledger")]
+    assert witness.steps(WORKFLOW_ID) == [(1, "insert_rows"), (2, "close_ledger")]
     assert witness.status(WORKFLOW_ID) == "SUCCESS"
     assert witness.outcomes() == [{"by": "", "output": 3, "error": None}]
 
@@ -91,7 +91,7 @@ def test_kill_during_durable_sleep(witness: Witness, programs: Programs) -> None
     assert start_pid != end_pid, "the end step should run in the restarted process"
     elapsed_ms = ended_ms - started_ms
     assert SLEEP_SECONDS * 1000 <= elapsed_ms < 6500, f"slept {elapsed_ms} ms in all"
-    assert witness.steps(WORKFLOW_ID) == [(0, "mark_start"), (1, "DBOS.sleep"), (2, "mark_end")]
+    assert witness.steps(WORKFLOW_ID) == [(1, "mark_start"), (2, "DBOS.sleep"), (3, "mark_end")]
     info = witness.workflows()[WORKFLOW_ID]
     assert (info.status, info.recovery_attempts) == ("SUCCESS", 2)
     [outcome] = witness.outcomes()
@@ -104,8 +104,8 @@ def test_kill_parent_with_children(witness: Witness, programs: Programs) -> None
         lambda: (
             witness.milestones.count("child2-blocked") >= 1
             and witness.milestones.count("child4-blocked") >= 1
-            and witness.status(f"{WORKFLOW_ID}-0") == "SUCCESS"
-            and witness.status(f"{WORKFLOW_ID}-2") == "SUCCESS"
+            and witness.status(f"{WORKFLOW_ID}-1") == "SUCCESS"
+            and witness.status(f"{WORKFLOW_ID}-3") == "SUCCESS"
         ),
         what="children 1 and 3 to finish while children 2 and 4 are blocked mid-step",
         watch=[first],
@@ -130,7 +130,7 @@ def test_kill_parent_with_children(witness: Witness, programs: Programs) -> None
     }
 
     workflows = witness.workflows()
-    children = {f"{WORKFLOW_ID}-{position}" for position in range(4)}
+    children = {f"{WORKFLOW_ID}-{position}" for position in range(1, 5)}
     assert set(workflows) == {WORKFLOW_ID} | children
     assert all(info.status == "SUCCESS" for info in workflows.values()), workflows
     for child_id in children:

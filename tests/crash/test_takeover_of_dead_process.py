@@ -28,6 +28,6 @@ def test_a_live_process_takes_over_a_killed_ones_workflow(
     taker.expect_exit(0)  # it saw the workflow end, and it was the one that ran it
     assert witness.outcomes() == [{"by": "", "output": [101, 103, 106, 110], "error": None}]
     assert witness.effects.counts() == {"step1": 1, "step2": 1, "step3": 2, "step4": 1}
-    assert witness.steps(WORKFLOW_ID) == [(0, "step1"), (1, "step2"), (2, "step3"), (3, "step4")]
+    assert witness.steps(WORKFLOW_ID) == [(1, "step1"), (2, "step2"), (3, "step3"), (4, "step4")]
     info = witness.workflows()[WORKFLOW_ID]
     assert (info.status, info.executor_id, info.recovery_attempts) == ("SUCCESS", "taker", 2)

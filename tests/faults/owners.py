@@ -11,7 +11,8 @@ from tests.crash.harness import Program, Programs, Witness, wait_until
 
 WORKFLOWS = 4
 STEPS = 4
-GATE = 1
+POSITIONS = range(1, STEPS + 1)  # the positions of the fleet's steps
+GATE = 2  # the second step
 TIMEOUTS = ("--heartbeat", "0.5", "--dead-after", "3")
 
 
@@ -45,7 +46,7 @@ def assert_ran_once_but_the_step_in_flight(witness: Witness, owner_pid: int) -> 
     runs = witness.effects.by_pid()
     for index in range(WORKFLOWS):
         workflow_id = f"owner-{index}"
-        for position in range(STEPS):
+        for position in POSITIONS:
             pids = runs.get(f"{workflow_id}:{position}", [])
             if position == GATE:
                 assert len(pids) == 2, (workflow_id, position, pids)
@@ -56,7 +57,7 @@ def assert_ran_once_but_the_step_in_flight(witness: Witness, owner_pid: int) -> 
                 assert owner_pid not in pids, (workflow_id, position)
         token, written_under = witness.ownership(workflow_id)
         assert {p: t for p, t in written_under.items() if p >= GATE} == dict.fromkeys(
-            range(GATE, STEPS), token
+            range(GATE, STEPS + 1), token
         ), workflow_id
         info = witness.workflows()[workflow_id]
         assert (info.status, info.recovery_attempts) == ("SUCCESS", 2), (workflow_id, info)

@@ -17,7 +17,8 @@ from tests.crash.harness import Programs, Witness, wait_until
 pytestmark = pytest.mark.slow
 
 STEPS = 4
-GATE = 1
+POSITIONS = range(1, STEPS + 1)  # the positions of the fleet's steps
+GATE = 2  # the second step
 
 
 @pytest.mark.parametrize("run", [1, 2])
@@ -34,25 +35,25 @@ def test_cancel_then_resume_from_another_process_while_a_step_runs(
         client.cancel_workflow("worker-0")
         assert client.retrieve_workflow("worker-0").get_status().status == "CANCELLED"
         client.resume_workflow("worker-0")
-        # The resumed execution replays step 0 and enters the gate step again.
+        # The resumed execution replays step 1 and enters the gate step again.
         wait_until(
             lambda: witness.milestones.count("gate") == 2,
             what="the resumed execution to reach the gate step",
             watch=[worker],
         )
         witness.milestones.raise_flag("release")  # both executions leave the step now
-        assert client.retrieve_workflow("worker-0").get_result() == sum(range(STEPS))
+        assert client.retrieve_workflow("worker-0").get_result() == sum(POSITIONS)
     finally:
         client.destroy()
     wait_until(witness.outcomes, what="the worker's outcome", watch=[worker])
     witness.milestones.record("stop")
     worker.expect_exit(0)
 
-    assert witness.outcomes() == [{"by": "worker", "output": [sum(range(STEPS))], "error": None}]
+    assert witness.outcomes() == [{"by": "worker", "output": [sum(POSITIONS)], "error": None}]
     counts = witness.effects.counts()
-    assert [counts[f"worker-0:{p}"] for p in range(STEPS)] == [1, 2, 1, 1]
+    assert [counts[f"worker-0:{p}"] for p in POSITIONS] == [1, 2, 1, 1]
     token, written_under = witness.ownership("worker-0")
     assert {p: t for p, t in written_under.items() if p >= GATE} == dict.fromkeys(
-        range(GATE, STEPS), token
+        range(GATE, STEPS + 1), token
     )
     assert witness.status("worker-0") == "SUCCESS"

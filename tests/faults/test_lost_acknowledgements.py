@@ -19,8 +19,10 @@ from perdure.queues.limits import admissible
 from perdure.queues.queue import QueueSpec
 from perdure.storage import Store, open_store
 from perdure.storage.records import (
+    BulkDelivery,
     Delivery,
     Occupancy,
+    OutgoingMessage,
     QueueClaim,
     QueueRecord,
     StepRow,
@@ -103,21 +105,21 @@ def test_a_child_start_recognises_its_own_link_and_child(
 ) -> None:
     parent = workflow("p")
     store.start_workflow(parent)
-    child = workflow("p-0", parent_workflow_id="p")
-    link = step(parent, 0, function_name="child", output=None, child_workflow_id="p-0")
+    child = workflow("p-1", parent_workflow_id="p")
+    link = step(parent, 1, function_name="child", output=None, child_workflow_id="p-1")
     rule = proxy.drop_reply(r"^WITH prior AS \(SELECT 1 AS one FROM perdure\.operation_outputs")
     outcome = store.start_workflow(child, parent_step=link)
     fired(rule)
     assert outcome.created
-    assert [s.child_workflow_id for s in store.load_steps("p")] == ["p-0"]
-    assert store.get_workflow("p-0") is not None
+    assert [s.child_workflow_id for s in store.load_steps("p")] == ["p-1"]
+    assert store.get_workflow("p-1") is not None
 
 
 def test_a_step_checkpoint_recognises_its_own_insert(store: Store, proxy: FaultProxy) -> None:
     owner = workflow("w")
     store.start_workflow(owner)
     rule = proxy.drop_reply(r"^INSERT INTO perdure\.operation_outputs")
-    assert store.record_step(step(owner, 0)) is None  # recorded, by itself
+    assert store.record_step(step(owner, 1)) is None  # recorded, by itself
     fired(rule)
     assert len(store.load_steps("w")) == 1
 
@@ -178,8 +180,8 @@ def test_a_send_from_a_workflow_is_delivered_once(
     store.start_workflow(receiver)
     rule = proxy.drop_reply(r"^WITH .*DELETE FROM perdure\.recv_waiters")
     delivery = store.send_message(
-        message_id="sender-0", destination_id="receiver", topic="t", message=b"1",
-        serialization="json", recv_step_name=RECV, step=step(sender, 0, function_name="DBOS.send"),
+        message_id="sender-1", destination_id="receiver", topic="t", message=b"1",
+        serialization="json", recv_step_name=RECV, step=step(sender, 1, function_name="DBOS.send"),
     )  # fmt: skip
     fired(rule)
     assert delivery == Delivery("sent")
@@ -193,27 +195,27 @@ def test_an_event_and_a_stream_value_from_a_workflow_are_kept_once(
     owner = workflow("w")
     store.start_workflow(owner)
     rule = proxy.drop_reply(r"^WITH live AS .*INSERT INTO perdure\.streams", times=1)
-    store.write_stream("w", "s", b"a", "json", closed=False, step=step(owner, 0))
+    store.write_stream("w", "s", b"a", "json", closed=False, step=step(owner, 1))
     fired(rule)
     rule = proxy.drop_reply(r"^WITH live AS .*INSERT INTO perdure\.workflow_events", times=1)
-    store.set_event("w", "k", b"v", "json", step=step(owner, 1))
+    store.set_event("w", "k", b"v", "json", step=step(owner, 2))
     fired(rule)
     assert [e.value.data for e in store.read_stream("w", "s", 0)] == [b"a"]  # not appended twice
     assert store.get_events("w")["k"].data == b"v"
-    assert [s.function_id for s in store.load_steps("w")] == [0, 1]
+    assert [s.function_id for s in store.load_steps("w")] == [1, 2]
 
 
 def test_a_fork_recognises_its_own_insert(store: Store, proxy: FaultProxy) -> None:
     source = workflow("src")
     store.start_workflow(source)
-    assert store.record_step(step(source, 0)) is None
+    assert store.record_step(step(source, 1)) is None
     store.finish_workflow("src", source.owner_token, status=S.SUCCESS)
     fork = workflow("fork", forked_from="src")
     rule = proxy.drop_reply(r"^WITH prior AS \(SELECT 1 AS one FROM perdure\.workflow_status")
-    assert store.fork_workflow(fork, source_id="src", start_step=1)  # its own insert
+    assert store.fork_workflow(fork, source_id="src", start_step=2)  # its own insert
     fired(rule)
-    assert [s.function_id for s in store.load_steps("fork")] == [0]  # copied once
-    assert not store.fork_workflow(workflow("fork"), source_id="src", start_step=1)
+    assert [s.function_id for s in store.load_steps("fork")] == [1]  # copied once
+    assert not store.fork_workflow(workflow("fork"), source_id="src", start_step=2)
 
 
 def test_a_resume_and_a_requeue_recognise_their_own_update(store: Store, proxy: FaultProxy) -> None:
@@ -264,3 +266,18 @@ def test_a_workflow_whose_every_write_loses_an_acknowledgement_finishes_once(
         assert (status.status, status.recovery_attempts) == ("SUCCESS", 1)
     finally:
         DBOS.destroy(destroy_registry=True)
+
+
+def test_a_bulk_send_from_a_workflow_whose_commit_is_lost_is_delivered_once(
+    store: Store, proxy: FaultProxy, postgres_url: str
+) -> None:
+    sender = workflow("sender")
+    store.start_workflow(sender)
+    store.start_workflow(workflow("receiver"))
+    messages = [OutgoingMessage(f"sender-1.{n}", "receiver", "t", b"1", "json") for n in (0, 1)]
+    rule = proxy.drop_reply(r"^COMMIT")
+    delivery = store.send_messages(messages, step=step(sender, 1, function_name="DBOS.send_bulk"))
+    fired(rule)
+    assert delivery == BulkDelivery()  # the retry found its own commit: sent by that attempt
+    assert count(postgres_url, "SELECT COUNT(*) FROM {p}notifications") == 2
+    assert len(store.load_steps("sender")) == 1

@@ -16,6 +16,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from tests.crash.harness import Programs, Witness, wait_until
 from tests.faults.owners import (
+    POSITIONS,
     WORKFLOWS,
     assert_ran_once_but_the_step_in_flight,
     start_owner_and_taker,
@@ -64,5 +65,7 @@ def test_a_partitioned_owner_is_taken_over_and_records_nothing_after_healing(
         owner.expect_exit(0)
         taker.expect_exit(0)
     print(f"run {run}: partitioned owner taken over {took:.1f}s after the cut (timeout 3s)")
-    assert witness.outcomes() == [{"by": "owner", "output": [6] * WORKFLOWS, "error": None}]
+    assert witness.outcomes() == [
+        {"by": "owner", "output": [sum(POSITIONS)] * WORKFLOWS, "error": None}
+    ]
     assert_ran_once_but_the_step_in_flight(witness, owner.process.pid)

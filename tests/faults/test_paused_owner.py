@@ -16,6 +16,7 @@ import pytest
 
 from tests.crash.harness import Programs, Witness, wait_until
 from tests.faults.owners import (
+    POSITIONS,
     WORKFLOWS,
     assert_ran_once_but_the_step_in_flight,
     start_owner_and_taker,
@@ -49,6 +50,8 @@ def test_a_paused_owner_is_taken_over_and_records_nothing_after(
     owner.expect_exit(0)
     taker.expect_exit(0)
     print(f"run {run}: paused owner taken over {took:.1f}s after the pause (timeout 3s)")
-    assert witness.outcomes() == [{"by": "owner", "output": [6] * WORKFLOWS, "error": None}]
+    assert witness.outcomes() == [
+        {"by": "owner", "output": [sum(POSITIONS)] * WORKFLOWS, "error": None}
+    ]
     assert_ran_once_but_the_step_in_flight(witness, owner.process.pid)
     assert "no longer" not in taker.output()  # the taker was never fenced off itself

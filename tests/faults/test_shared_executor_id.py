@@ -15,6 +15,7 @@ pytestmark = pytest.mark.slow
 
 WORKFLOWS = 20
 STEPS = 5
+POSITIONS = range(1, STEPS + 1)  # the positions of the fleet's steps
 
 
 @pytest.mark.parametrize("run", [1, 2])
@@ -39,7 +40,7 @@ def test_a_rolling_deploy_under_load_runs_nothing_twice(
     old.expect_exit(0)
     new.expect_exit(0)
 
-    expected = sum(range(STEPS))
+    expected = sum(POSITIONS)
     outcomes = sorted(witness.outcomes(), key=lambda o: str(o["by"]))
     assert outcomes == [
         {"by": "new", "output": [expected] * WORKFLOWS, "error": None},
@@ -49,7 +50,7 @@ def test_a_rolling_deploy_under_load_runs_nothing_twice(
     for name in ("old", "new"):
         pid = (old if name == "old" else new).process.pid
         for index in range(WORKFLOWS):
-            for position in range(STEPS):
+            for position in POSITIONS:
                 # Once, and in the process that started it: nobody took it over.
                 assert runs[f"{name}-{index}:{position}"] == [pid], (name, index, position)
     workflows = witness.workflows()

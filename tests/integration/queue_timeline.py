@@ -27,6 +27,15 @@ class Timeline:
         with self._lock:
             return [label for label, g, _ in self.starts if group is None or g == group]
 
+    def running(self, group: str | None = None) -> int:
+        """How many runs (of ``group``, or of all) have started and not ended."""
+        with self._lock:
+            return sum(
+                1
+                for label, g, _ in self.starts
+                if (group is None or g == group) and label not in self.ends
+            )
+
     def max_overlap(self, group: str | None = None) -> int:
         """The most runs (of ``group``, or of all) in progress at any one moment."""
         with self._lock:

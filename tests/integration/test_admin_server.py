@@ -115,8 +115,8 @@ def test_workflows_are_listed_inspected_and_filtered(admin: str) -> None:
     status, steps = call(f"{admin}/workflows/{quote('orders/1', safe='')}/steps")
     assert status == 200
     assert [(s["function_id"], s["function_name"].split(".")[-1], s["output"]) for s in steps] == [
-        (0, "double", 10),
-        (1, "double", 20),
+        (1, "double", 10),
+        (2, "double", 20),
     ]
 
 
@@ -170,11 +170,11 @@ def test_cancel_resume_and_fork(admin: str) -> None:
     assert resumed["workflow_id"] == "steered"
     assert DBOS.retrieve_workflow("steered").get_result() == 3
 
-    status, fork = call(f"{admin}/workflows/steered/fork", "POST", {"start_step": 1})
+    status, fork = call(f"{admin}/workflows/steered/fork", "POST", {"start_step": 2})
     assert status == 201
     assert fork["workflow_id"] != "steered"
     assert DBOS.retrieve_workflow(fork["workflow_id"]).get_result() == 3
-    assert runs.count(1) == 1  # the fork kept step 0's recorded outcome
+    assert runs.count(1) == 1  # the fork kept step 1's recorded outcome
     status, body = call(f"{admin}/workflows/steered/fork", "POST", {"start_step": "x"})
     assert status == 400
     assert "'start_step' must be the position" in body["error"]

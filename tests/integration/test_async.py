@@ -38,7 +38,7 @@ def test_async_workflow_awaited_directly_with_ten_async_steps(dbos: type[DBOS]) 
 
     assert asyncio.run(main()) == (list(range(1, 11)), "async-direct")
     # Each step took its own position, even when gathered concurrently.
-    assert sorted(s for s in step_ids if s is not None) == list(range(10))
+    assert sorted(s for s in step_ids if s is not None) == list(range(1, 11))
     status = DBOS.get_workflow_status("async-direct")
     assert status is not None
     assert (status.status, status.output) == ("SUCCESS", (list(range(1, 11)), "async-direct"))
@@ -78,7 +78,7 @@ def test_interleaved_async_workflows_on_one_loop_share_its_connection(dbos: type
 
     assert asyncio.run(main()) == [1, 14, 24, 34]
     for i in range(1, 4):
-        assert [s["function_id"] for s in DBOS.list_workflow_steps(f"follower-{i}")] == [0, 1, 2, 3]
+        assert [s["function_id"] for s in DBOS.list_workflow_steps(f"follower-{i}")] == [1, 2, 3, 4]
 
 
 def test_async_workflow_error_keeps_its_type(dbos: type[DBOS]) -> None:
@@ -183,7 +183,7 @@ def test_sync_step_inside_an_async_workflow(dbos: type[DBOS]) -> None:
             return await mixed(1)
 
     assert asyncio.run(main()) == 303
-    assert calls == [("mixed", 0), ("mixed", 1)]
+    assert calls == [("mixed", 1), ("mixed", 2)]
     # Awaiting the same workflow ID again returns the recorded result without running steps.
     assert asyncio.run(main()) == 303
     assert len(calls) == 2
@@ -219,8 +219,8 @@ def test_async_child_workflow_gets_a_derived_id(dbos: type[DBOS]) -> None:
         with SetWorkflowID("async-parent"):
             return await parent()
 
-    assert asyncio.run(main()) == ["async-parent-0:1", "async-parent-1:2"]
-    second = DBOS.get_workflow_status("async-parent-1")
+    assert asyncio.run(main()) == ["async-parent-1:1", "async-parent-2:2"]
+    second = DBOS.get_workflow_status("async-parent-2")
     assert second is not None
     assert (second.status, second.parent_workflow_id) == ("SUCCESS", "async-parent")
 
@@ -245,7 +245,7 @@ def test_async_step_retries_then_gives_up(dbos: type[DBOS]) -> None:
 
     with pytest.raises(DBOSMaxStepRetriesExceeded) as caught:
         asyncio.run(main())
-    assert attempts == [(1, 3), (2, 3), (3, 3)]
+    assert attempts == [(0, 3), (1, 3), (2, 3)]  # counted from 0, as in DBOS
     assert isinstance(caught.value.__cause__, AsyncStepError)
     assert str(caught.value.__cause__) == "attempt 3"
     status = DBOS.get_workflow_status("async-retries")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from perdure import DBOS, DBOSClient, SetWorkflowID, SetWorkflowTimeout
+from perdure import DBOS, DBOSClient, Queue, SetEnqueueOptions, SetWorkflowID, SetWorkflowTimeout
 from perdure.error import (
     DBOSAwaitedWorkflowCancelledError,
     DBOSInitializationError,
@@ -87,8 +87,8 @@ def test_client_lists_retrieves_and_cancels(client: DBOSClient) -> None:
     assert ran == ["first"]
     with pytest.raises(DBOSNonExistentWorkflowError):
         client.retrieve_workflow("nobody")
-    with pytest.raises(DBOSNonExistentWorkflowError):
-        client.cancel_workflow("nobody")
+    client.cancel_workflow("nobody")  # an unknown ID is a no-op, as in DBOS
+    assert client.list_workflows(workflow_ids=["nobody"]) == []
 
 
 def test_client_result_waits_for_a_running_workflow(client: DBOSClient) -> None:
@@ -120,11 +120,11 @@ def test_client_resume_and_fork_run_in_a_launched_process(client: DBOSClient, db
     run_sql(db_url, "UPDATE {p}workflow_status SET status = 'CANCELLED', output = NULL "
             "WHERE workflow_id = 'source'")  # fmt: skip
     run_sql(db_url, "DELETE FROM {p}operation_outputs WHERE workflow_id = 'source' "
-            "AND function_id = 2")  # fmt: skip
+            "AND function_id = 3")  # fmt: skip
     counts.clear()
 
     resumed = client.resume_workflow("source")
-    forked = client.fork_workflow("source", 1)
+    forked = client.fork_workflow("source", 2)
     assert forked.get_status().forked_from == "source"
     # The launched app in this process claims both from the internal queue and runs them.
     assert resumed.get_result(timeout_sec=WAIT) == ["a", "b", "c"]
@@ -147,7 +147,7 @@ def test_client_resume_clears_the_timeout_and_fork_restarts_it(
 
     with SetWorkflowID("timed"), SetWorkflowTimeout(60):
         quick()
-    forked = client.fork_workflow("timed", 0)
+    forked = client.fork_workflow("timed", 1)
     assert forked.get_result(timeout_sec=WAIT) == "done"
     fork_row = workflow_row(db_url, forked.workflow_id)
     assert fork_row.workflow_timeout_ms == 60_000  # a fresh timeout, from its claim on
@@ -178,13 +178,56 @@ def test_client_async_twins(client: DBOSClient) -> None:
         await client.cancel_workflow_async("hello")  # finished: unchanged
         resumed = await client.resume_workflow_async("hello")
         assert await resumed.get_result() == "hi"
-        forked = await client.fork_workflow_async("hello", 0)
+        forked = await client.fork_workflow_async("hello", 1)
         assert (await forked.get_status()).forked_from == "hello"
         assert await forked.get_result() == "hi"
         await client.delete_workflow_async(forked.workflow_id)
 
     asyncio.run(main())
     assert [s.workflow_id for s in DBOS.list_workflows()] == ["hello"]
+
+
+def test_client_takes_dbos_management_options(client: DBOSClient) -> None:
+    # Polled often: on SQLite the app sees the client's writes at its next poll.
+    queue = Queue("client-options", polling_interval_sec=0.05)
+    ran: list[str] = []
+    blocked, entered, gate = _blocked_workflow(ran)
+
+    @DBOS.workflow()
+    def parent() -> str:
+        return DBOS.start_workflow(blocked).get_result()  # type: ignore[no-any-return]
+
+    @DBOS.workflow()
+    def job() -> str:
+        return "job"
+
+    with SetWorkflowID("parent"):
+        handle = DBOS.start_workflow(parent)
+    assert entered.wait(WAIT)
+    [kid] = client.list_workflows(parent_workflow_id="parent")
+    client.cancel_workflow("parent")  # only the parent, as in DBOS
+    assert kid.workflow_id not in [s.workflow_id for s in client.list_workflows(status="CANCELLED")]
+    client.cancel_workflows([kid.workflow_id, "nobody"], cancel_children=True)
+    gate.set()
+    for cancelled in (handle, DBOS.retrieve_workflow(kid.workflow_id)):
+        with pytest.raises(DBOSAwaitedWorkflowCancelledError):
+            cancelled.get_result()
+
+    with SetEnqueueOptions(delay_seconds=3600):
+        delayed = queue.enqueue(job)
+    assert client.retrieve_workflow(delayed.workflow_id).get_status().status == "DELAYED"
+    asyncio.run(client.set_workflow_delay_async(delayed.workflow_id, delay_seconds=0))
+    remote = client.retrieve_workflow(delayed.workflow_id)
+    assert remote.get_result(polling_interval_sec=0.5, timeout_sec=WAIT) == "job"
+
+    resumed = client.resume_workflow("parent", queue_name=queue.name)
+    assert resumed.get_status().queue_name == queue.name
+    forked = client.fork_workflow(delayed.workflow_id, 1, queue_name=queue.name, timeout_seconds=9)
+    assert forked.get_result(timeout_sec=WAIT) == "job"
+    assert forked.get_status().workflow_timeout_ms == 9_000
+    steps = client.list_workflow_steps("parent", load_output=False, limit=1)
+    assert [s["output"] for s in steps] == [None]
+    assert client.list_workflows(was_forked_from=True)[0].workflow_id == delayed.workflow_id
 
 
 def test_client_refuses_a_missing_or_newer_schema(db_url: str) -> None:
@@ -239,3 +282,21 @@ def test_cancel_from_another_process(dbos: type[DBOS], db_url: str) -> None:
     assert ran == ["first"]
     wait_until(lambda: not dbos._require_runtime().engine.is_active("remote-cancel"))
     assert handle.get_status().status == "CANCELLED"
+
+
+def test_client_takes_dbos_constructor_options(
+    dbos: type[DBOS], db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    opened = DBOSClient(
+        system_database_url=db_url, lazy=False, use_listen_notify=True,
+        system_database_pool_size=5, dbos_system_schema="dbos", sharding=False,
+    )  # fmt: skip
+    try:
+        assert opened.list_workflows() == []
+    finally:
+        opened.destroy()
+    assert "ignores DBOS's option(s) dbos_system_schema, lazy" in caplog.text
+    with pytest.raises(TypeError, match="unexpected keyword argument 'pool'"):
+        DBOSClient(db_url, pool=3)
+    with pytest.raises(DBOSInitializationError, match="DBOS Cloud"):
+        DBOSClient(db_url, sharding=True)

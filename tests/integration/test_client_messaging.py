@@ -1,4 +1,4 @@
-"""`DBOSClient.send`, `get_event` and `read_stream` against workflows of a launched app."""
+"""`DBOSClient` sends, events and stream reads against workflows of a launched app."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from perdure import DBOS, DBOSClient, SetWorkflowID
+from perdure import DBOS, DBOSClient, SendMessage, SetWorkflowID
+from perdure.error import DBOSNonExistentWorkflowError, DBOSStreamTimeoutError
 from tests.fixtures.app import wait_until
 from tests.integration.system_tables import run_sql
 
@@ -71,3 +72,34 @@ def test_a_client_hands_a_message_to_a_receiver_blocked_in_the_app(
     # a long one is read back from the recv step the client's statement recorded.
     client.send("blocked", "m" * size, "t")
     assert handle.get_result() == "m" * size
+
+
+def test_client_sends_in_bulk_and_reads_streams_from_an_offset(client: DBOSClient) -> None:
+    @DBOS.workflow()
+    def doubler() -> None:
+        for _ in range(2):
+            DBOS.write_stream("out", 2 * int(DBOS.recv("in", timeout_seconds=20)))
+        DBOS.recv("stop", timeout_seconds=20)  # keeps the stream open until told
+
+    with SetWorkflowID("doubler"):
+        handle = DBOS.start_workflow(doubler)
+    client.send_bulk([SendMessage("doubler", 1, "in"), SendMessage("doubler", 2, "in")])
+    assert client.read_stream_offset("doubler", "out", 1, timeout_seconds=20) == 4
+    values = client.read_stream("doubler", "out", offset=1, timeout_seconds=0.2)
+    assert next(values) == 4
+    with pytest.raises(DBOSStreamTimeoutError):
+        next(values)  # open, and nothing more written
+    with pytest.raises(DBOSNonExistentWorkflowError):
+        client.send_bulk([SendMessage("doubler", 3, "in"), SendMessage("nobody", 3)])
+    client.send("doubler", "now", "stop", send_to_forks=True)
+    handle.get_result()
+    assert list(client.read_stream("doubler", "out")) == [2, 4]
+
+    async def main() -> list[object]:
+        await client.send_bulk_async([])
+        return [
+            await client.read_stream_offset_async("doubler", "out", 0),
+            [v async for v in client.read_stream_async("doubler", "out", offset=1)],
+        ]
+
+    assert asyncio.run(main()) == [2, [4]]

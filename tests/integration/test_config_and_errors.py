@@ -13,8 +13,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from perdure import DBOS, SetWorkflowID
-from perdure.error import DBOSInitializationError, DBOSSerializationError
+from perdure import DBOS, SetWorkflowID, SetWorkflowTimeout, run_dbos_database_migrations
+from perdure.error import (
+    DBOSAwaitedWorkflowCancelledError,
+    DBOSBaseException,
+    DBOSErrorCode,
+    DBOSInitializationError,
+    DBOSNonExistentWorkflowError,
+    DBOSSerializationError,
+    DBOSWorkflowCancelledError,
+)
 from tests.fixtures.app import make_config, wait_until
 from tests.integration.system_tables import mark_pending, relaunch
 
@@ -169,6 +177,33 @@ def test_reset_system_database_before_launch_deletes_records(dbos: type[DBOS], d
         assert flow() == 1
 
 
+def test_reset_and_migrate_in_dbos_forms(
+    dbos: type[DBOS], db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    @DBOS.workflow()
+    def flow() -> int:
+        return 1
+
+    with SetWorkflowID("reset-me"):
+        flow()
+    DBOS.destroy()
+    DBOS.reset_system_database()  # no instance, no URL: nothing happens but a warning
+    assert "reset_system_database did nothing" in caplog.text
+    DBOS.reset_system_database(system_database_url=db_url, schema="dbos", truncate=True)
+    DBOS.migrate(db_url)  # the schema again, as its owner would
+    run_dbos_database_migrations(db_url)  # idempotent
+    DBOS(config=make_config(db_url))
+    DBOS.launch()
+    assert DBOS.get_workflow_status("reset-me") is None
+    with pytest.raises(DBOSInitializationError, match="schema 'perdure'"):
+        DBOS.migrate(db_url, schema="other")
+    with pytest.raises(DBOSInitializationError, match="DBOS Cloud"):
+        DBOS.migrate(db_url, sharding=True)
+    if db_url.startswith("sqlite"):
+        with pytest.raises(DBOSInitializationError, match="SQLite has no roles"):
+            DBOS.migrate(db_url, application_role="app")
+
+
 def test_transactions_use_a_separate_application_database(
     unconfigured: None, db_url: str, tmp_path: Path
 ) -> None:
@@ -228,3 +263,40 @@ def test_max_executor_threads_bounds_background_workflows(unconfigured: None, db
     release.set()
     assert [h.get_result() for h in handles] == list(range(6))
     assert peak[0] == 2
+
+
+def test_raised_errors_carry_dbos_codes_and_attributes(dbos: type[DBOS]) -> None:
+    with pytest.raises(DBOSNonExistentWorkflowError) as missing:
+        DBOS.retrieve_workflow("no-such-workflow")
+    assert (missing.value.destination, missing.value.destination_id) == (
+        "target",
+        "no-such-workflow",
+    )
+    assert missing.value.workflow_id == "no-such-workflow"
+    assert missing.value.dbos_error_code == DBOSErrorCode.NonExistentWorkflowError.value
+    assert str(missing.value).startswith("DBOS Error 5: ")
+
+    signals: list[BaseException] = []
+
+    @DBOS.workflow()
+    def sleepy() -> None:
+        try:
+            DBOS.sleep(5)
+        except DBOSBaseException as signal:  # what `except Exception` would not catch
+            signals.append(signal)
+            raise
+
+    with (
+        SetWorkflowID("cancelled-in-sleep"),
+        SetWorkflowTimeout(0.2),
+        pytest.raises(DBOSAwaitedWorkflowCancelledError) as awaited,
+    ):
+        sleepy()
+    assert awaited.value.workflow_id == "cancelled-in-sleep"
+    assert awaited.value.dbos_error_code == DBOSErrorCode.AwaitedWorkflowCancelled.value
+    [signal] = signals
+    assert isinstance(signal, DBOSWorkflowCancelledError)
+    assert not isinstance(signal, Exception)
+    assert signal.workflow_id == "cancelled-in-sleep"
+    assert signal.dbos_error_code == DBOSErrorCode.WorkflowCancelled.value
+    assert "'cancelled-in-sleep'" in str(signal)  # names the workflow

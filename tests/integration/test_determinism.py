@@ -61,18 +61,18 @@ def test_changed_step_order_is_detected_on_replay(dbos: type[DBOS], db_url: str)
     assert isinstance(error, DBOSUnexpectedStepError)
     assert (error.workflow_id, error.step_id, error.expected_name, error.recorded_name) == (
         "w",
-        0,
+        1,
         "b",
         "a",
     )
     message = str(error)
     assert "'w'" in message
-    assert "position 0" in message
+    assert "position 1" in message
     assert "'a'" in message
     assert "'b'" in message
     # Neither step ran again: the mismatch is caught before running the step.
     assert calls == ["a", "b"]
-    with pytest.raises(DBOSUnexpectedStepError, match="position 0"):
+    with pytest.raises(DBOSUnexpectedStepError, match="position 1"):
         DBOS.retrieve_workflow("w").get_result()
 
 
@@ -107,7 +107,7 @@ def test_inserted_step_is_detected_at_its_position(dbos: type[DBOS], db_url: str
     assert isinstance(error, DBOSUnexpectedStepError)
     assert (error.workflow_id, error.step_id, error.expected_name, error.recorded_name) == (
         "p",
-        1,
+        2,
         "audit",
         "store",
     )
@@ -138,11 +138,11 @@ def test_step_replaced_by_a_child_workflow_is_detected(dbos: type[DBOS], db_url:
     assert isinstance(error, DBOSUnexpectedStepError)
     assert (error.workflow_id, error.step_id, error.expected_name, error.recorded_name) == (
         "o",
-        0,
+        1,
         "helper",
         "work",
     )
-    assert DBOS.get_workflow_status("o-0") is None  # the child was never started
+    assert DBOS.get_workflow_status("o-1") is None  # the child was never started
 
 
 def test_unchanged_code_replays_cleanly(dbos: type[DBOS], db_url: str) -> None:

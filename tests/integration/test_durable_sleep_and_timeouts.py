@@ -35,7 +35,7 @@ def test_sleep_records_a_step_and_sleeps(dbos: type[DBOS], db_url: str) -> None:
         slept = napper()
     assert 0.19 <= slept < 2.0
     rows = step_rows(db_url, "nap")
-    assert [(r.function_id, r.function_name) for r in rows][1:] == [(1, "DBOS.sleep")]
+    assert [(r.function_id, r.function_name) for r in rows][1:] == [(2, "DBOS.sleep")]
     # The checkpoint is the wake-up time in epoch ms, written before the sleep began.
     wake_ms = int(bytes(rows[1].output))
     assert rows[1].started_at_epoch_ms + 190 <= wake_ms <= rows[1].started_at_epoch_ms + 210
@@ -108,7 +108,7 @@ def test_child_inherits_the_parent_deadline(dbos: type[DBOS]) -> None:
     started = time.monotonic()
     with SetWorkflowID("deadline-parent"), SetWorkflowTimeout(0.3):
         child_id = parent()
-    assert child_id == "deadline-parent-0"
+    assert child_id == "deadline-parent-1"
     wait_until(lambda: _status(child_id) == "CANCELLED", timeout=5, what="child cancelled")
     assert time.monotonic() - started < 2.0
 
@@ -158,7 +158,7 @@ def test_timed_out_parent_awaiting_its_child_is_cancelled(dbos: type[DBOS]) -> N
     ):
         parent()
     assert time.monotonic() - started < 2.0
-    assert _status("awaiting-parent-0") == "CANCELLED"
+    assert _status("awaiting-parent-1") == "CANCELLED"
     # The parent passed the same deadline: it is cancelled too, not failed.
     assert _status("awaiting-parent") == "CANCELLED"
 

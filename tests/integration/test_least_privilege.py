@@ -98,7 +98,7 @@ def test_the_application_role_runs_workflows_but_cannot_alter_the_schema(
         first_child = next(c for c in children if c)
         assert DBOS.get_event(first_child, "half") is not None
         assert len(list(DBOS.read_stream(first_child, "progress"))) == 1
-        forked = DBOS.fork_workflow("parent", 1)
+        forked = DBOS.fork_workflow("parent", 2)  # keeps the first enqueue (step 1)
         DBOS.send(forked.workflow_id, 1, "bonus")
         assert forked.get_result() == 7
         DBOS.delete_workflow(forked.workflow_id)

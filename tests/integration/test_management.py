@@ -97,7 +97,8 @@ def test_list_queued_workflows(dbos: type[DBOS], db_url: str) -> None:
     assert sorted(_ids(DBOS.list_queued_workflows())) == ["q-1", "q-2"]
     assert _ids(DBOS.list_queued_workflows(queue_name="mail")) == ["q-1"]
     assert _ids(DBOS.list_queued_workflows(status="PENDING")) == ["q-2"]
-    assert DBOS.list_queued_workflows(status="SUCCESS") == []
+    # A status given replaces the default "unfinished" one, as in DBOS.
+    assert _ids(DBOS.list_queued_workflows(status="SUCCESS")) == ["done"]
     assert _ids(DBOS.list_workflows(queue_name="mail")) == ["q-1", "done"]
 
 
@@ -126,12 +127,12 @@ def test_list_workflow_steps_decodes_outputs_errors_and_children(dbos: type[DBOS
         parent()
     steps = DBOS.list_workflow_steps("steps")
     assert all(type(s) is dict for s in steps)  # a StepInfo TypedDict, as in DBOS
-    assert [s["function_id"] for s in steps] == [0, 1, 2, 3]
+    assert [s["function_id"] for s in steps] == [1, 2, 3, 4]
     assert [s["function_name"] for s in steps][:2] == [add.__qualname__, fail.__qualname__]
     assert steps[0]["output"] == {"sum": 3}
     assert steps[0]["error"] is None
     assert isinstance(steps[1]["error"], KeyError)
-    assert steps[2]["child_workflow_id"] == "steps-2"
+    assert steps[2]["child_workflow_id"] == "steps-3"
     assert steps[3]["function_name"] == "DBOS.sleep"
     assert all(s["started_at_epoch_ms"] <= s["completed_at_epoch_ms"] for s in steps)
     assert DBOS.list_workflow_steps("no-such-workflow") == []
@@ -167,7 +168,7 @@ def test_cancel_stops_a_workflow_blocked_in_a_step(dbos: type[DBOS]) -> None:
     assert _status(handle.workflow_id) == "CANCELLED"
 
 
-def test_cancel_cascades_to_children(dbos: type[DBOS]) -> None:
+def test_cancel_cascades_to_children_when_asked(dbos: type[DBOS]) -> None:
     child_started = threading.Event()
 
     @DBOS.workflow()
@@ -182,30 +183,33 @@ def test_cancel_cascades_to_children(dbos: type[DBOS]) -> None:
     with SetWorkflowID("family"):
         handle = DBOS.start_workflow(parent)
     assert child_started.wait(WAIT)
-    DBOS.cancel_workflow("family")
+    DBOS.cancel_workflow("family", cancel_children=True)
     with pytest.raises(DBOSAwaitedWorkflowCancelledError):
-        DBOS.retrieve_workflow("family-0").get_result()
+        DBOS.retrieve_workflow("family-1").get_result()
     with pytest.raises(DBOSAwaitedWorkflowCancelledError):
         handle.get_result()
-    assert _status("family-0") == "CANCELLED"
-    with pytest.raises(DBOSNonExistentWorkflowError, match="nobody"):
-        DBOS.cancel_workflow("nobody")
+    assert _status("family-1") == "CANCELLED"
+    DBOS.cancel_workflow("nobody")  # an unknown ID is a no-op, as in DBOS
+    assert _status("nobody") is None
 
 
 def _counted_workflow(counts: Counter[str], gate: threading.Event | None = None):  # type: ignore[no-untyped-def]
-    """A four-step workflow counting each step's executions; step 1 waits for ``gate``."""
+    """A four-step workflow counting each step's executions; step 2 waits for ``gate``.
+
+    Each step is named by its position in the workflow: ``step-1`` .. ``step-4``.
+    """
 
     def make(position: int):  # type: ignore[no-untyped-def]
         @DBOS.step(name=f"step-{position}")
         def step(value: int) -> int:
             counts[f"step-{position}"] += 1
-            if position == 1 and gate is not None:
+            if position == 2 and gate is not None:
                 assert gate.wait(WAIT)
             return value + 1
 
         return step
 
-    steps = [make(p) for p in range(4)]
+    steps = [make(p) for p in range(1, 5)]
 
     @DBOS.workflow(name="four-steps")
     def four_steps(start: int) -> int:
@@ -223,23 +227,23 @@ def test_resume_after_cancel_skips_finished_steps(dbos: type[DBOS]) -> None:
     workflow = _counted_workflow(counts, gate)
     with SetWorkflowID("resumable"):
         handle = DBOS.start_workflow(workflow, 0)
-    wait_until(lambda: counts["step-1"] == 1, what="step 1 running")
+    wait_until(lambda: counts["step-2"] == 1, what="step 2 running")
     DBOS.cancel_workflow("resumable")
     gate.set()
     with pytest.raises(DBOSAwaitedWorkflowCancelledError):
         handle.get_result()
-    assert dict(counts) == {"step-0": 1, "step-1": 1}
+    assert dict(counts) == {"step-1": 1, "step-2": 1}
 
     resumed = DBOS.resume_workflow("resumable")
     assert resumed.get_result() == 4
     assert handle.get_result() == 4  # the first handle sees the resumed outcome, too
-    # Step 1 ran to its end before the cancel was noticed, but its checkpoint was refused:
-    # it runs again; step 0 (recorded) does not.
-    assert dict(counts) == {"step-0": 1, "step-1": 2, "step-2": 1, "step-3": 1}
+    # Step 2 ran to its end before the cancel was noticed, but its checkpoint was refused:
+    # it runs again; step 1 (recorded) does not.
+    assert dict(counts) == {"step-1": 1, "step-2": 2, "step-3": 1, "step-4": 1}
     assert _status("resumable") == "SUCCESS"
     # Resuming a finished workflow changes nothing.
     assert DBOS.resume_workflow("resumable").get_result() == 4
-    assert counts["step-3"] == 1
+    assert counts["step-4"] == 1
 
 
 def test_resume_brings_back_dead_letters_and_timed_out_workflows(
@@ -252,9 +256,9 @@ def test_resume_brings_back_dead_letters_and_timed_out_workflows(
     run_sql(db_url, "UPDATE {p}workflow_status SET status = 'MAX_RECOVERY_ATTEMPTS_EXCEEDED', "
             "output = NULL WHERE workflow_id = 'dead'")  # fmt: skip
     run_sql(db_url, "DELETE FROM {p}operation_outputs WHERE workflow_id = 'dead' "
-            "AND function_id >= 2")  # fmt: skip
+            "AND function_id >= 3")  # fmt: skip
     assert DBOS.resume_workflow("dead").get_result() == 4
-    assert counts == Counter({"step-0": 1, "step-1": 1, "step-2": 2, "step-3": 2})
+    assert counts == Counter({"step-1": 1, "step-2": 1, "step-3": 2, "step-4": 2})
     assert DBOS.get_workflow_status("dead").recovery_attempts == 1  # type: ignore[union-attr]
 
     @DBOS.workflow()
@@ -280,22 +284,23 @@ def test_fork_reexecutes_exactly_the_steps_from_start_step(dbos: type[DBOS]) -> 
         assert workflow(10) == 14
     counts.clear()
 
-    forked = DBOS.fork_workflow("original", 2)
+    forked = DBOS.fork_workflow("original", 3)
     assert forked.workflow_id != "original"
     assert forked.get_result() == 14
-    assert counts == Counter({"step-2": 1, "step-3": 1})
+    assert counts == Counter({"step-3": 1, "step-4": 1})
     status = forked.get_status()
     assert (status.forked_from, status.name, status.input) == (
         "original", "four-steps", {"args": (10,), "kwargs": {}},
     )  # fmt: skip
-    assert [s["function_id"] for s in DBOS.list_workflow_steps(forked.workflow_id)] == [0, 1, 2, 3]
+    assert [s["function_id"] for s in DBOS.list_workflow_steps(forked.workflow_id)] == [1, 2, 3, 4]
 
     counts.clear()
     with SetWorkflowID("fork-all"):
+        # 0, like 1, is before the first step (at position 1): every step runs again.
         again = DBOS.fork_workflow("original", 0, application_version="v9")
     assert again.workflow_id == "fork-all"
     assert again.get_result() == 14
-    assert counts == Counter({"step-0": 1, "step-1": 1, "step-2": 1, "step-3": 1})
+    assert counts == Counter({"step-1": 1, "step-2": 1, "step-3": 1, "step-4": 1})
     assert again.get_status().app_version == "v9"
     with pytest.raises(DBOSNonExistentWorkflowError):
         DBOS.fork_workflow("nobody", 1)
@@ -316,10 +321,10 @@ def test_delete_workflow_with_and_without_children(dbos: type[DBOS]) -> None:
     DBOS.delete_workflow("keep-kids")
     assert _status("keep-kids") is None
     assert DBOS.list_workflow_steps("keep-kids") == []
-    assert _status("keep-kids-0") == "SUCCESS"
+    assert _status("keep-kids-1") == "SUCCESS"
 
     DBOS.delete_workflow("drop-kids", delete_children=True)
-    assert [_status(w) for w in ("drop-kids", "drop-kids-0", "drop-kids-1")] == [None] * 3
+    assert [_status(w) for w in ("drop-kids", "drop-kids-1", "drop-kids-2")] == [None] * 3
     DBOS.delete_workflow("never-existed")  # no error
 
 
@@ -361,7 +366,7 @@ def test_async_twins(dbos: type[DBOS]) -> None:
         assert await DBOS.list_queued_workflows_async() == []
         assert len(await DBOS.list_workflow_steps_async("async-source")) == 4
         with SetWorkflowID("async-fork"):
-            forked = await DBOS.fork_workflow_async("async-source", 3)
+            forked = await DBOS.fork_workflow_async("async-source", 4)
         assert forked.workflow_id == "async-fork"
         assert await forked.get_result() == 4
         await DBOS.cancel_workflow_async("async-fork")
@@ -371,5 +376,5 @@ def test_async_twins(dbos: type[DBOS]) -> None:
         assert await DBOS.garbage_collect_async(rows_threshold=1) == 0
 
     asyncio.run(main())
-    assert counts["step-3"] == 2
+    assert counts["step-4"] == 2  # the last step: run by the source, then the fork
     assert _status("async-fork") is None

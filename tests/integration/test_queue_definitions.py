@@ -34,7 +34,7 @@ def test_register_and_retrieve_a_queue(dbos: type[DBOS], db_url: str) -> None:
     assert [tuple(r) for r in rows] == [("runtime", 3, 5)]
 
 
-def test_a_stored_queue_is_found_and_usable_by_another_launch(
+def test_a_stored_queue_is_served_by_a_launch_that_does_not_declare_it(
     dbos: type[DBOS], db_url: str
 ) -> None:
     Queue("stored", concurrency=4)
@@ -43,15 +43,55 @@ def test_a_stored_queue_is_found_and_usable_by_another_launch(
     def flow(x: int) -> int:
         return x
 
-    DBOS._queues.clear()  # this launch no longer defines it: as a process that never did
+    DBOS._queues.clear()  # this launch no longer declares it: as a process that never did
     relaunch(db_url)
+    assert DBOS.retrieve_queue("stored") is not None
+    assert [q.name for q in DBOS.list_queues()] == ["stored"]
     found = DBOS.retrieve_queue("stored")
     assert found is not None
     assert found.concurrency == 4
-    handle = found.enqueue(flow, 5)
-    assert handle.get_status().status == "ENQUEUED"  # not served here: not defined here
-    Queue("stored", concurrency=4)  # defining it serves it, after launch too
-    assert handle.get_result() == 5
+    # Served here as in DBOS: every launched process serves every stored queue.
+    assert found.enqueue(flow, 5).get_result() == 5
+    assert DBOS.enqueue_workflow("stored", flow, 6).get_result() == 6
+
+
+def test_dbos_2_31_queue_keywords_are_honoured_or_refused(dbos: type[DBOS]) -> None:
+    declared = Queue("declared", global_concurrency=2, partition_concurrency=1)
+    assert (declared.global_concurrency, declared.partition_concurrency) == (2, 1)
+    # A handle on the stored queue, declaring nothing (settings are read from the database).
+    handle = Queue("declared", database_backed_queue=True)
+    assert (handle.global_concurrency, handle.partition_queue) == (2, True)
+    assert [q.name for q in DBOS.list_queues()] == ["declared"]
+    with pytest.raises(DBOSException, match="client_system_database"):
+        Queue("other", client_system_database=object())
+    with pytest.raises(DBOSException, match="application_name"):
+        Queue("other", application_name="another-app")
+    assert [q.name for q in DBOS.list_queues(application_name=["any", "app"])] == ["declared"]
+    with pytest.raises(TypeError, match="application_name"):
+        DBOS.list_queues(application_name=3)  # type: ignore[arg-type]
+    legacy = DBOS.register_queue(
+        "legacy", concurrency=3, partition_queue=True, priority_enabled=True
+    )
+    assert (legacy.partition_concurrency, legacy.global_concurrency, legacy.priority_enabled) == (
+        3, None, True,
+    )  # fmt: skip
+
+
+def test_queues_declared_before_launch_are_listed_then_stored(db_url: str) -> None:
+    DBOS(config=make_config(db_url))
+    try:
+        Queue("early", concurrency=2)
+        DBOS.register_queue("registered", worker_concurrency=1)
+        assert [q.name for q in DBOS.list_queues()] == ["early", "registered"]
+        found = DBOS.retrieve_queue("registered")
+        assert found is not None
+        assert found.worker_concurrency == 1
+        DBOS.delete_queue("early")
+        DBOS.launch()
+        rows = run_sql(db_url, "SELECT name, worker_concurrency FROM {p}queues")
+        assert [tuple(r) for r in rows] == [("registered", 1)]
+    finally:
+        DBOS.destroy(destroy_registry=True)
 
 
 @pytest.fixture

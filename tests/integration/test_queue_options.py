@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from perdure import DBOS, Queue, SetEnqueueOptions, WorkflowStatusString
+from perdure import DBOS, Queue, SetEnqueueOptions, SetWorkflowID, WorkflowStatusString
 from perdure.error import DBOSQueueDeduplicatedError
 from tests.fixtures.app import wait_until
 from tests.integration.queue_timeline import Timeline
@@ -69,18 +69,32 @@ def test_deduplication_id_is_refused_while_unfinished(dbos: type[DBOS], db_url: 
         assert queue.enqueue(flow, 4).get_result() == 4
 
 
-def test_options_apply_to_the_next_enqueue_only(dbos: type[DBOS]) -> None:
-    queue = Queue("once")
+def test_options_apply_to_every_enqueue_in_the_block(dbos: type[DBOS]) -> None:
+    queue = Queue("block")
+    release = threading.Event()
 
     @DBOS.workflow()
     def flow(x: int) -> int:
+        release.wait(30)
         return x
 
-    with SetEnqueueOptions(deduplication_id="only-first"):
+    @DBOS.workflow()
+    def parent() -> int:
+        # Enqueued by a workflow the block started: not covered by the caller's block.
+        return int(queue.enqueue(flow, 10).get_result())
+
+    with SetEnqueueOptions(priority=5):
         first = queue.enqueue(flow, 1)
         second = queue.enqueue(flow, 2)
-    assert first.get_status().deduplication_id == "only-first"
-    assert second.get_status().deduplication_id is None
+    assert (first.get_status().priority, second.get_status().priority) == (5, 5)
+    with SetEnqueueOptions(deduplication_id="one-per-block"):
+        queue.enqueue(flow, 3)
+        with pytest.raises(DBOSQueueDeduplicatedError):
+            queue.enqueue(flow, 4)  # the same deduplication ID, as in DBOS
+        with SetWorkflowID("block-parent"):
+            handle = DBOS.start_workflow(parent)
+    release.set()
+    assert handle.get_result() == 10
     assert (first.get_result(), second.get_result()) == (1, 2)
 
 

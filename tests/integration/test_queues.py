@@ -154,7 +154,7 @@ def test_enqueue_in_a_workflow_is_a_child_enqueued_once(dbos: type[DBOS], db_url
 
     with SetWorkflowID("parent-1"):
         assert parent(4) == 41
-    status = DBOS.get_workflow_status("parent-1-0")
+    status = DBOS.get_workflow_status("parent-1-1")
     assert status is not None
     assert (status.parent_workflow_id, status.queue_name, status.output) == (
         "parent-1",
@@ -162,7 +162,7 @@ def test_enqueue_in_a_workflow_is_a_child_enqueued_once(dbos: type[DBOS], db_url
         40,
     )
     steps = DBOS.list_workflow_steps("parent-1")
-    assert steps[0]["child_workflow_id"] == "parent-1-0"
+    assert steps[0]["child_workflow_id"] == "parent-1-1"
 
     # Replay the parent (as after a crash): its enqueue is recorded, so nothing is enqueued.
     mark_pending(db_url, "parent-1")

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from perdure import DBOS, SetWorkflowID
+from perdure import DBOS, Serializer, SetWorkflowID
 from perdure.error import DBOSSerializationError
 from perdure.serialization import JsonSerializer
 from tests.fixtures.app import make_config
@@ -56,8 +56,9 @@ class Point(NamedTuple):
     y: Decimal
 
 
-class DbosStyleSerializer:
-    """Shaped like a subclass of DBOS's Serializer: text out, text in, and name() a method."""
+class DbosStyleSerializer(Serializer):
+    """A subclass of DBOS's Serializer as ported code has it (``from perdure import
+    Serializer``): text out, text in, and name() a method."""
 
     def serialize(self, data: Any) -> str:
         return "B64:" + base64.b64encode(json.dumps(data).encode()).decode()

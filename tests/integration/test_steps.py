@@ -64,7 +64,8 @@ def test_retries_succeed_on_the_third_attempt(dbos: type[DBOS]) -> None:
     elapsed = time.monotonic() - started
     # Waits of 0.01 s then 0.02 s between the three attempts.
     assert elapsed >= 0.025
-    assert attempts == [(1, 1, 3, "retry-ok"), (1, 2, 3, "retry-ok"), (1, 3, 3, "retry-ok")]
+    # As in DBOS, attempts count from 0.
+    assert attempts == [(2, 0, 3, "retry-ok"), (2, 1, 3, "retry-ok"), (2, 2, 3, "retry-ok")]
     status = DBOS.retrieve_workflow("retry-ok").get_status()
     assert (status.status, status.output) == ("SUCCESS", (1, "done"))
 
@@ -87,7 +88,10 @@ def test_exhausted_retries_raise_max_step_retries_exceeded(dbos: type[DBOS]) -> 
     error = caught.value
     assert isinstance(error.__cause__, FlakyError)
     assert str(error.__cause__) == "failure 3"
-    assert error.max_attempts == 3
+    assert error.max_attempts == error.max_retries == 3
+    # Each attempt's error, as in DBOS; the last one is also the cause.
+    assert [str(e) for e in error.errors] == ["failure 1", "failure 2", "failure 3"]
+    assert error.errors[-1] is error.__cause__
     assert error.step_name.endswith("always_fails")
     assert "always_fails" in str(error)
 
@@ -95,6 +99,9 @@ def test_exhausted_retries_raise_max_step_retries_exceeded(dbos: type[DBOS]) -> 
     assert status.status == "ERROR"
     assert isinstance(status.error, DBOSMaxStepRetriesExceeded)
     assert (status.error.step_name, status.error.max_attempts) == (error.step_name, 3)
+    assert [(type(e), str(e)) for e in status.error.errors] == [
+        (FlakyError, f"failure {n}") for n in (1, 2, 3)
+    ]
     with pytest.raises(DBOSMaxStepRetriesExceeded, match="always_fails"):
         DBOS.retrieve_workflow("retry-out").get_result()
 
@@ -144,7 +151,7 @@ def test_step_output_is_recorded_and_not_rerun(dbos: type[DBOS], db_url: str) ->
         {"args": (7,), "kwargs": {}},
     )
     rows = step_rows(db_url, "recorded")
-    assert [(r.function_id, r.serialization) for r in rows] == [(0, "json")]
+    assert [(r.function_id, r.serialization) for r in rows] == [(1, "json")]
     assert rows[0].function_name.endswith("compute")
     assert json.loads(bytes(rows[0].output)) == {"square": 49}
 

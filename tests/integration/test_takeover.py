@@ -45,7 +45,7 @@ def _orphan(db_url: str, workflow_id: str, owner: str) -> None:
     )
     run_sql(
         db_url,
-        "DELETE FROM {p}operation_outputs WHERE workflow_id = :w AND function_id = 2",
+        "DELETE FROM {p}operation_outputs WHERE workflow_id = :w AND function_id = 3",
         w=workflow_id,
     )
 

@@ -85,7 +85,7 @@ def test_a_workflow_span_holds_its_steps_and_child_workflows(
     assert nested.parent.span_id == workflow.context.span_id  # started from the parent's body
     parents = sorted(s.parent.span_id for s in steps if s.parent is not None)
     assert parents == sorted([workflow.context.span_id, nested.context.span_id])
-    assert sorted(s.attributes["perdure.function_id"] for s in steps if s.attributes) == [0, 1]
+    assert sorted(s.attributes["perdure.function_id"] for s in steps if s.attributes) == [1, 2]
 
 
 def test_a_failed_step_and_its_workflow_are_error_spans(
@@ -205,3 +205,33 @@ def test_dbos_span_is_the_running_steps_span(
     [step] = [s for s in spans.get_finished_spans() if s.name == "step tagged"]
     assert step.attributes is not None
     assert step.attributes["order.id"] == "o-42"
+
+
+def test_propagated_trace_context_survives_the_queue_and_recovery(
+    spans: InMemorySpanExporter, traced: type[DBOS], db_url: str
+) -> None:
+    from perdure import PropagateOtelContext, Queue  # noqa: PLC0415 - only this test
+    from tests.integration.system_tables import mark_pending, relaunch  # noqa: PLC0415
+
+    queue = Queue("traced")
+
+    @DBOS.workflow(name="queued-job")
+    def queued_job() -> str:
+        return "ok"
+
+    tracer = trace.get_tracer("test")
+    with tracer.start_as_current_span("request") as request:
+        with PropagateOtelContext(), SetWorkflowID("traced-1"):
+            handle = queue.enqueue(queued_job)
+        trace_id = request.get_span_context().trace_id
+    assert handle.get_result() == "ok"
+    status = DBOS.get_workflow_status("traced-1")
+    assert status is not None
+    assert "dbos.otelContext" in (status.attributes or {})
+    mark_pending(db_url, "traced-1")
+    relaunch(db_url, enable_otlp=True)
+    assert DBOS.retrieve_workflow("traced-1").get_result() == "ok"
+    runs = [s for s in spans.get_finished_spans() if s.name == "workflow queued-job"]
+    # Both executions, the dequeued one and the recovered one, joined the request's trace.
+    assert len(runs) == 2
+    assert {s.context.trace_id for s in runs} == {trace_id}

@@ -71,12 +71,12 @@ def test_transaction_in_a_workflow_commits_once(dbos: type[DBOS]) -> None:
 
     for _ in range(3):
         with SetWorkflowID("greet-ann"):
-            assert greet("ann", "hi") == "ann signed at position 0"
+            assert greet("ann", "hi") == "ann signed at position 1"
     assert runs == ["ann"]
     assert read_all() == [("ann", "hi")]
     status = DBOS.get_workflow_status("greet-ann")
     assert status is not None
-    assert (status.status, status.output) == ("SUCCESS", "ann signed at position 0")
+    assert (status.status, status.output) == ("SUCCESS", "ann signed at position 1")
 
 
 def test_recovered_workflow_does_not_rerun_its_transaction(dbos: type[DBOS], db_url: str) -> None:

@@ -131,8 +131,8 @@ def test_child_workflows_get_derived_ids(dbos: type[DBOS]) -> None:
 
     with SetWorkflowID("parent"):
         assert parent() == [2, 11]
-    first = DBOS.get_workflow_status("parent-0")
-    second = DBOS.get_workflow_status("parent-1")
+    first = DBOS.get_workflow_status("parent-1")
+    second = DBOS.get_workflow_status("parent-2")
     assert first is not None
     assert second is not None
     assert (first.output, first.parent_workflow_id) == (2, "parent")

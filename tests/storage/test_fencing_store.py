@@ -14,7 +14,13 @@ from dataclasses import dataclass
 import pytest
 
 from perdure.storage import Store
-from perdure.storage.records import Payload, StartOutcome, Unrecorded, new_owner_token
+from perdure.storage.records import (
+    OutgoingMessage,
+    Payload,
+    StartOutcome,
+    Unrecorded,
+    new_owner_token,
+)
 from tests.storage.store_helpers import (
     S,
     outcome,
@@ -52,6 +58,13 @@ def _receive(store: Store, token: int, position: int) -> object:
     return store.receive_message(W, "t", recv_step(W, position, token))
 
 
+def _bulk(message_id: str, token: int) -> list[OutgoingMessage]:
+    """Two messages of a bulk send to the destination workflow."""
+    return [
+        OutgoingMessage(f"{message_id}.{n}", "dest", "t", b"%d" % token, "json") for n in (0, 1)
+    ]
+
+
 WRITES = {
     "record_step": Write(
         lambda s, t, p: s.record_step(step_row(W, p, t, output=b"%d" % t)),
@@ -80,6 +93,13 @@ WRITES = {
     ),
     "send_token": Write(
         lambda s, t, p: send(s, f"{W}-{p}", b"%d" % t, to="dest", owner_token=t, sender_id=W),
+        at_position=False,
+    ),
+    "send_messages_step": Write(
+        lambda s, t, p: s.send_messages(_bulk(f"{W}-{p}-{t}", t), step=step_row(W, p, t))
+    ),
+    "send_messages_token": Write(
+        lambda s, t, p: s.send_messages(_bulk(f"{W}-{p}", t), owner_token=t, sender_id=W),
         at_position=False,
     ),
     "receive_message": Write(_receive),
@@ -127,7 +147,7 @@ def test_a_write_under_a_token_a_resume_replaced_is_refused_as_lost(
 def test_a_write_of_a_cancelled_workflow_is_refused_as_cancelled(
     store: Store, token: int, write: str
 ) -> None:
-    assert store.cancel_workflows(W) == [W]
+    assert store.cancel_workflows((W,), with_children=False) == [W]
     before = snapshot(store.url)
     assert outcome(lambda: WRITES[write].run(store, token, POSITION)) == Unrecorded.CANCELLED
     assert snapshot(store.url) == before

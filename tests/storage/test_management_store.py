@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -63,10 +64,108 @@ def test_a_listing_filters_by_every_field(listed: Store) -> None:
     assert _listed(listed, names=("n1",), statuses=(S.PENDING,)) == ["a"]
 
 
+def test_a_listing_filters_by_lineage_executor_and_schedule(store: Store) -> None:
+    start(store, "src", executor_id="ex1", schedule_name="nightly", created_at=0)
+    start(store, "kid", parent_workflow_id="src", executor_id="ex2")
+    fork = workflow_row("fork", forked_from="src", executor_id="ex2", created_at=2)
+    assert store.fork_workflow(fork, source_id="src", start_step=1)
+    assert _listed(store, forked_from=("src",)) == ["fork"]
+    assert _listed(store, parent_workflow_ids=("src", "x")) == ["kid"]
+    assert _listed(store, executor_ids=("ex2",)) == ["kid", "fork"]
+    assert _listed(store, schedule_names=("nightly",)) == ["src"]
+    assert _listed(store, was_forked_from=True) == ["src"]
+    assert _listed(store, was_forked_from=False) == ["kid", "fork"]
+    assert _listed(store, is_fork=True) == ["fork"]
+    assert _listed(store, is_fork=False) == ["src", "kid"]
+    assert _listed(store, has_parent=True) == ["kid"]
+    assert _listed(store, has_parent=False, is_fork=False) == ["src"]
+    row = store.get_workflow("src")
+    assert row is not None
+    assert (row.was_forked_from, row.schedule_name) == (True, "nightly")
+
+
 def test_a_listing_bounds_creation_times_inclusively(listed: Store) -> None:
     assert _listed(listed, created_from_ms=20, created_to_ms=40) == ["b", "c", "d"]
     assert _listed(listed, created_from_ms=41) == ["e", "f"]
     assert _listed(listed, created_to_ms=10) == ["a"]
+
+
+def test_a_listing_bounds_end_and_dequeue_times_and_skips_rows_without_them(
+    store: Store,
+) -> None:
+    for n, workflow_id in enumerate("abc"):
+        start(store, workflow_id, created_at=n, completed_at=100 + n, dequeued_at_epoch_ms=10 + n)
+    start(store, "never", created_at=9)  # neither ended nor dequeued
+    assert _listed(store, completed_from_ms=101) == ["b", "c"]
+    assert _listed(store, completed_to_ms=101) == ["a", "b"]
+    assert _listed(store, dequeued_from_ms=11, dequeued_to_ms=11) == ["b"]
+    assert _listed(store, dequeued_to_ms=1_000) == ["a", "b", "c"]
+
+
+def test_the_end_time_is_recorded_when_a_workflow_ends_and_cleared_on_resume(
+    store: Store,
+) -> None:
+    done, cancelled = start(store, "done"), start(store, "cancelled")
+    assert store.finish_workflow("done", done, status=S.SUCCESS, output=b"1") is None
+    store.cancel_workflows(("cancelled",), with_children=False)
+    ended = {w: _row(store, w).completed_at for w in ("done", "cancelled")}
+    assert all(t is not None and t > 1_000_000_000_000 for t in ended.values())
+    assert store.finish_workflow("done", done, status=S.SUCCESS, output=b"1") is None  # a retry
+    assert _row(store, "done").completed_at == ended["done"]
+    assert cancelled  # its token
+    resumed = store.resume_workflow(
+        "cancelled", executor_id="e", instance_id="i", token=new_owner_token()
+    )
+    assert resumed is not None
+    assert resumed.completed_at is None
+    assert _listed(store, completed_to_ms=2**62) == ["done"]
+
+
+def _row(store: Store, workflow_id: str) -> WorkflowRow:
+    row = store.get_workflow(workflow_id)
+    assert row is not None
+    return row
+
+
+def test_attributes_are_replaced_merged_and_matched_as_json(store: Store) -> None:
+    assert store.start_workflow(workflow_row("x", attributes='{"a": 1, "b": {"c": [1, 2]}}'))
+    assert store.start_workflow(workflow_row("y", attributes='{"a": "1", "n": null}'))
+    assert store.start_workflow(workflow_row("z"))
+    pairs = lambda **kv: tuple((k, json.dumps(v)) for k, v in kv.items())  # noqa: E731
+    assert _listed(store, attributes=pairs(a=1)) == ["x"]  # 1 is not "1"
+    assert _listed(store, attributes=pairs(a="1")) == ["y"]
+    assert _listed(store, attributes=pairs(b={"c": [1, 2]})) == ["x"]
+    assert _listed(store, attributes=pairs(n=None)) == ["y"]  # a JSON null, not a missing key
+    assert _listed(store, attributes=pairs(a=1, n=None)) == []
+    assert store.update_workflow_attributes("x", {"a": 2, "d": None}, merge=True)
+    assert json.loads(_row(store, "x").attributes or "") == {"a": 2, "b": {"c": [1, 2]}, "d": None}
+    assert store.update_workflow_attributes("z", {"k": "v"}, merge=True)  # onto none at all
+    assert json.loads(_row(store, "z").attributes or "") == {"k": "v"}
+    assert store.update_workflow_attributes("y", None, merge=False)
+    assert _row(store, "y").attributes is None
+    assert not store.update_workflow_attributes("missing", {"k": 1}, merge=False)
+
+
+def test_enqueued_and_delayed_statuses_split_waiting_workflows_by_start_time(
+    store: Store,
+) -> None:
+    start(store, "ready", status=S.ENQUEUED, queue_name="q", created_at=1)
+    start(store, "due", status=S.ENQUEUED, queue_name="q", created_at=2, not_before_epoch_ms=5)
+    start(store, "later", status=S.ENQUEUED, queue_name="q", created_at=3,
+          not_before_epoch_ms=2**62)  # fmt: skip
+    start(store, "running", queue_name="q", created_at=4)
+    assert _listed(store, statuses=(S.ENQUEUED,)) == ["ready", "due"]
+    assert _listed(store, statuses=(S.DELAYED,)) == ["later"]
+    assert _listed(store, statuses=(S.DELAYED, S.ENQUEUED)) == ["ready", "due", "later"]
+    assert _listed(store, statuses=(S.DELAYED, S.PENDING)) == ["later", "running"]
+
+
+def test_queued_only_keeps_unfinished_workflows_unless_statuses_are_given(
+    listed: Store,
+) -> None:
+    assert _listed(listed, queued_only=True) == ["c", "d"]
+    assert _listed(listed, queued_only=True, statuses=(S.ERROR,)) == ["e"]
+    assert _listed(listed, queued_only=True, statuses=(S.SUCCESS,)) == []  # "b" has no queue
 
 
 def test_a_listing_pages_in_either_order(listed: Store) -> None:
@@ -93,13 +192,20 @@ def test_a_prefix_matches_literally_whatever_its_characters(store: Store) -> Non
     ids = ["a%b-1", "a%c", "aXb", "b_1", "bx1", "b", "é-1", "é-2", "e-1", "ée", "z\U0010ffff!", "z"]
     for n, workflow_id in enumerate(ids):
         start(store, workflow_id, created_at=n)
-    assert _listed(store, workflow_id_prefix="a%") == ["a%b-1", "a%c"]
-    assert _listed(store, workflow_id_prefix="b_") == ["b_1"]
-    assert _listed(store, workflow_id_prefix="b") == ["b_1", "bx1", "b"]
-    assert _listed(store, workflow_id_prefix="é") == ["é-1", "é-2", "ée"]
-    assert _listed(store, workflow_id_prefix="é-") == ["é-1", "é-2"]
-    assert _listed(store, workflow_id_prefix="z\U0010ffff") == ["z\U0010ffff!"]
-    assert _listed(store, workflow_id_prefix="q") == []
+
+    def prefixed(*prefixes: str) -> list[str]:
+        return _listed(store, workflow_id_prefixes=prefixes)
+
+    assert prefixed("a%") == ["a%b-1", "a%c"]
+    assert prefixed("b_") == ["b_1"]
+    assert prefixed("b") == ["b_1", "bx1", "b"]
+    assert prefixed("é") == ["é-1", "é-2", "ée"]
+    assert prefixed("é-") == ["é-1", "é-2"]
+    assert prefixed("z\U0010ffff") == ["z\U0010ffff!"]
+    assert prefixed("q") == []
+    assert prefixed("a%", "é-", "q") == ["a%b-1", "a%c", "é-1", "é-2"]  # any of them
+    assert prefixed() == []
+    assert len(prefixed("")) == len(ids)
 
 
 def test_queue_counts_show_queues_with_unfinished_workflows(listed: Store) -> None:
@@ -131,17 +237,34 @@ def _status(store: Store, workflow_id: str) -> str:
     return row.status
 
 
-def test_cancel_takes_a_workflow_and_its_unfinished_descendants(store: Store) -> None:
+def test_cancel_takes_only_the_workflows_named_unless_children_are_asked_for(
+    store: Store,
+) -> None:
     tokens = _tree(store)
-    assert sorted(store.cancel_workflows("root") or []) == ["grandkid", "kid", "root"]
+    start(store, "dead", status=S.MAX_RECOVERY_ATTEMPTS_EXCEEDED)
+    cancelled = store.cancel_workflows(("root", "dead", "unknown"), with_children=False)
+    assert sorted(cancelled) == ["dead", "root"]
+    assert [_status(store, w) for w in ("root", "dead")] == [S.CANCELLED] * 2
+    assert [_status(store, w) for w in ("kid", "grandkid")] == [S.ENQUEUED, S.PENDING]
+    assert store.record_step(step_row("root", 1, tokens["root"])) == Unrecorded.CANCELLED
+    assert store.record_step(step_row("grandkid", 1, tokens["grandkid"])) is None
+    # Nothing left to cancel, or nothing known: an empty list either way.
+    assert store.cancel_workflows(("root", "done-kid", "unknown"), with_children=False) == []
+    assert store.cancel_workflows((), with_children=True) == []
+
+
+def test_cancel_with_children_takes_a_workflow_and_its_unfinished_descendants(
+    store: Store,
+) -> None:
+    tokens = _tree(store)
+    assert sorted(store.cancel_workflows(("root",), with_children=True)) == [
+        "grandkid", "kid", "root",
+    ]  # fmt: skip
     assert [_status(store, w) for w in ("root", "kid", "grandkid")] == [S.CANCELLED] * 3
     assert _status(store, "done-kid") == S.SUCCESS
     assert _status(store, "other") == S.PENDING
-    assert store.record_step(step_row("grandkid", 0, tokens["grandkid"])) == Unrecorded.CANCELLED
-    # Nothing left to cancel: an empty list, not None (which means "no such workflow").
-    assert store.cancel_workflows("root") == []
-    assert store.cancel_workflows("done-kid") == []
-    assert store.cancel_workflows("unknown") is None
+    assert store.record_step(step_row("grandkid", 1, tokens["grandkid"])) == Unrecorded.CANCELLED
+    assert store.cancel_workflows(("root",), with_children=True) == []
 
 
 # -- resume and requeue ---------------------------------------------------------------------------
@@ -234,6 +357,48 @@ def test_a_fork_copies_the_steps_before_its_start(store: Store) -> None:
     assert not store.fork_workflow(other, source_id="src", start_step=4)
     assert store.get_workflow("fork") == fork
     assert len(store.load_steps("fork")) == 3
+    assert _row(store, "src").was_forked_from
+    assert not _row(store, "fork").was_forked_from
+
+
+def test_a_fork_can_replace_the_children_its_copied_steps_started(store: Store) -> None:
+    token = start(store, "src")
+    for position, child in ((1, "kid-a"), (2, "kid-b"), (3, None)):
+        store.record_step(step_row("src", position, token, child=child))
+    fork = workflow_row("fork", forked_from="src")
+    swaps = (("kid-a", "new-a"), ("nobody", "new-x"))
+    assert store.fork_workflow(fork, source_id="src", start_step=4, replacement_children=swaps)
+    children = [(s.function_id, s.child_workflow_id) for s in store.load_steps("fork")]
+    assert children == [(1, "new-a"), (2, "kid-b"), (3, None)]
+    assert [s.child_workflow_id for s in store.load_steps("src")] == ["kid-a", "kid-b", None]
+
+
+# -- steps and delays -----------------------------------------------------------------------------
+
+
+def test_a_step_listing_pages_and_skips_payloads_when_asked(store: Store) -> None:
+    token = start(store, "w")
+    for position in range(1, 6):
+        store.record_step(step_row("w", position, token, output=b"%d" % position))
+    assert [s.function_id for s in store.list_steps("w")] == [1, 2, 3, 4, 5]
+    assert [s.output for s in store.list_steps("w", limit=2)] == [b"1", b"2"]
+    assert [s.function_id for s in store.list_steps("w", limit=2, offset=3)] == [4, 5]
+    assert [s.function_id for s in store.list_steps("w", offset=4)] == [5]
+    bare = store.list_steps("w", with_outputs=False, limit=1)
+    assert [(s.function_name, s.output, s.error) for s in bare] == [("s", None, None)]
+    assert store.list_steps("unknown") == []
+
+
+def test_a_delay_changes_the_start_time_of_a_waiting_workflow_only(store: Store) -> None:
+    start(store, "waiting", status=S.ENQUEUED, queue_name="q", not_before_epoch_ms=2**62)
+    start(store, "running", queue_name="q")
+    start(store, "done", status=S.SUCCESS, queue_name="q")
+    assert store.delay_workflow("waiting", not_before_epoch_ms=5) == "q"
+    assert _row(store, "waiting").not_before_epoch_ms == 5
+    assert _listed(store, statuses=(S.ENQUEUED,)) == ["waiting"]
+    for workflow_id in ("running", "done", "unknown"):
+        assert store.delay_workflow(workflow_id, not_before_epoch_ms=5) is None
+    assert _row(store, "running").not_before_epoch_ms is None
 
 
 # -- delete ---------------------------------------------------------------------------------------

@@ -104,7 +104,7 @@ def test_a_hand_off_never_overtakes_or_loses_a_message(store: Store) -> None:
 
     # Registered, then cancelled: m1 is queued; once resumed, m2 may not overtake it.
     assert receive(1, token) is None
-    store.cancel_workflows("w")
+    store.cancel_workflows(("w",), with_children=False)
     assert send(store, "m1", b"1") == Delivery("sent")
     resumed = store.resume_workflow(
         "w", executor_id="local", instance_id="i1", token=new_owner_token()
@@ -248,6 +248,8 @@ def test_a_stream_appends_in_order_and_reads_from_an_offset(store: Store) -> Non
     assert store.read_stream("w", "s", 3) == []
     assert store.read_stream("w", "other", 0) == [StreamEntry(0, _payload(b"x"), closed=False)]
     assert store.read_stream("w", "missing", 0) == []
+    assert [e.offset for e in store.read_stream("w", "s", 0, limit=2)] == [0, 1]
+    assert [e.offset for e in store.read_stream("w", "s", 2, limit=1)] == [2]
 
 
 def test_concurrent_writers_of_one_stream_get_distinct_offsets(store: Store) -> None:

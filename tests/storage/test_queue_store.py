@@ -80,20 +80,6 @@ def _finish(store: Store, rows: list[WorkflowRow]) -> None:
         assert store.finish_workflow(row.workflow_id, row.owner_token, status=S.SUCCESS) is None
 
 
-# -- definitions ---------------------------------------------------------------------------------
-
-
-def test_queue_definitions_are_saved_replaced_and_listed_by_name(store: Store) -> None:
-    limited = queue(name="b", concurrency=3, rate_limit=5, rate_period_sec=1.5)
-    store.save_queue(limited)
-    store.save_queue(queue(name="a"))
-    replaced = queue(name="a", worker_concurrency=2, priority_enabled=True, partition_queue=True)
-    store.save_queue(replaced)
-    assert store.list_queues() == [replaced, limited]
-    assert store.list_queues(("b", "missing")) == [limited]
-    assert store.list_queues(()) == []
-
-
 # -- what is claimed, in which order -------------------------------------------------------------
 
 
@@ -222,6 +208,76 @@ def test_partitions_are_limited_one_by_one(store: Store) -> None:
     assert take(store) == []
     _finish(store, [r for r in first if r.workflow_id == "a1"])
     assert _ids(take(store)) == ["a2"]
+
+
+def test_partition_limits_hold_per_partition_and_the_others_over_the_queue(
+    store: Store,
+) -> None:
+    # DBOS 3.4: two at once in the whole queue, one at once in each partition.
+    store.save_queue(queue(concurrency=2, partition_queue=True, partition_concurrency=1))
+    for n, key in enumerate("aabbc"):
+        enqueue(store, f"{key}{n}", queue_partition_key=key, created_at=n)
+    first = take(store, instance_id="x")
+    assert _ids(first) == ["a0", "b2"]  # the partitions whose oldest waited longest
+    assert take(store, instance_id="y") == []  # the whole queue is full
+    _finish(store, first[:1])
+    assert _ids(take(store, instance_id="y")) == ["a1"]  # a's turn again: it waited longest
+    assert take(store) == []
+
+
+def test_worker_limits_hold_per_partition_and_over_the_queue(store: Store) -> None:
+    store.save_queue(
+        queue(worker_concurrency=3, partition_queue=True, partition_worker_concurrency=2)
+    )
+    for n in range(4):
+        for key in "ab":
+            enqueue(store, f"{key}{n}", queue_partition_key=key, created_at=n)
+    mine = take(store, instance_id="x")
+    assert sorted(_ids(mine)) == ["a0", "a1", "b0"]  # two of a, then the worker is full
+    # Another worker has its own limits; b's oldest waited longest, so b goes first.
+    assert sorted(_ids(take(store, instance_id="y"))) == ["a2", "b1", "b2"]
+    assert take(store, instance_id="x") == []
+    _finish(store, [r for r in mine if r.workflow_id == "a0"])
+    assert _ids(take(store, instance_id="x")) == ["a3"]  # one slot: x runs a1 and b0
+
+
+def test_a_rate_limit_over_the_queue_counts_every_partition(store: Store) -> None:
+    store.save_queue(
+        queue(
+            rate_limit=3, rate_period_sec=3600.0, partition_queue=True,
+            partition_rate_limit=2, partition_rate_period_sec=3600.0,
+        )
+    )  # fmt: skip
+    for n in range(3):
+        for key in "ab":
+            enqueue(store, f"{key}{n}", queue_partition_key=key, created_at=n)
+    admit = Admit()
+    assert sorted(_ids(take(store, admit=admit))) == ["a0", "a1", "b0"]
+    assert take(store) == []
+    # b saw the whole queue's starts including the two just taken from a.
+    key, whole = admit.seen[-1][1].partition_key, admit.seen[-1][1].whole
+    assert (key, len(whole.recent_starts_ms) if whole else None) == ("b", 2)
+
+
+def test_the_legacy_partition_queue_applies_every_limit_per_partition(store: Store) -> None:
+    # DBOS 2.31's partition_queue=True: concurrency=1 is one per partition, none over the queue.
+    store.save_queue(queue(concurrency=1, worker_concurrency=1, partition_queue=True))
+    for n, key in enumerate("abc"):
+        enqueue(store, f"{key}{n}", queue_partition_key=key, created_at=n)
+    assert _ids(take(store)) == ["a0", "b1", "c2"]
+
+
+def test_keys_follow_the_definition_as_it_is_now(store: Store) -> None:
+    # Enqueued with a key, then the queue stopped being partitioned: claimed like any other.
+    store.save_queue(queue(concurrency=2))
+    enqueue(store, "keyed", queue_partition_key="a", created_at=1)
+    enqueue(store, "plain", created_at=2)
+    assert _ids(take(store)) == ["keyed", "plain"]
+    # Enqueued without one on a queue partitioned since: one partition of their own.
+    store.save_queue(queue(name="p", partition_queue=True, partition_concurrency=1))
+    enqueue(store, "p1", queue_name="p", created_at=1)
+    enqueue(store, "p2", queue_name="p", created_at=2)
+    assert _ids(take(store, default=queue(name="p"))) == ["p1"]
 
 
 def test_a_claim_takes_no_more_than_admit_allows(store: Store) -> None:

@@ -107,7 +107,7 @@ def test_resumed_workflow_loads_its_steps_in_one_query(dbos: type[DBOS], db_url:
     # the workflow to a dead instance, then take it over.
     run_sql(
         db_url,
-        "DELETE FROM {p}operation_outputs WHERE workflow_id = :w AND function_id >= 3",
+        "DELETE FROM {p}operation_outputs WHERE workflow_id = :w AND function_id >= 4",
         w="resume-me",
     )
     run_sql(

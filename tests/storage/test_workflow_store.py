@@ -68,7 +68,7 @@ def test_a_second_unfinished_workflow_with_a_deduplication_id_is_refused(store: 
     assert store.get_workflow("b") is None
     # Another queue, or once the first has finished, the ID is free again.
     assert store.start_workflow(workflow_row("c", **{**queued, "queue_name": "r"})).created
-    store.cancel_workflows("a")
+    store.cancel_workflows(("a",), with_children=False)
     assert store.start_workflow(workflow_row("b", **queued)).created
 
 
@@ -108,7 +108,7 @@ def test_a_step_of_an_unknown_workflow_is_refused_as_lost(store: Store) -> None:
 def test_a_batch_of_steps_is_written_in_one_go_each_only_where_allowed(store: Store) -> None:
     a, b, gone, stale = (start(store, w) for w in ("a", "b", "gone", "stale"))
     assert store.record_step(step_row("a", 0, a)) is None
-    store.cancel_workflows("gone")
+    store.cancel_workflows(("gone",), with_children=False)
     take_over(store, "stale", stale)
     batch = [
         step_row("a", 0, a, output=b"again"),  # recorded already

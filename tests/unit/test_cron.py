@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from perdure.error import DBOSException
-from perdure.scheduling.cron import Cron, tick_workflow_id
+from perdure.scheduling.cron import Cron, tick_workflow_id, trigger_workflow_id
 
 UTC = timezone.utc
 
@@ -78,8 +79,30 @@ def test_bad_expressions_are_rejected_naming_schedule_and_expression(
     assert reason in message
 
 
-def test_tick_workflow_ids_name_schedule_and_utc_time() -> None:
+def test_tick_workflow_ids_name_schedule_and_time_in_the_crons_zone() -> None:
     tick = at(2024, 5, 1, 12, 0, 30)
     assert tick_workflow_id("report", tick) == "sched-report-2024-05-01T12:00:30+00:00"
-    elsewhere = tick.astimezone(timezone(timedelta(hours=-5)))
-    assert tick_workflow_id("report", elsewhere) == tick_workflow_id("report", tick)
+    assert tick_workflow_id("report", tick.replace(tzinfo=None)) == tick_workflow_id("report", tick)
+    # A schedule in a time zone names its ticks by their local time, as DBOS does.
+    new_york = tick.astimezone(ZoneInfo("America/New_York"))
+    assert tick_workflow_id("report", new_york) == "sched-report-2024-05-01T08:00:30-04:00"
+    assert trigger_workflow_id("report", new_york) == (
+        "sched-report-trigger-2024-05-01T12:00:30+00:00"
+    )
+
+
+def test_a_time_zone_keeps_local_times_across_daylight_saving_changes() -> None:
+    cron = Cron.parse("0 9 * * *", schedule_name="standup", cron_timezone="America/New_York")
+    ticks = list(cron.ticks(at(2025, 3, 8), at(2025, 3, 10)))
+    assert [t.isoformat() for t in ticks] == [
+        "2025-03-08T09:00:00-05:00",
+        "2025-03-09T09:00:00-04:00",  # the day clocks move forward
+    ]
+    assert [t.astimezone(UTC).hour for t in ticks] == [14, 13]
+    assert cron.next_after(at(2025, 7, 1, 13, 0, 1)) == at(2025, 7, 2, 13)
+
+
+def test_an_unknown_time_zone_is_rejected_naming_schedule_and_zone() -> None:
+    for zone in ("Mars/Olympus_Mons", "", "../etc/passwd"):
+        with pytest.raises(DBOSException, match=f"Invalid cron_timezone {zone!r} for schedule"):
+            Cron.parse("0 9 * * *", schedule_name="standup", cron_timezone=zone)

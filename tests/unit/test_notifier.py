@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import pytest
 
@@ -80,3 +81,17 @@ def test_a_notification_wakes_its_channel_and_strangers_are_logged_once(
             wake_ups(note, None)
     assert wake_ups.ignored == 5
     assert len([r for r in caplog.records if "did not send" in r.getMessage()]) == 1
+
+
+def test_a_wait_can_poll_more_often_than_the_notifier() -> None:
+    """``poll_interval_sec`` caps the pause between checks (the rechecks of a wait no signal
+    wakes); by the notifier's own cadence the tenth check would come after ~5 s."""
+    notifier = Notifier(poll_interval_sec=60)
+    checks: list[int] = []
+
+    def check() -> int | None:
+        checks.append(1)
+        return len(checks) if len(checks) == 10 else None
+
+    deadline = time.monotonic() + 2
+    assert notifier.wait_for(("c",), check, deadline=deadline, poll_interval_sec=0.01) == 10

@@ -219,7 +219,7 @@ def test_builtin_and_custom_exceptions() -> None:
     ("exc", "attrs"),
     [
         (DBOSUnexpectedStepError("wf", 3, "a", "b"), {"step_id": 3, "recorded_name": "b"}),
-        (DBOSNonExistentWorkflowError("wf"), {}),
+        (DBOSNonExistentWorkflowError("target", "wf"), {"destination_id": "wf"}),
     ],
     ids=lambda v: type(v).__name__,
 )
@@ -420,7 +420,7 @@ def test_a_stored_error_restores_only_exceptions_and_their_public_attributes() -
     assert "SystemExit" in str(restored)
 
     # Perdure's own signals are never stored, and never come back from a row either.
-    signal = JSON.loads(JSON.dumps(DBOSWorkflowCancelledError("wf")))
+    signal = JSON.loads(JSON.dumps(DBOSWorkflowCancelledError(workflow_id="wf")))
     assert isinstance(signal, UnserializableError)
 
     error = ValueError("boom")

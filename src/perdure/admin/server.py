@@ -127,10 +127,10 @@ class AdminApi:
         workflow_id = self._status(request.params["id"]).workflow_id
         return Reply(HTTPStatus.OK, jsonable(self._manager.list_workflow_steps(workflow_id)))
 
-    # cancel, resume and fork raise DBOSNonExistentWorkflowError for an unknown ID (a 404).
+    # An unknown ID is a 404 (DBOSNonExistentWorkflowError) for cancel, resume and fork.
     def cancel(self, request: Request) -> Reply:
-        workflow_id = request.params["id"]
-        self._manager.cancel_workflow(workflow_id)
+        workflow_id = self._status(request.params["id"]).workflow_id  # a 404 if unknown
+        self._manager.cancel_workflows([workflow_id], cancel_children=True)
         return Reply(HTTPStatus.OK, workflow_summary(self._status(workflow_id)))
 
     def resume(self, request: Request) -> Reply:

@@ -65,7 +65,7 @@ def dashboard(
     try:
         settings = parse_admin_server({"host": host, "port": port, "token": token})
     except DBOSInitializationError as exc:
-        raise click.BadParameter(str(exc)) from exc
+        raise click.BadParameter(exc.message) from exc
     assert settings is not None  # noqa: S101 - enabled by default
     identity = {
         "application": redact_url(url),

@@ -15,8 +15,7 @@ from perdure.cli.target import Target, pass_target
 from perdure.cli.workflows import workflow
 from perdure.config import SYSTEM_DATABASE_URL_ENV
 from perdure.error import DBOSException
-from perdure.storage import open_store, redact_url
-from perdure.storage.postgres.roles import grant_app_role
+from perdure.storage import migrate_system_database, open_store, redact_url
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -45,20 +44,15 @@ def cli(ctx: click.Context, db_url: str | None, as_json: bool) -> None:
 def migrate(target: Target, app_role: str | None) -> None:
     """Create or upgrade the system database schema (run as the role that owns it)."""
     url = target.url()
-    store = open_store(url, max_connections=2, wait_limit_sec=10.0, connect_wait_sec=0.0)
+    if app_role is not None and url.startswith("sqlite:"):
+        raise click.UsageError("--app-role is for PostgreSQL: SQLite has no roles.")
     try:
-        store.migrate()
-    finally:
-        store.close()
+        migrate_system_database(url, application_role=app_role)
+    except psycopg.Error as exc:
+        raise click.ClickException(f"Could not grant role {app_role!r} its rights: {exc}") from exc
     click.echo(f"System database {redact_url(url)} is migrated.")
     if app_role is None:
         return
-    if url.startswith("sqlite:"):
-        raise click.UsageError("--app-role is for PostgreSQL: SQLite has no roles.")
-    try:
-        grant_app_role(url, app_role)
-    except psycopg.Error as exc:
-        raise click.ClickException(f"Could not grant role {app_role!r} its rights: {exc}") from exc
     click.echo(f"Role {app_role!r} may run workflows (it may not alter Perdure's tables).")
 
 
@@ -90,7 +84,8 @@ cli.add_command(workflow)
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    # A Perdure error's message, without the "DBOS Error <code>: " that str() puts before it.
+    text = " ".join((exc.message if isinstance(exc, DBOSException) else str(exc)).split())
     return text or type(exc).__name__
 
 

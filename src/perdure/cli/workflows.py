@@ -102,7 +102,7 @@ def get_workflow(target: Target, workflow_id: str) -> None:
     """Show everything recorded about one workflow, including its input and outcome."""
     status = target.manager().get_workflow_status(workflow_id)
     if status is None:
-        raise DBOSNonExistentWorkflowError(workflow_id)
+        raise DBOSNonExistentWorkflowError("target", workflow_id)
     if target.as_json:
         emit_json(status)
         return
@@ -119,7 +119,7 @@ def workflow_steps(target: Target, workflow_id: str) -> None:
     """List the recorded steps of a workflow, by position."""
     manager = target.manager()
     if manager.get_workflow_status(workflow_id) is None:
-        raise DBOSNonExistentWorkflowError(workflow_id)
+        raise DBOSNonExistentWorkflowError("target", workflow_id)
     steps = manager.list_workflow_steps(workflow_id)
     if target.as_json:
         emit_json(steps)
@@ -143,7 +143,9 @@ def _step_row(step: StepInfo) -> tuple[object, ...]:
 def cancel_workflow(target: Target, workflow_id: str) -> None:
     """Cancel a workflow and its unfinished children."""
     manager = target.manager()
-    manager.cancel_workflow(workflow_id)
+    if manager.get_workflow_status(workflow_id) is None:
+        raise DBOSNonExistentWorkflowError("target", workflow_id)
+    manager.cancel_workflows([workflow_id], cancel_children=True)
     _report(target, manager.get_workflow_status(workflow_id), "Cancel requested for")
 
 

@@ -2,5 +2,12 @@
 
 from perdure.client.client import DBOSClient, EnqueueOptions
 from perdure.client.handles import ClientWorkflowHandle, ClientWorkflowHandleAsync
+from perdure.client.queues import ClientQueue
 
-__all__ = ["ClientWorkflowHandle", "ClientWorkflowHandleAsync", "DBOSClient", "EnqueueOptions"]
+__all__ = [
+    "ClientQueue",
+    "ClientWorkflowHandle",
+    "ClientWorkflowHandleAsync",
+    "DBOSClient",
+    "EnqueueOptions",
+]

@@ -37,23 +37,28 @@ class ClientWorkflowHandle(Generic[R]):
         """The workflow's current `WorkflowStatus`."""
         status = self._manager.get_workflow_status(self.workflow_id)
         if status is None:
-            raise DBOSNonExistentWorkflowError(self.workflow_id)
+            raise DBOSNonExistentWorkflowError("target", self.workflow_id)
         return status
 
-    def get_result(self, *, timeout_sec: float | None = None) -> R:
+    def get_result(
+        self, *, polling_interval_sec: float = 1.0, timeout_sec: float | None = None
+    ) -> R:
         """Wait for the workflow to end; its output or its error.
 
-        Woken by the workflow's end (a PostgreSQL notification; on SQLite, polling).
+        Woken by the workflow's end (a PostgreSQL notification; on SQLite, polling every
+        ``notification_listener_polling_interval_sec``). ``polling_interval_sec`` is accepted
+        for DBOS compatibility and not used: the wait does not poll at a fixed interval.
 
         Raises:
             TimeoutError: ``timeout_sec`` passed first (the workflow keeps running).
         """
+        del polling_interval_sec  # see the docstring
         store = self._manager.store
 
         def finished() -> WorkflowRow | None:
             row = store.get_workflow(self.workflow_id)
             if row is None:
-                raise DBOSNonExistentWorkflowError(self.workflow_id)
+                raise DBOSNonExistentWorkflowError("target", self.workflow_id)
             return row if row.status in TERMINAL_STATUSES else None
 
         deadline = None if timeout_sec is None else time.monotonic() + timeout_sec
@@ -89,6 +94,12 @@ class ClientWorkflowHandleAsync(Generic[R]):
         """The workflow's current `WorkflowStatus`."""
         return await asyncio.to_thread(self._sync.get_status)
 
-    async def get_result(self, *, timeout_sec: float | None = None) -> R:
-        """Wait for the workflow to end without blocking the event loop."""
-        return await asyncio.to_thread(self._sync.get_result, timeout_sec=timeout_sec)
+    async def get_result(
+        self, *, polling_interval_sec: float = 1.0, timeout_sec: float | None = None
+    ) -> R:
+        """Wait for the workflow to end without blocking the event loop (the arguments are
+        `ClientWorkflowHandle.get_result`'s)."""
+        return await asyncio.to_thread(
+            self._sync.get_result, polling_interval_sec=polling_interval_sec,
+            timeout_sec=timeout_sec,
+        )  # fmt: skip

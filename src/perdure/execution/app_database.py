@@ -8,12 +8,16 @@ system database after commit and looked up there if a crash came in between.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import asyncio
+import threading
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
 from perdure.storage import is_connection_failure
@@ -25,9 +29,13 @@ _APP_COLUMNS = ("workflow_id", "function_id", "function_name", "output", "error"
 
 
 def sqlalchemy_url(url: str) -> str:
-    """A SQLAlchemy URL using the psycopg 3 driver for PostgreSQL."""
-    if url.startswith(("postgresql://", "postgres://")):
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    """A SQLAlchemy URL using the psycopg 3 driver for PostgreSQL (which SQLAlchemy runs
+    async on an async engine) and the standard library's for SQLite."""
+    scheme, _, rest = url.partition("://")
+    if scheme in ("postgresql", "postgres", "postgresql+psycopg_async"):
+        return "postgresql+psycopg://" + rest
+    if scheme == "sqlite+aiosqlite":
+        return "sqlite://" + rest
     return url
 
 
@@ -35,9 +43,19 @@ class ApplicationDatabase:
     """SQLAlchemy engine for transactions and the SQL of their in-transaction checkpoint."""
 
     def __init__(self, url: str, *, system_url: str) -> None:
+        url = sqlalchemy_url(url)
         self.is_sqlite = url.startswith("sqlite")
-        self.is_system_database = url == system_url
-        self.engine = sa.create_engine(sqlalchemy_url(url))
+        self.is_system_database = url == sqlalchemy_url(system_url)
+        # The sync engine also serves an async datasource's rare reads (a checkpoint after a
+        # crash) and its schema setup; it connects only when used.
+        self.engine = sa.create_engine(url)
+        self.url = url
+        # Async connections belong to the event loop that opened them: one pool per loop
+        # (a workflow may run on the caller's loop or on Perdure's own).
+        self._async_engines: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[AsyncEngine, AsyncGenerator[None, None]]
+        ] = weakref.WeakKeyDictionary()
+        self._async_lock = threading.Lock()
         if self.is_sqlite:
             _begin_immediate(self.engine)
         prefix = "" if self.is_sqlite else "perdure."
@@ -111,6 +129,41 @@ class ApplicationDatabase:
         ):
             yield session
 
+    async def async_engine(self) -> AsyncEngine:
+        """The async engine of the running event loop (an `AsyncSQLAlchemyDatasource`)."""
+        loop = asyncio.get_running_loop()
+        with self._async_lock:
+            found = self._async_engines.get(loop)
+        if found is not None:
+            return found[0]
+        url = self.url.replace("sqlite://", "sqlite+aiosqlite://", 1)
+        engine = create_async_engine(url)
+        if self.is_sqlite:
+            _begin_immediate(engine.sync_engine)
+        closer = _dispose_at_loop_shutdown(engine)
+        await closer.__anext__()
+        with self._async_lock:
+            self._async_engines[loop] = (engine, closer)
+        return engine
+
+    @asynccontextmanager
+    async def async_session(self, isolation_level: str) -> AsyncIterator[AsyncSession]:
+        """`session` on the running loop's async engine."""
+        options = {} if self.is_sqlite else {"isolation_level": isolation_level}
+        async with (await self.async_engine()).connect() as opened:
+            conn = await opened.execution_options(**options)
+            async with AsyncSession(bind=conn) as session, session.begin():
+                yield session
+
+    def owns(self, session: Session | AsyncSession) -> bool:
+        """Whether ``session`` is one of this database's transactions."""
+        bind = session.bind
+        engine = getattr(bind, "engine", bind)
+        if isinstance(session, AsyncSession):
+            with self._async_lock:
+                return any(engine is e for e, _ in self._async_engines.values())
+        return engine is self.engine
+
     def is_conflict(self, exc: BaseException) -> bool:
         """A serialization failure or a deadlock: the transaction may succeed if tried again."""
         if not isinstance(exc, sa.exc.DBAPIError) or self.is_sqlite:
@@ -129,8 +182,24 @@ class ApplicationDatabase:
         return exc.orig is not None and is_connection_failure(exc.orig)
 
     def dispose(self) -> None:
-        """Close the engine's connections."""
+        """Close the engines' connections."""
         self.engine.dispose()
+        with self._async_lock:
+            engines = list(self._async_engines.values())
+            self._async_engines.clear()
+        for engine, _ in engines:
+            # Drop pooled async connections without awaiting their close: their event loop
+            # may be running another thread's work (it closes them when it shuts down).
+            engine.sync_engine.dispose(close=False)
+
+
+async def _dispose_at_loop_shutdown(engine: AsyncEngine) -> AsyncGenerator[None, None]:
+    """Suspended until its event loop shuts down its async generators (``asyncio.run`` does,
+    before it closes the loop): then it closes the engine's connections on that loop."""
+    try:
+        yield
+    finally:
+        await engine.dispose()
 
 
 def _begin_immediate(engine: sa.Engine) -> None:
@@ -139,7 +208,9 @@ def _begin_immediate(engine: sa.Engine) -> None:
     @event.listens_for(engine, "connect")
     def _no_driver_transactions(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
-        dbapi_connection.execute("PRAGMA busy_timeout = 30000")
+        cursor = dbapi_connection.cursor()  # sqlite3's or aiosqlite's adapted connection
+        cursor.execute("PRAGMA busy_timeout = 30000")
+        cursor.close()
 
     @event.listens_for(engine, "begin")
     def _begin(conn: sa.Connection) -> None:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import threading
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, get_args
 
 from typing_extensions import Self
 
 from perdure.clock import now_ms
-from perdure.error import DBOSWorkflowCancelledError
+from perdure.error import DBOSException, DBOSWorkflowCancelledError
+from perdure.execution.auth import NOBODY, Authentication
+from perdure.execution.tracing import OTEL_CARRIER_ATTRIBUTE, trace_carrier
 from perdure.storage.records import StepRow
 
 
@@ -31,29 +35,53 @@ class WorkflowContext:
     cancelled: threading.Event = field(default_factory=threading.Event)
     # True when re-executing after a crash or restart (recorded steps may exist).
     resumed: bool = False
-    next_position: int = 0
+    # Operations are numbered from 1, as in DBOS. A workflow recorded by Perdure 0.1
+    # numbered them from 0: its replay keeps counting from 0 (see `replay_from`).
+    next_position: int = 1
+    # Who the workflow acts for: its recorded identity, set while its body runs.
+    auth: Authentication = NOBODY
+    # Recorded by Perdure 0.1: it replays as 0.1 ran it (positions from 0, stream reads and
+    # zero-length sleeps taking no position), so an upgrade never breaks a workflow in flight.
+    recorded_by_0_1: bool = False
     # Positions are handed out under a lock: async steps gathered in one workflow may start
     # from several tasks.
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def take_position(self) -> int:
-        """The position of the next operation of this workflow (0, 1, 2, ...)."""
+        """The position of the next operation of this workflow (1, 2, 3, ...)."""
         with self._lock:
             position = self.next_position
             self.next_position += 1
             return position
 
+    def take_position_if(self, accept: Callable[[StepRow | None], bool]) -> int | None:
+        """Take the next position only if ``accept`` agrees, given what is recorded there
+        (a patch marker is stepped over only where one was recorded)."""
+        with self._lock:
+            position = self.next_position
+            if not accept(self.recorded.get(position)):
+                return None
+            self.next_position += 1
+            return position
+
+    def replay_from(self, steps: list[StepRow]) -> None:
+        """Load the steps recorded by earlier executions, before the body runs again."""
+        self.recorded = {s.function_id: s for s in steps}
+        if 0 in self.recorded:  # recorded with the 0-based numbering of Perdure 0.1
+            self.next_position = 0
+            self.recorded_by_0_1 = True
+
     def check_live(self) -> None:
         """Raise `DBOSWorkflowCancelledError` if cancelled or past the deadline."""
         if self.cancelled.is_set():
-            raise DBOSWorkflowCancelledError(self.workflow_id)
+            raise DBOSWorkflowCancelledError(workflow_id=self.workflow_id)
         if self.deadline_epoch_ms is not None and now_ms() >= self.deadline_epoch_ms:
             self.cancelled.set()
             raise DBOSWorkflowCancelledError(
-                self.workflow_id,
                 f"Workflow {self.workflow_id!r} passed its deadline (SetWorkflowTimeout) and was "
                 "cancelled at its next step. Give it a longer timeout, or resume it with "
                 "DBOS.resume_workflow.",
+                workflow_id=self.workflow_id,
             )
 
 
@@ -82,6 +110,8 @@ class NextWorkflowOptions:
     workflow_id: str | None = None
     timeout_seconds: float | None = None
     has_timeout: bool = False
+    reuse_policy: str | None = None  # "reject": an ID in use raises, else it is joined
+    attributes: dict[str, Any] | None = None  # SetWorkflowAttributes: this workflow's only
 
 
 @dataclass
@@ -89,6 +119,7 @@ class _IdSlot:
     """The ID of a `SetWorkflowID` block, emptied by the first workflow that uses it."""
 
     workflow_id: str | None
+    reuse_policy: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,13 +130,17 @@ class NextEnqueueOptions:
     priority: int | None = None
     queue_partition_key: str | None = None
     delay_seconds: float | None = None
+    app_version: str | None = None
+    duplication_policy: str | None = None
 
 
 @dataclass
 class _EnqueueSlot:
-    """The options of a `SetEnqueueOptions` block, emptied by the first enqueue that uses them."""
+    """The options of a `SetEnqueueOptions` block, and the workflow (if any) that opened it:
+    they apply to every enqueue the block makes itself, not to its workflows' children."""
 
-    options: NextEnqueueOptions | None
+    options: NextEnqueueOptions
+    opener: WorkflowContext | None
 
 
 _workflow: ContextVar[WorkflowContext | None] = ContextVar("perdure_workflow", default=None)
@@ -116,6 +151,14 @@ _next_timeout: ContextVar[tuple[float | None] | None] = ContextVar(
     "perdure_next_timeout", default=None
 )
 _sql_session: ContextVar[Any] = ContextVar("perdure_sql_session", default=None)
+# The trace context of a PropagateOtelContext block, with the workflow that opened it.
+_next_trace: ContextVar[tuple[dict[str, str] | None, WorkflowContext | None] | None] = ContextVar(
+    "perdure_next_trace", default=None
+)
+# The attributes of a SetWorkflowAttributes block, with the workflow (if any) that opened it.
+_next_attributes: ContextVar[tuple[dict[str, Any] | None, WorkflowContext | None] | None] = (
+    ContextVar("perdure_next_attributes", default=None)
+)
 _next_enqueue: ContextVar[_EnqueueSlot | None] = ContextVar("perdure_next_enqueue", default=None)
 
 
@@ -204,12 +247,22 @@ def take_next_options() -> NextWorkflowOptions:
     """The options for the workflow being started now; an ID is used once."""
     slot = _next_id.get()
     workflow_id = slot.workflow_id if slot is not None else None
+    policy = slot.reuse_policy if slot is not None and workflow_id is not None else None
     if slot is not None:
         slot.workflow_id = None
+    tagged = _next_attributes.get()
+    # Attributes belong to the workflows the block starts itself, not to their children.
+    caller = current_workflow()
+    attributes = tagged[0] if tagged is not None and tagged[1] is caller else None
+    propagated = _next_trace.get()
+    if propagated is not None and propagated[1] is caller and propagated[0] is not None:
+        attributes = {**(attributes or {}), OTEL_CARRIER_ATTRIBUTE: propagated[0]}
     timeout = _next_timeout.get()
     if timeout is None:
-        return NextWorkflowOptions(workflow_id)
-    return NextWorkflowOptions(workflow_id, timeout[0], has_timeout=True)
+        return NextWorkflowOptions(workflow_id, reuse_policy=policy, attributes=attributes)
+    return NextWorkflowOptions(
+        workflow_id, timeout[0], has_timeout=True, reuse_policy=policy, attributes=attributes
+    )
 
 
 class _OptionBlock:
@@ -237,37 +290,54 @@ class _OptionBlock:
         self._exit(self._token)
 
 
+# DBOS's names for the values SetWorkflowID and SetEnqueueOptions take.
+WorkflowIDReusePolicy = Literal["return-existing", "reject"]
+DuplicationPolicy = Literal["reject", "return-existing"]
+REUSE_POLICIES: tuple[str, ...] = get_args(WorkflowIDReusePolicy)
+DUPLICATION_POLICIES: tuple[str, ...] = get_args(DuplicationPolicy)
+
+
 class SetWorkflowID(_OptionBlock):
-    """Give the next workflow started in this block the ID ``workflow_id``.
+    """Give the next workflow started in this block the ID ``wfid``.
 
     Workflow IDs are idempotency keys: starting a workflow with an ID that exists returns the
-    existing execution's handle or result instead of running it again.
+    existing execution's handle or result instead of running it again. With
+    ``workflow_id_reuse_policy="reject"`` it raises `DBOSWorkflowIDInUseError` instead (inside
+    a workflow the refusal is recorded, so a replay raises it again).
 
     Example:
         >>> with SetWorkflowID("order-42"):
         ...     checkout("order-42")
     """
 
-    def __init__(self, workflow_id: str) -> None:
-        if not isinstance(workflow_id, str) or not workflow_id:
-            raise ValueError(f"SetWorkflowID needs a non-empty string, got {workflow_id!r}")
-        self.workflow_id = workflow_id
+    def __init__(self, wfid: str, *, workflow_id_reuse_policy: str | None = None) -> None:
+        if not isinstance(wfid, str) or not wfid:
+            raise ValueError(f"SetWorkflowID needs a non-empty string, got {wfid!r}")
+        if workflow_id_reuse_policy not in (None, *REUSE_POLICIES):
+            raise ValueError(
+                f"SetWorkflowID(workflow_id_reuse_policy=...) must be one of "
+                f"{', '.join(REUSE_POLICIES)}, got {workflow_id_reuse_policy!r}"
+            )
+        self.workflow_id = wfid
+        self.reuse_policy = workflow_id_reuse_policy
 
     def _enter(self) -> Token[Any]:
-        return _next_id.set(_IdSlot(self.workflow_id))
+        return _next_id.set(_IdSlot(self.workflow_id, self.reuse_policy))
 
     def _exit(self, token: Token[Any]) -> None:
         _next_id.reset(token)
 
 
 class SetWorkflowTimeout(_OptionBlock):
-    """Cancel workflows started in this block (and their children) after ``timeout_seconds``.
+    """Cancel workflows started in this block (and their children) after
+    ``workflow_timeout_sec`` seconds.
 
     The deadline is stored with the workflow, so it holds across restarts. ``None`` removes an
     inherited timeout.
     """
 
-    def __init__(self, timeout_seconds: float | None) -> None:
+    def __init__(self, workflow_timeout_sec: float | None) -> None:
+        timeout_seconds = workflow_timeout_sec
         if timeout_seconds is not None and (
             isinstance(timeout_seconds, bool)
             or not isinstance(timeout_seconds, (int, float))
@@ -286,13 +356,64 @@ class SetWorkflowTimeout(_OptionBlock):
         _next_timeout.reset(token)
 
 
+def check_attributes(attributes: object, where: str) -> dict[str, Any] | None:
+    """``attributes`` if it is None or a dict of JSON values; raises naming ``where`` else.
+
+    Raises:
+        DBOSException: Not a dict, or a value JSON cannot hold.
+    """
+    if attributes is None:
+        return None
+    if not isinstance(attributes, dict):
+        raise DBOSException(f"{where}: workflow attributes must be a dict, not {attributes!r}.")
+    try:
+        json.dumps(attributes)
+    except (TypeError, ValueError) as exc:
+        raise DBOSException(
+            f"{where}: workflow attributes must be JSON values (str, numbers, bools, None, "
+            f"lists, dicts): {exc}."
+        ) from exc
+    return attributes
+
+
+class SetWorkflowAttributes(_OptionBlock):
+    """Attach ``attributes`` (a dict of JSON values) to the workflows started or enqueued
+    in this block; their children do not inherit them. ``list_workflows(attributes=...)``
+    filters on them, ``DBOS.update_workflow_attributes`` changes them later."""
+
+    def __init__(self, attributes: dict[str, Any] | None) -> None:
+        self.attributes = check_attributes(attributes, "SetWorkflowAttributes")
+
+    def _enter(self) -> Token[Any]:
+        return _next_attributes.set((self.attributes, current_workflow()))
+
+    def _exit(self, token: Token[Any]) -> None:
+        _next_attributes.reset(token)
+
+
+class PropagateOtelContext(_OptionBlock):
+    """Put the workflows started or enqueued in this block on the caller's trace (or on
+    ``context``'s): the W3C trace context travels in their attributes, so their spans join
+    the trace wherever and whenever they run (after a queue, after a recovery). Their
+    children do not inherit it; open the block again inside a workflow to pass it on."""
+
+    def __init__(self, context: object | None = None) -> None:
+        self.context = context
+
+    def _enter(self) -> Token[Any]:
+        return _next_trace.set((trace_carrier(self.context), current_workflow()))
+
+    def _exit(self, token: Token[Any]) -> None:
+        _next_trace.reset(token)
+
+
 def take_enqueue_options() -> NextEnqueueOptions:
-    """The options for the workflow being enqueued now; used once."""
+    """The options for the workflow being enqueued now: those of the enclosing
+    `SetEnqueueOptions` block, as in DBOS (every enqueue in the block gets them)."""
     slot = _next_enqueue.get()
-    if slot is None or slot.options is None:
+    if slot is None or slot.opener is not current_workflow():
         return NextEnqueueOptions()
-    options, slot.options = slot.options, None
-    return options
+    return slot.options
 
 
 # Priorities are stored as 32-bit integers; 0 means "none" and dequeues first.
@@ -300,7 +421,8 @@ MAX_PRIORITY = 2**31 - 1
 
 
 class SetEnqueueOptions(_OptionBlock):
-    """Options for the next workflow enqueued in this block (``queue.enqueue`` and friends).
+    """Options for the workflows enqueued in this block (``queue.enqueue`` and friends), as
+    in DBOS: each enqueue the block makes gets them (not the children of those workflows).
 
     Args:
         deduplication_id: While a workflow with this ID is enqueued or running on the queue,
@@ -310,6 +432,11 @@ class SetEnqueueOptions(_OptionBlock):
         queue_partition_key: The partition of a ``partition_queue=True`` queue; its limits
             apply per partition.
         delay_seconds: The workflow is not started before this many seconds have passed.
+        app_version: Only processes of this application version run it (default: this
+            process's version).
+        duplication_policy: ``"return-existing"`` makes an enqueue whose
+            ``deduplication_id`` is taken return the handle of the workflow holding it
+            instead of raising; ``"reject"`` (the default) raises.
 
     Example:
         >>> with SetEnqueueOptions(deduplication_id="user-7", priority=1):
@@ -323,10 +450,23 @@ class SetEnqueueOptions(_OptionBlock):
         priority: int | None = None,
         queue_partition_key: str | None = None,
         delay_seconds: float | None = None,
+        app_version: str | None = None,
+        duplication_policy: str | None = None,
     ) -> None:
+        if duplication_policy not in (None, *DUPLICATION_POLICIES):
+            raise ValueError(
+                f"SetEnqueueOptions(duplication_policy=...) must be one of "
+                f"{', '.join(DUPLICATION_POLICIES)}, got {duplication_policy!r}"
+            )
+        if duplication_policy == "return-existing" and deduplication_id is None:
+            raise ValueError(
+                "SetEnqueueOptions(duplication_policy='return-existing') needs a "
+                "deduplication_id: it returns the workflow that holds that ID."
+            )
         for name, value in (
             ("deduplication_id", deduplication_id),
             ("queue_partition_key", queue_partition_key),
+            ("app_version", app_version),
         ):
             if value is not None and (not isinstance(value, str) or not value):
                 raise ValueError(
@@ -351,11 +491,16 @@ class SetEnqueueOptions(_OptionBlock):
                 f"got {delay_seconds!r}"
             )
         self.options = NextEnqueueOptions(
-            deduplication_id, priority, queue_partition_key, delay_seconds
+            deduplication_id,
+            priority,
+            queue_partition_key,
+            delay_seconds,
+            app_version,
+            duplication_policy,
         )
 
     def _enter(self) -> Token[Any]:
-        return _next_enqueue.set(_EnqueueSlot(self.options))
+        return _next_enqueue.set(_EnqueueSlot(self.options, current_workflow()))
 
     def _exit(self, token: Token[Any]) -> None:
         _next_enqueue.reset(token)

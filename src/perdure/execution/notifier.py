@@ -104,16 +104,19 @@ class Notifier:
         *,
         deadline: float | None,
         interrupted: Callable[[], None] | None = None,
+        poll_interval_sec: float | None = None,
     ) -> T | None:
         """Return ``check()``'s first non-None value, or None once ``deadline`` passes.
 
         ``deadline`` is a ``time.monotonic()`` value (None: no limit). ``interrupted`` runs
         after each wake-up and may raise (a cancellation) to abandon the wait.
+        ``poll_interval_sec`` replaces the notifier's longest wait between checks.
         """
         with self._cond:
             self._watch(names, +1)  # before the first check: no signal after it is missed
         try:
-            return self._wait_for(names, check, deadline, interrupted)
+            poll = poll_interval_sec or self.poll_interval_sec
+            return self._wait_for(names, check, deadline, interrupted, poll)
         finally:
             with self._cond:
                 self._watch(names, -1)
@@ -124,8 +127,9 @@ class Notifier:
         check: Callable[[], T | None],
         deadline: float | None,
         interrupted: Callable[[], None] | None,
+        poll: float,
     ) -> T | None:
-        recheck = _FIRST_RECHECK_SEC
+        recheck = min(_FIRST_RECHECK_SEC, poll)
         while True:
             with self._cond:
                 seen = self._snapshot(names)
@@ -139,7 +143,7 @@ class Notifier:
                 self._cond.wait_for(partial(self._changed, names, seen), timeout=timeout)
             if interrupted is not None:
                 interrupted()
-            recheck = min(recheck * 2, self.poll_interval_sec)
+            recheck = min(recheck * 2, poll)
 
     async def wait_for_async(
         self,
@@ -148,6 +152,7 @@ class Notifier:
         *,
         deadline: float | None,
         interrupted: Callable[[], None] | None = None,
+        poll_interval_sec: float | None = None,
     ) -> T | None:
         """`wait_for` on the running event loop: the wait takes no thread.
 
@@ -159,7 +164,8 @@ class Notifier:
             self._watch(names, +1)  # before the first check: no signal after it is missed
             self._async_waiters.append(waiter)
         try:
-            recheck = _FIRST_RECHECK_SEC
+            poll = poll_interval_sec or self.poll_interval_sec
+            recheck = min(_FIRST_RECHECK_SEC, poll)
             while True:
                 waiter.event.clear()  # a signal from here on sets it again
                 value = check()
@@ -174,7 +180,7 @@ class Notifier:
                     await asyncio.wait_for(waiter.event.wait(), timeout)
                 if interrupted is not None:
                     interrupted()
-                recheck = min(recheck * 2, self.poll_interval_sec)
+                recheck = min(recheck * 2, poll)
         finally:
             with self._cond:
                 self._async_waiters.remove(waiter)

@@ -90,8 +90,9 @@ def restart_claimed(engine: WorkflowEngine, rows: list[WorkflowRow]) -> list[str
         call = runnable(engine, row)
         if call is None:
             continue
-        if row.recovery_attempts > call.entry.max_recovery_attempts + 1:
-            _dead_letter(engine, row, call.entry.max_recovery_attempts)
+        limit = call.entry.max_recovery_attempts
+        if limit is not None and row.recovery_attempts > limit + 1:
+            _dead_letter(engine, row, limit)
             continue
         active = engine.resume(row)
         if active is None:

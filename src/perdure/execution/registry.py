@@ -9,6 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from perdure.error import DBOSWorkflowFunctionNotFoundError
+from perdure.execution.auth import with_required_roles
+from perdure.logs import get_logger
+from perdure.validation import ArgsValidator, make_pydantic_args_validator, pydantic_args_validator
+
+logger = get_logger(__name__)
 
 
 class MethodKind:
@@ -25,10 +30,29 @@ class RegisteredWorkflow:
 
     name: str
     func: Callable[..., Any]
-    max_recovery_attempts: int
+    max_recovery_attempts: int | None  # None: recovered however often it crashes
     is_async: bool
     kind: str = MethodKind.FUNCTION
     class_name: str | None = None
+    # Checks (and may convert) the arguments before each execution, replays included.
+    validate_args: ArgsValidator | None = None
+    _validator: ArgsValidator | None = None
+
+    def validated(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The arguments as ``validate_args`` returns them (unchanged without one)."""
+        if self.validate_args is None:
+            return args, kwargs
+        if self._validator is None:
+            # Built at the first call: by then @DBOS.dbos_class has said whether the function
+            # is a method, whose self or cls the validator leaves out.
+            self._validator = (
+                make_pydantic_args_validator(self.func, skip_first=self.kind != MethodKind.FUNCTION)
+                if self.validate_args is pydantic_args_validator
+                else self.validate_args
+            )
+        return self._validator(args, kwargs)
 
 
 class Registry:
@@ -42,7 +66,12 @@ class Registry:
         self.instances: dict[tuple[str, str], object] = {}
 
     def add_workflow(
-        self, name: str, func: Callable[..., Any], *, max_recovery_attempts: int
+        self,
+        name: str,
+        func: Callable[..., Any],
+        *,
+        max_recovery_attempts: int | None,
+        validate_args: ArgsValidator | None = None,
     ) -> RegisteredWorkflow:
         """Register ``func`` under ``name``; a later registration of the same name replaces it."""
         entry = RegisteredWorkflow(
@@ -50,9 +79,17 @@ class Registry:
             func=func,
             max_recovery_attempts=max_recovery_attempts,
             is_async=inspect.iscoroutinefunction(func),
+            validate_args=validate_args,
         )
         with self._lock:
+            replaced = self.workflows.get(name)
             self.workflows[name] = entry
+        if replaced is not None and replaced.func is not func:
+            logger.warning(
+                "Duplicate registration of workflow %r: the later function replaces the "
+                "earlier one (give one of them another name= if both are needed).",
+                name,
+            )
         return entry
 
     def add_class(self, cls: type, name: str | None = None) -> None:
@@ -70,6 +107,15 @@ class Registry:
                     entry.kind = MethodKind.CLASS
                 elif not isinstance(attr, staticmethod):
                     entry.kind = MethodKind.INSTANCE
+
+    def require_roles(self, cls: type, roles: tuple[str, ...]) -> None:
+        """Make each workflow method of ``cls`` without roles of its own require ``roles``."""
+        with self._lock:
+            for attr in vars(cls).values():
+                inner = attr.__func__ if isinstance(attr, (classmethod, staticmethod)) else attr
+                entry: RegisteredWorkflow | None = getattr(inner, "__perdure_workflow__", None)
+                if entry is not None and not hasattr(entry.func, "__perdure_required_roles__"):
+                    entry.func = with_required_roles(entry.func, roles, entry.name)
 
     def class_name_of(self, cls: type) -> str:
         """The name a class is recorded under: its ``dbos_class`` name, else its qualname."""

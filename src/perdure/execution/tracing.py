@@ -15,6 +15,8 @@ from typing import Any
 from perdure.error import DBOSInitializationError
 
 TRACER_NAME = "perdure"
+# The attribute under which a propagated trace context travels with a workflow (DBOS's key).
+OTEL_CARRIER_ATTRIBUTE = "dbos.otelContext"
 _INSTALL = "pip install 'perdure[otel]'"
 
 
@@ -77,7 +79,38 @@ class Tracing:
             },
         )
 
+    def parent_of(self, attributes: dict[str, Any] | None, started_in: object) -> object:
+        """The context a workflow's span belongs under: the trace propagated with it
+        (`PropagateOtelContext`, kept through queues and recovery), else ``started_in``."""
+        carrier = (attributes or {}).get(OTEL_CARRIER_ATTRIBUTE)
+        if not isinstance(carrier, dict):
+            return started_in
+        from opentelemetry import trace  # noqa: PLC0415 - an optional extra
+        from opentelemetry.trace.propagation.tracecontext import (  # noqa: PLC0415
+            TraceContextTextMapPropagator,
+        )
+
+        extracted = TraceContextTextMapPropagator().extract(
+            {str(k): str(v) for k, v in carrier.items()}
+        )
+        valid = trace.get_current_span(extracted).get_span_context().is_valid
+        return extracted if valid else started_in
+
     def shutdown(self) -> None:
         """Export what is pending and stop the exporters Perdure started (if any)."""
         if self._provider is not None:
             self._provider.shutdown()
+
+
+def trace_carrier(context: object | None = None) -> dict[str, str] | None:
+    """The W3C trace context (traceparent, tracestate: never baggage) of ``context`` or the
+    current one, as a dict to store; None without OpenTelemetry or without a valid span."""
+    try:
+        from opentelemetry.trace.propagation.tracecontext import (  # noqa: PLC0415
+            TraceContextTextMapPropagator,
+        )
+    except ImportError:
+        return None
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(carrier, context=context)  # type: ignore[arg-type]
+    return carrier or None

@@ -1,15 +1,18 @@
-"""``@DBOS.transaction``: user SQL and its checkpoint committed in one database transaction."""
+"""Transactions (``@DBOS.transaction``, datasources): user SQL and its checkpoint committed in
+one database transaction, synchronous or async."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import random
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from perdure.clock import now_ms
@@ -58,20 +61,38 @@ def transactional(
     level: str,
     target: Callable[[], tuple[WorkflowEngine, ApplicationDatabase]],
     decorator: str,
+    is_async: bool = False,
 ) -> Callable[..., Any]:
-    """``func`` run by `run_transaction` on the database ``target()`` gives at each call.
+    """``func`` run by `run_transaction` (or `run_transaction_async` when ``is_async``) on
+    the database ``target()`` gives at each call.
 
     Raises:
-        DBOSInitializationError: ``func`` is async (sessions are synchronous); ``decorator``
-            names the decorator in the message.
+        DBOSInitializationError: ``func`` is async where sessions are synchronous, or plain
+            where they are async; ``decorator`` names the decorator in the message.
     """
     tx_name = name or func.__qualname__
-    if inspect.iscoroutinefunction(func):
+    if inspect.iscoroutinefunction(func) != is_async:
         raise DBOSInitializationError(
-            f"{decorator} cannot decorate async function {tx_name!r}: SQLAlchemy sessions are "
-            "synchronous. Make it a plain def (it can be called from async workflows), or use "
-            "an async @DBOS.step() for async I/O."
+            f"{decorator} cannot decorate {'plain' if is_async else 'async'} function "
+            f"{tx_name!r}: "
+            + (
+                "an AsyncSQLAlchemyDatasource runs coroutine functions (async def) that use "
+                "its AsyncSession. Make it async, or use a SQLAlchemyDatasource."
+                if is_async
+                else "SQLAlchemy sessions are synchronous. Make it a plain def (it can be "
+                "called from async workflows), or use an AsyncSQLAlchemyDatasource."
+            )
         )
+    if is_async:
+
+        @functools.wraps(func)
+        async def run_async(*args: Any, **kwargs: Any) -> Any:
+            engine, database = target()
+            return await run_transaction_async(
+                engine, database, func, args, kwargs, name=tx_name, isolation_level=level
+            )
+
+        return run_async
 
     @functools.wraps(func)
     def run(*args: Any, **kwargs: Any) -> Any:
@@ -81,6 +102,77 @@ def transactional(
         )
 
     return run
+
+
+class _Checkpointed:
+    """One transaction of a workflow: its position, its replay, its checkpoint and outcome.
+
+    The sync and async runners differ only in how they await the user's function and the
+    database; what is recorded, replayed or refused is decided here, once.
+    """
+
+    def __init__(
+        self, engine: WorkflowEngine, app_db: ApplicationDatabase, ctx: WorkflowContext, name: str
+    ) -> None:
+        self.engine, self.app_db, self.ctx, self.name = engine, app_db, ctx, name
+        self.position = ctx.take_position()
+        ctx.check_live()
+        self.recorded = engine.replayed_step(ctx, self.position, name) or _committed_elsewhere(
+            engine, app_db, ctx, self.position, name
+        )
+        self.started = now_ms()
+        self.written: StepRow | None = None
+
+    def checkpoint(self, value: Any) -> tuple[Any, dict[str, Any]]:
+        """The statement (and its parameters) that records ``value`` in the transaction."""
+        step = self.engine.step_row(self.ctx, self.position, self.name, self.started, value=value)
+        self.written = step
+        return self.app_db.checkpoint_sql, {
+            k: getattr(step, k) for k in StepRow.__dataclass_fields__
+        }
+
+    @staticmethod
+    def confirm(rowcount: int) -> None:
+        """Roll back the user's writes when the checkpoint insert wrote nothing."""
+        if rowcount != 1:
+            raise _Unrecorded
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """The step context and tracing span around the attempts."""
+        token = set_step(StepContext(self.position, 1, None))
+        try:
+            with self.engine.step_span(self.ctx, self.name, self.position):
+                yield
+        finally:
+            reset_step(token)
+
+    def unrecorded(self) -> Any:
+        """Rolled back with the user's writes. Either an earlier attempt committed (its
+        acknowledgement lost) or an earlier owner did, and that record stands; or the
+        workflow is no longer this execution's: the engine's checkpoint call tells which."""
+        assert self.written is not None  # noqa: S101 - set before the insert that raised
+        return _standing_value(self.engine, self.app_db, self.ctx, self.written)
+
+    def failed(self, exc: Exception) -> Any:
+        """Record the user's error as the outcome (or return a standing one); re-raise it."""
+        if is_system_failure(exc):
+            raise exc
+        engine, ctx = self.engine, self.ctx
+        step = engine.step_row(ctx, self.position, self.name, self.started, error=exc)
+        standing = engine.record_step(ctx, step)
+        if standing is not None:
+            return engine.replay_value(ctx, standing)
+        raise exc
+
+    def committed(self, value: Any) -> Any:
+        """After commit: copy the checkpoint to the system database if it lives elsewhere."""
+        if not self.app_db.is_system_database:
+            assert self.written is not None  # noqa: S101 - written by the committed body
+            standing = self.engine.record_step(self.ctx, self.written)
+            if standing is not None:
+                return self.engine.replay_value(self.ctx, standing)
+        return value
 
 
 def run_transaction(
@@ -97,50 +189,56 @@ def run_transaction(
     ctx = current_workflow()
     if ctx is None:
         return _attempts(app_db, isolation_level, lambda _s: func(*args, **kwargs))
-    position = ctx.take_position()
-    ctx.check_live()
-    recorded = engine.replayed_step(ctx, position, name) or _committed_elsewhere(
-        engine, app_db, ctx, position, name
-    )
-    if recorded is not None:
-        return engine.replay_value(ctx, recorded)
-    started = now_ms()
-    written: list[StepRow] = []
+    tx = _Checkpointed(engine, app_db, ctx, name)
+    if tx.recorded is not None:
+        return engine.replay_value(ctx, tx.recorded)
 
     def body(session: Session) -> Any:
         value = func(*args, **kwargs)
-        step = engine.step_row(ctx, position, name, started, value=value)
-        params = {k: getattr(step, k) for k in StepRow.__dataclass_fields__}
-        result = session.execute(app_db.checkpoint_sql, params)
-        if result.rowcount != 1:  # type: ignore[attr-defined]  # a CursorResult for INSERT
-            written[:] = [step]
-            raise _Unrecorded
-        written[:] = [step]
+        tx.confirm(session.execute(*tx.checkpoint(value)).rowcount)  # type: ignore[attr-defined]
         return value
 
-    token = set_step(StepContext(position, 1, None))
-    try:
-        with engine.step_span(ctx, name, position):
+    with tx.running():
+        try:
             value = _attempts(app_db, isolation_level, body, waiting=engine.waiting)
-    except _Unrecorded:
-        # Rolled back with the user's writes. Either an earlier attempt committed (its
-        # acknowledgement lost) or an earlier owner did, and that record stands; or the
-        # workflow is no longer this execution's: the engine's checkpoint call tells which.
-        return _standing_value(engine, app_db, ctx, written[0])
-    except Exception as exc:
-        if is_system_failure(exc):
-            raise
-        standing = engine.record_step(ctx, engine.step_row(ctx, position, name, started, error=exc))
-        if standing is not None:
-            return engine.replay_value(ctx, standing)
-        raise
-    finally:
-        reset_step(token)
-    if not app_db.is_system_database:
-        standing = engine.record_step(ctx, written[0])  # copy the committed checkpoint
-        if standing is not None:
-            return engine.replay_value(ctx, standing)
-    return value
+        except _Unrecorded:
+            return tx.unrecorded()
+        except Exception as exc:  # noqa: BLE001 - recorded as the outcome, then re-raised
+            return tx.failed(exc)
+    return tx.committed(value)
+
+
+async def run_transaction_async(
+    engine: WorkflowEngine,
+    app_db: ApplicationDatabase,
+    func: Callable[..., Awaitable[Any]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    name: str,
+    isolation_level: str,
+) -> Any:
+    """`run_transaction` for a coroutine function on an `AsyncSession`."""
+    ctx = current_workflow()
+    if ctx is None:
+        return await _attempts_async(app_db, isolation_level, lambda _s: func(*args, **kwargs))
+    tx = _Checkpointed(engine, app_db, ctx, name)
+    if tx.recorded is not None:
+        return engine.replay_value(ctx, tx.recorded)
+
+    async def body(session: AsyncSession) -> Any:
+        value = await func(*args, **kwargs)
+        tx.confirm((await session.execute(*tx.checkpoint(value))).rowcount)  # type: ignore[attr-defined]
+        return value
+
+    with tx.running():
+        try:
+            value = await _attempts_async(app_db, isolation_level, body)
+        except _Unrecorded:
+            return tx.unrecorded()
+        except Exception as exc:  # noqa: BLE001 - recorded as the outcome, then re-raised
+            return tx.failed(exc)
+    return tx.committed(value)
 
 
 def _standing_value(
@@ -175,6 +273,34 @@ def _committed_elsewhere(
     return engine.replayed_step(ctx, position, name) or standing or step
 
 
+class _Retry:
+    """When to try a transaction again: conflicts at once (with jitter), outages with a
+    capped backoff for as long as they last; anything else is the transaction's outcome.
+
+    A failure of the database itself is never the outcome: the transaction did not commit
+    (or, if its acknowledgement was lost, the checkpoint it committed is found by the next
+    attempt), so it is simply tried again.
+    """
+
+    def __init__(self, app_db: ApplicationDatabase) -> None:
+        self.app_db = app_db
+        self.conflicts = 0
+        self.delay = FIRST_OUTAGE_DELAY_SEC
+
+    def after(self, exc: Exception) -> tuple[float, bool]:
+        """(seconds to wait, whether the database is away); re-raises ``exc`` if final."""
+        if self.app_db.is_conflict(exc) and self.conflicts < MAX_SERIALIZATION_RETRIES:
+            self.conflicts += 1
+            logger.debug("Transaction conflict (%s); retrying, attempt %d", exc, self.conflicts)
+            return random.uniform(0, 0.002 * self.conflicts), False  # noqa: S311 - jitter
+        if not self.app_db.is_unavailable(exc):
+            raise exc
+        logger.warning("Application database unavailable (%s); retrying", exc)
+        delay = self.delay * random.uniform(0.5, 1.0)  # noqa: S311 - backoff jitter
+        self.delay = min(self.delay * 2, MAX_OUTAGE_DELAY_SEC)
+        return delay, True
+
+
 def _attempts(
     app_db: ApplicationDatabase,
     isolation_level: str,
@@ -182,14 +308,8 @@ def _attempts(
     *,
     waiting: Callable[[], AbstractContextManager[None]] = nullcontext,
 ) -> Any:
-    """Run ``body`` in a fresh transaction, retrying serialization failures with jitter and
-    waiting out an unreachable database for as long as it lasts.
-
-    A failure of the database itself is never the transaction's outcome: the transaction did
-    not commit (or, if its acknowledgement was lost, the checkpoint it committed is found by
-    the next attempt), so it is simply tried again.
-    """
-    conflicts, delay = 0, FIRST_OUTAGE_DELAY_SEC
+    """Run ``body`` in a fresh transaction until it commits or fails for good (`_Retry`)."""
+    retry = _Retry(app_db)
     while True:
         try:
             with app_db.session(isolation_level) as session:
@@ -198,15 +318,27 @@ def _attempts(
                     return body(session)
                 finally:
                     reset_sql_session(token)
-        except Exception as exc:
-            if app_db.is_conflict(exc) and conflicts < MAX_SERIALIZATION_RETRIES:
-                conflicts += 1
-                logger.debug("Transaction conflict (%s); retrying, attempt %d", exc, conflicts)
-                time.sleep(random.uniform(0, 0.002 * conflicts))  # noqa: S311 - jitter
-                continue
-            if not app_db.is_unavailable(exc):
-                raise
-            logger.warning("Application database unavailable (%s); retrying", exc)
-            with waiting():
-                time.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - backoff jitter
-            delay = min(delay * 2, MAX_OUTAGE_DELAY_SEC)
+        except Exception as exc:  # noqa: BLE001 - _Retry re-raises what is final
+            delay, away = retry.after(exc)
+        with waiting() if away else nullcontext():
+            time.sleep(delay)
+
+
+async def _attempts_async(
+    app_db: ApplicationDatabase,
+    isolation_level: str,
+    body: Callable[[AsyncSession], Awaitable[Any]],
+) -> Any:
+    """`_attempts` on the datasource's async engine."""
+    retry = _Retry(app_db)
+    while True:
+        try:
+            async with app_db.async_session(isolation_level) as session:
+                token = set_sql_session(session)
+                try:
+                    return await body(session)
+                finally:
+                    reset_sql_session(token)
+        except Exception as exc:  # noqa: BLE001 - _Retry re-raises what is final
+            delay, _away = retry.after(exc)
+        await asyncio.sleep(delay)

@@ -9,6 +9,7 @@ elsewhere), the next write is refused and the execution stops with
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,12 +25,16 @@ from perdure.error import (
     DBOSBaseException,
     DBOSConflictingWorkflowError,
     DBOSNonExistentWorkflowError,
+    DBOSQueueDeduplicatedError,
     DBOSSystemDatabaseError,
     DBOSUnexpectedStepError,
     DBOSWorkflowCancelledError,
     DBOSWorkflowConflictIDError,
+    DBOSWorkflowIDInUseError,
 )
+from perdure.execution.auth import acting_as, current_auth, recorded_auth
 from perdure.execution.context import (
+    NextWorkflowOptions,
     WorkflowContext,
     current_workflow,
     enter_workflow,
@@ -45,6 +50,7 @@ from perdure.serialization import Payloads
 from perdure.storage.records import (
     TERMINAL_STATUSES,
     QueuePlacement,
+    StartOutcome,
     StepRow,
     Unrecorded,
     WorkflowRow,
@@ -66,10 +72,12 @@ class Invocation:
     kwargs: dict[str, Any]
 
     def call(self) -> Any:
-        """Call the user's function (a coroutine for async workflows)."""
+        """Call the user's function (a coroutine for async workflows), with its arguments
+        validated first if it asks (an invalid argument is the workflow's error)."""
+        args, kwargs = self.entry.validated(self.args, self.kwargs)
         if self.bound is not None:
-            return self.entry.func(self.bound, *self.args, **self.kwargs)
-        return self.entry.func(*self.args, **self.kwargs)
+            return self.entry.func(self.bound, *args, **kwargs)
+        return self.entry.func(*args, **kwargs)
 
 
 @dataclass
@@ -140,42 +148,41 @@ class WorkflowEngine:
 
     # -- starting ------------------------------------------------------------------------------
 
-    def start(self, call: Invocation, *, queued: QueuePlacement | None = None) -> Started:
+    def start(
+        self,
+        call: Invocation,
+        *,
+        queued: QueuePlacement | None = None,
+        schedule_name: str | None = None,
+    ) -> Started:
         """Durably record a new workflow (one round trip) or find the existing one by ID.
 
         With ``queued`` the workflow is recorded ENQUEUED on that queue and not run here: a
-        dequeue loop claims it. Inside a workflow it is a child either way.
+        dequeue loop claims it. Inside a workflow it is a child either way. A schedule's tick
+        records ``schedule_name``.
         """
         parent = current_workflow()
         options = take_next_options()
         position = parent.take_position() if parent is not None else None
         if parent is not None and position is not None:
-            parent.check_live()
-            recorded = self.replayed_step(parent, position, call.entry.name)
-            if recorded is not None:
-                return Started(self._child_of(parent, position, recorded, call), None)
+            replayed = self._replayed_child(parent, position, call)
+            if replayed is not None:
+                return Started(replayed, None)
         workflow_id = options.workflow_id or (
             f"{parent.workflow_id}-{position}" if parent is not None else str(uuid.uuid4())
         )
-        row = self._new_row(workflow_id, call, parent, options.timeout_seconds, options.has_timeout)
+        row = self._new_row(workflow_id, call, parent, options)
+        row.schedule_name = schedule_name
         if queued is not None:
             row = queued.place(row)
         link = None
         if parent is not None and position is not None:
-            link = StepRow(
-                workflow_id=parent.workflow_id,
-                function_id=position,
-                function_name=call.entry.name,
-                output=None,
-                error=None,
-                child_workflow_id=workflow_id,
-                serialization=self.payloads.format,
-                started_at_epoch_ms=row.created_at,
-                completed_at_epoch_ms=row.created_at,
-                owner_token=parent.owner_token,
-            )
+            link = self._child_link(parent, position, call, row)
+        reject = options.reuse_policy == "reject"
         try:
-            outcome = self.store.start_workflow(row, parent_step=link)
+            # Under "reject" the parent's link is written after the start, once it is known
+            # whether this start created the child (or was refused, which is recorded instead).
+            outcome = self.store.start_workflow(row, parent_step=None if reject else link)
         except WriteRefused as exc:
             assert parent is not None  # noqa: S101 - only a child's link is refused
             assert link is not None  # noqa: S101
@@ -183,12 +190,86 @@ class WorkflowEngine:
                 raise refused_error(parent, exc.reason) from None
             standing = self.store.load_steps(parent.workflow_id, position=link.function_id)
             return Started(self._child_of(parent, link.function_id, standing[0], call), None)
+        except DBOSQueueDeduplicatedError as exc:
+            holder = exc.holder_workflow_id
+            if queued is None or queued.duplication_policy != "return-existing" or not holder:
+                raise
+            if link is not None and parent is not None:
+                self._link_child(parent, replace(link, child_workflow_id=holder), call)
+            return Started(holder, None)
+        if reject:
+            self._check_not_in_use(outcome, parent, link, call)
         if not outcome.created:
             self._check_same_function(outcome.row, call)
             return Started(workflow_id, None)
         if queued is not None:
             return Started(workflow_id, None)
         return Started(workflow_id, self._activate(outcome.row, resumed=False))
+
+    def _replayed_child(
+        self, parent: WorkflowContext, position: int, call: Invocation
+    ) -> str | None:
+        """The child a replayed parent started at ``position`` (or the refusal it met,
+        raised again); None on a first execution there."""
+        parent.check_live()
+        recorded = self.replayed_step(parent, position, call.entry.name)
+        if recorded is None:
+            return None
+        if recorded.error is not None:  # a refusal recorded by an earlier run
+            self.replay_value(parent, recorded)
+        return self._child_of(parent, position, recorded, call)
+
+    def _child_link(
+        self, parent: WorkflowContext, position: int, call: Invocation, row: WorkflowRow
+    ) -> StepRow:
+        """The parent's step that records starting the child ``row`` at ``position``."""
+        return StepRow(
+            workflow_id=parent.workflow_id,
+            function_id=position,
+            function_name=call.entry.name,
+            output=None,
+            error=None,
+            child_workflow_id=row.workflow_id,
+            serialization=self.payloads.format,
+            started_at_epoch_ms=row.created_at,
+            completed_at_epoch_ms=row.created_at,
+            owner_token=parent.owner_token,
+        )
+
+    def _check_not_in_use(
+        self,
+        outcome: StartOutcome,
+        parent: WorkflowContext | None,
+        link: StepRow | None,
+        call: Invocation,
+    ) -> None:
+        """Under ``workflow_id_reuse_policy="reject"``: raise if the ID belonged to another
+        workflow already; in a workflow, record the child's link or the refusal.
+
+        A child this parent created before a crash (its link not yet written) is its own.
+        """
+        existing = outcome.row
+        own = outcome.created or (
+            parent is not None and existing.parent_workflow_id == parent.workflow_id
+        )
+        error = None
+        if not own:
+            error = DBOSWorkflowIDInUseError(existing.workflow_id, existing.status, existing.name)
+        if parent is not None and link is not None:
+            if error is not None:
+                refusal = self.payloads.encode_error(error, workflow_id=parent.workflow_id)
+                link = replace(link, child_workflow_id=None, error=refusal)
+            self._link_child(parent, link, call)
+        if error is not None:
+            raise error
+
+    def _link_child(self, parent: WorkflowContext, link: StepRow, call: Invocation) -> None:
+        """Record the parent's step for a child (or its refusal) written apart from the start."""
+        standing = self.record_step(parent, link)
+        if standing is not None:  # recorded by an earlier owner: replay that record
+            if standing.error is not None:
+                self.replay_value(parent, standing)
+            self._child_of(parent, link.function_id, standing, call)
 
     @staticmethod
     def _child_of(
@@ -206,9 +287,12 @@ class WorkflowEngine:
         workflow_id: str,
         call: Invocation,
         parent: WorkflowContext | None,
-        timeout_seconds: float | None,
-        has_timeout: bool,
+        options: NextWorkflowOptions,
     ) -> WorkflowRow:
+        """The row of a new workflow: who it acts for is the caller's identity, its attributes
+        those of an enclosing `SetWorkflowAttributes` (never inherited from a parent)."""
+        timeout_seconds, has_timeout = options.timeout_seconds, options.has_timeout
+        auth = current_auth()
         now = now_ms()
         inputs = self.payloads.encode(
             {"args": call.args, "kwargs": call.kwargs},
@@ -234,7 +318,7 @@ class WorkflowEngine:
             instance_id=self.instance_id,
             app_version=self.app_version,
             queue_name=None,
-            authenticated_user=None,
+            authenticated_user=auth.user,
             created_at=now,
             updated_at=now,
             recovery_attempts=1,
@@ -245,6 +329,9 @@ class WorkflowEngine:
             deduplication_id=None,
             priority=0,
             owner_token=new_owner_token(),
+            authenticated_roles=None if auth.roles is None else json.dumps(list(auth.roles)),
+            assumed_role=auth.assumed_role,
+            attributes=None if options.attributes is None else json.dumps(options.attributes),
         )
 
     def _class_name(self, call: Invocation) -> str | None:
@@ -277,6 +364,7 @@ class WorkflowEngine:
             deadline_epoch_ms=row.workflow_deadline_epoch_ms,
             owner_token=row.owner_token,
             resumed=resumed,
+            auth=recorded_auth(row),
         )
         payloads = self.payloads.in_format(row.serialization, workflow_id=row.workflow_id)
         with self._lock:
@@ -285,7 +373,9 @@ class WorkflowEngine:
                 return None
             active = ActiveWorkflow(ctx, payloads)
             if self.tracing is not None:
-                active.trace_parent = self.tracing.current_context()
+                attributes = json.loads(row.attributes) if row.attributes else None
+                here = self.tracing.current_context()
+                active.trace_parent = self.tracing.parent_of(attributes, here)
             self._active[row.workflow_id] = active
             return active
 
@@ -335,10 +425,9 @@ class WorkflowEngine:
         """The body runs in the workflow's context; an exception it raises is recorded."""
         entered = enter_workflow(active.ctx)
         try:
-            with self._workflow_span(active):
+            with self._workflow_span(active), acting_as(active.ctx.auth):
                 if active.ctx.resumed:
-                    steps = self.store.load_steps(active.ctx.workflow_id)
-                    active.ctx.recorded = {s.function_id: s for s in steps}
+                    active.ctx.replay_from(self.store.load_steps(active.ctx.workflow_id))
                 yield
         except BaseException as exc:
             self._finish_error(active, exc)
@@ -628,7 +717,7 @@ class WorkflowEngine:
     def _finished_row(self, workflow_id: str) -> WorkflowRow | None:
         row = self.store.get_workflow(workflow_id)
         if row is None:
-            raise DBOSNonExistentWorkflowError(workflow_id)
+            raise DBOSNonExistentWorkflowError("target", workflow_id)
         return row if row.status in TERMINAL_STATUSES else None
 
     def wait_recorded_outcome(self, workflow_id: str) -> Any:
@@ -642,7 +731,7 @@ class WorkflowEngine:
             row = check()
             if row is None:
                 # Registered, the end of the workflow notifies; checked again after registering.
-                with self._watching_end(workflow_id):
+                with self.watching_end(workflow_id):
                     row = self.notifier.wait_for(
                         (channel("end", workflow_id),), check, deadline=None
                     )
@@ -655,7 +744,7 @@ class WorkflowEngine:
         with self.waiting():
             row = check()
             if row is None:
-                with self._watching_end(workflow_id):
+                with self.watching_end(workflow_id):
                     row = await self.notifier.wait_for_async(
                         (channel("end", workflow_id),), check, deadline=None
                     )
@@ -663,7 +752,7 @@ class WorkflowEngine:
         return self.recorded_outcome(row)
 
     @contextmanager
-    def _watching_end(self, workflow_id: str) -> Iterator[None]:
+    def watching_end(self, workflow_id: str) -> Iterator[None]:
         """Registered as a waiter, so the workflow's end notifies (from any process)."""
         waiter_id = uuid.uuid4().hex
         self.store.watch_result(workflow_id, waiter_id, watching=True)
@@ -736,5 +825,5 @@ def refused_error(ctx: WorkflowContext, reason: str) -> BaseException:
     """What a refused write means for the running workflow: cancelled, or no longer ours."""
     if reason == Unrecorded.CANCELLED:
         ctx.cancelled.set()
-        return DBOSWorkflowCancelledError(ctx.workflow_id)
+        return DBOSWorkflowCancelledError(workflow_id=ctx.workflow_id)
     return DBOSWorkflowConflictIDError(ctx.workflow_id)

@@ -1,4 +1,5 @@
-"""The management classmethods of `DBOS`: list, inspect, cancel, resume, fork, delete workflows."""
+"""The management classmethods of `DBOS`: list, inspect, cancel, resume, fork, delete workflows
+and change their attributes; in workflow code each call is recorded as a step, as in DBOS."""
 
 from __future__ import annotations
 
@@ -8,11 +9,29 @@ from typing import Any
 from typing_extensions import Unpack
 
 from perdure.error import DBOSException
-from perdure.execution.context import take_next_options
+from perdure.execution.context import check_attributes, take_next_options
 from perdure.execution.handles import WorkflowHandle, WorkflowHandleAsync, WorkflowStatus
 from perdure.facade.base import FacadeBase
 from perdure.management import StepInfo, WorkflowManager
 from perdure.management.filters import ListWorkflowFilters, QueuedWorkflowFilters
+
+# The names DBOS records these calls under when workflow code makes them.
+LIST = "DBOS.listWorkflows"
+LIST_QUEUED = "DBOS.listQueuedWorkflows"
+LIST_STEPS = "DBOS.listWorkflowSteps"
+CANCEL = "DBOS.cancelWorkflow"
+RESUME = "DBOS.resumeWorkflow"
+SET_DELAY = "DBOS.setWorkflowDelay"
+FORK = "DBOS.forkWorkflow"
+DELETE = "DBOS.deleteWorkflow"
+UPDATE_ATTRIBUTES = "DBOS.updateWorkflowAttributes"
+
+
+def _attributes_update(attributes: dict[str, Any] | None, merge: bool) -> dict[str, Any] | None:
+    checked = check_attributes(attributes, "update_workflow_attributes")
+    if merge and checked is None:
+        raise DBOSException("update_workflow_attributes(merge=True) needs a dict to merge.")
+    return checked
 
 
 class ManagementFacade(FacadeBase):
@@ -27,166 +46,333 @@ class ManagementFacade(FacadeBase):
     def list_workflows(cls, **filters: Unpack[ListWorkflowFilters]) -> list[WorkflowStatus]:
         """Workflows matching all the given filters, oldest first unless ``sort_desc``.
 
-        Keyword arguments (all optional): ``workflow_ids``, ``status`` (one or a list),
-        ``start_time`` / ``end_time`` (creation time window: ISO 8601 string, datetime or epoch
-        ms), ``name``, ``app_version``, ``user``, ``queue_name``, ``workflow_id_prefix``,
-        ``limit``, ``offset``, ``sort_desc``, and ``load_input`` / ``load_output`` (False skips
-        reading those payloads; the fields are then None).
+        Takes DBOS Transact's keyword arguments (all optional): ``workflow_ids``, ``status``
+        (one or a list, ``"DELAYED"`` included), ``start_time`` / ``end_time`` (creation),
+        ``completed_after`` / ``completed_before``, ``dequeued_after`` / ``dequeued_before``
+        (ISO 8601 strings, datetimes or epoch ms), ``name``, ``app_version``,
+        ``forked_from``, ``parent_workflow_id``, ``user``, ``queue_name``,
+        ``workflow_id_prefix``, ``executor_id``, ``schedule_name``, ``application_name``
+        (each one value or a list), ``queues_only``, ``was_forked_from``, ``is_fork``,
+        ``has_parent``, ``limit``, ``offset``, ``sort_desc``, and ``load_input`` /
+        ``load_output`` (False skips reading those payloads; the fields are then None). See
+        `perdure.management.filters.ListWorkflowFilters` for each.
+
+        A payload this process cannot decode is logged as a warning and listed as stored
+        (as DBOS does), instead of failing the listing.
+
+        Raises:
+            ValueError: A malformed filter, or ``attributes`` (Perdure records none).
         """
-        return cls._manager().list_workflows(**filters)
+        return cls._recorded(LIST, lambda: cls._manager().list_workflows(**filters))
 
     @classmethod
     async def list_workflows_async(
         cls, **filters: Unpack[ListWorkflowFilters]
     ) -> list[WorkflowStatus]:
         """Async twin of `list_workflows`."""
-        return await asyncio.to_thread(cls._manager().list_workflows, **filters)
+        return await cls._recorded_async(LIST, lambda: cls._manager().list_workflows(**filters))
 
     @classmethod
     def list_queued_workflows(
         cls, **filters: Unpack[QueuedWorkflowFilters]
     ) -> list[WorkflowStatus]:
-        """Workflows on a queue that have not finished: ENQUEUED, or PENDING with a queue.
+        """Workflows on a queue; unless ``status`` is given, those waiting or running there
+        (ENQUEUED, DELAYED or PENDING).
 
-        Takes ``queue_name``, ``status``, ``start_time``, ``end_time``, ``name``, ``limit``,
-        ``offset``, ``sort_desc`` and ``load_input``, as `list_workflows` does.
+        Takes the filters of `list_workflows` but ``queues_only``, ``was_forked_from`` and
+        ``schedule_name``, as in DBOS.
         """
-        return cls._manager().list_queued_workflows(**filters)
+        return cls._recorded(LIST_QUEUED, lambda: cls._manager().list_queued_workflows(**filters))
 
     @classmethod
     async def list_queued_workflows_async(
         cls, **filters: Unpack[QueuedWorkflowFilters]
     ) -> list[WorkflowStatus]:
         """Async twin of `list_queued_workflows`."""
-        return await asyncio.to_thread(cls._manager().list_queued_workflows, **filters)
+        return await cls._recorded_async(
+            LIST_QUEUED, lambda: cls._manager().list_queued_workflows(**filters)
+        )
 
     @classmethod
-    def list_workflow_steps(cls, workflow_id: str) -> list[StepInfo]:
-        """The recorded steps of a workflow, by position, with decoded outputs and errors."""
-        return cls._manager().list_workflow_steps(workflow_id)
+    def list_workflow_steps(
+        cls,
+        workflow_id: str,
+        *,
+        load_output: bool = True,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> list[StepInfo]:
+        """The recorded steps of a workflow, by position, with decoded outputs and errors.
+
+        ``load_output`` False leaves ``output`` and ``error`` None without reading them;
+        ``limit`` / ``offset`` page through long workflows. An output this process cannot
+        decode is logged as a warning and listed as stored.
+        """
+        return cls._recorded(
+            LIST_STEPS,
+            lambda: cls._manager().list_workflow_steps(
+                workflow_id, load_output=load_output, limit=limit, offset=offset
+            ),
+        )
 
     @classmethod
-    async def list_workflow_steps_async(cls, workflow_id: str) -> list[StepInfo]:
+    async def list_workflow_steps_async(
+        cls,
+        workflow_id: str,
+        *,
+        load_output: bool = True,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> list[StepInfo]:
         """Async twin of `list_workflow_steps`."""
-        return await asyncio.to_thread(cls.list_workflow_steps, workflow_id)
+        return await cls._recorded_async(
+            LIST_STEPS,
+            lambda: cls._manager().list_workflow_steps(
+                workflow_id, load_output=load_output, limit=limit, offset=offset
+            ),
+        )
 
     @classmethod
-    def cancel_workflow(cls, workflow_id: str) -> None:
-        """Cancel a workflow and its unfinished child workflows.
+    def cancel_workflow(cls, workflow_id: str, *, cancel_children: bool = False) -> None:
+        """Cancel a workflow; with ``cancel_children`` its unfinished descendants too.
 
-        A running execution stops at its next step or wait, and callers awaiting its result get
-        `DBOSAwaitedWorkflowCancelledError`. A finished workflow is left unchanged.
+        A running execution stops at its next step or wait (here at once, elsewhere when it
+        next records a step; one waiting for a child's result stops once that wait ends),
+        and callers awaiting its result get `DBOSAwaitedWorkflowCancelledError`. Its child
+        workflows keep running unless ``cancel_children``. A dead-lettered workflow is
+        cancelled too; a finished one, and an unknown ID, are left alone (as in DBOS).
+        `resume_workflow` continues a cancelled workflow.
+        """
+        cls.cancel_workflows([workflow_id], cancel_children=cancel_children)
+
+    @classmethod
+    async def cancel_workflow_async(
+        cls, workflow_id: str, *, cancel_children: bool = False
+    ) -> None:
+        """Async twin of `cancel_workflow`."""
+        await cls.cancel_workflows_async([workflow_id], cancel_children=cancel_children)
+
+    @classmethod
+    def cancel_workflows(cls, workflow_ids: list[str], *, cancel_children: bool = False) -> None:
+        """`cancel_workflow` for several workflows at once (one statement)."""
+        ids = list(workflow_ids)
+        cls._recorded(
+            CANCEL, lambda: cls._manager().cancel_workflows(ids, cancel_children=cancel_children)
+        )
+
+    @classmethod
+    async def cancel_workflows_async(
+        cls, workflow_ids: list[str], *, cancel_children: bool = False
+    ) -> None:
+        """Async twin of `cancel_workflows`."""
+        ids = list(workflow_ids)
+        await cls._recorded_async(
+            CANCEL, lambda: cls._manager().cancel_workflows(ids, cancel_children=cancel_children)
+        )
+
+    @classmethod
+    def resume_workflow(
+        cls, workflow_id: str, *, queue_name: str | None = None
+    ) -> WorkflowHandle[Any]:
+        """Continue a cancelled or dead-lettered workflow from its last completed step.
+
+        It runs in this process at once, or with ``queue_name`` is enqueued on that queue
+        (a plain entry: no priority, partition or delay) for whichever process claims it.
+        Finished steps are replayed, not re-executed. The deadline of a timed-out workflow
+        is cleared. A finished workflow is left unchanged.
 
         Raises:
             DBOSNonExistentWorkflowError: No workflow has this ID.
         """
-        cls._manager().cancel_workflow(workflow_id)
-
-    @classmethod
-    async def cancel_workflow_async(cls, workflow_id: str) -> None:
-        """Async twin of `cancel_workflow`."""
-        await asyncio.to_thread(cls.cancel_workflow, workflow_id)
-
-    @classmethod
-    def resume_workflow(cls, workflow_id: str) -> WorkflowHandle[Any]:
-        """Continue a cancelled or dead-lettered workflow from its last completed step.
-
-        It runs in this process at once; finished steps are replayed, not re-executed. The
-        deadline of a timed-out workflow is cleared. A finished workflow is left unchanged.
-        """
-        manager = cls._manager()
-        manager.resume_workflow(workflow_id)
+        cls._recorded(
+            RESUME, lambda: cls._manager().resume_workflow(workflow_id, queue_name=queue_name)
+        )
         return WorkflowHandle(cls._require_runtime().engine, workflow_id)
 
     @classmethod
-    async def resume_workflow_async(cls, workflow_id: str) -> WorkflowHandleAsync[Any]:
+    async def resume_workflow_async(
+        cls, workflow_id: str, *, queue_name: str | None = None
+    ) -> WorkflowHandleAsync[Any]:
         """Async twin of `resume_workflow`."""
-        await asyncio.to_thread(cls._manager().resume_workflow, workflow_id)
+        await cls._recorded_async(
+            RESUME, lambda: cls._manager().resume_workflow(workflow_id, queue_name=queue_name)
+        )
         return WorkflowHandleAsync(cls._require_runtime().engine, workflow_id)
 
     @classmethod
     def resume_workflows(
         cls, workflow_ids: list[str], *, queue_name: str | None = None
     ) -> list[WorkflowHandle[Any]]:
-        """`resume_workflow` for each ID, in order; their handles.
-
-        Raises:
-            DBOSException: ``queue_name`` given: Perdure resumes in this process, not onto a
-                queue (refused rather than ignored).
-        """
-        _no_queue(queue_name)
-        return [cls.resume_workflow(workflow_id) for workflow_id in workflow_ids]
+        """`resume_workflow` for each ID, in order; their handles."""
+        return [cls.resume_workflow(w, queue_name=queue_name) for w in workflow_ids]
 
     @classmethod
     async def resume_workflows_async(
         cls, workflow_ids: list[str], *, queue_name: str | None = None
     ) -> list[WorkflowHandleAsync[Any]]:
         """Async twin of `resume_workflows`."""
-        _no_queue(queue_name)
-        return [await cls.resume_workflow_async(workflow_id) for workflow_id in workflow_ids]
+        return [await cls.resume_workflow_async(w, queue_name=queue_name) for w in workflow_ids]
+
+    @classmethod
+    def set_workflow_delay(
+        cls,
+        workflow_id: str,
+        *,
+        delay_seconds: float | None = None,
+        delay_until_epoch_ms: int | None = None,
+    ) -> None:
+        """Change when a workflow still waiting on its queue (DELAYED or ENQUEUED) may start.
+
+        Give exactly one of ``delay_seconds`` (from now) and ``delay_until_epoch_ms``. A
+        time already past makes it ready at once; dequeuers are woken (on SQLite, those of
+        other processes at their next poll). A workflow that is not waiting on a queue (it
+        started, ended, or does not exist) is left alone, as in DBOS. DBOS changes only
+        DELAYED workflows; Perdure also delays an ENQUEUED one not yet dequeued.
+
+        Raises:
+            DBOSException: Neither or both given, or a negative value.
+        """
+        cls._recorded(
+            SET_DELAY,
+            lambda: cls._manager().set_workflow_delay(
+                workflow_id, delay_seconds=delay_seconds, delay_until_epoch_ms=delay_until_epoch_ms
+            ),
+        )
+
+    @classmethod
+    async def set_workflow_delay_async(
+        cls,
+        workflow_id: str,
+        *,
+        delay_seconds: float | None = None,
+        delay_until_epoch_ms: int | None = None,
+    ) -> None:
+        """Async twin of `set_workflow_delay`."""
+        await cls._recorded_async(
+            SET_DELAY,
+            lambda: cls._manager().set_workflow_delay(
+                workflow_id, delay_seconds=delay_seconds, delay_until_epoch_ms=delay_until_epoch_ms
+            ),
+        )
 
     @classmethod
     def fork_workflow(
-        cls, workflow_id: str, start_step: int, *, application_version: str | None = None
+        cls,
+        workflow_id: str,
+        start_step: int,
+        *,
+        application_version: str | None = None,
+        queue_name: str | None = None,
+        queue_partition_key: str | None = None,
+        replacement_children: dict[str, str] | None = None,
+        timeout_seconds: float | None = None,
     ) -> WorkflowHandle[Any]:
         """Start a copy of a workflow that re-executes only its steps from ``start_step`` on.
 
-        Steps at positions below ``start_step`` (0-based) keep their recorded outcomes. The
-        copy gets a new ID (or the one set with `SetWorkflowID`) and records ``forked_from``.
+        Steps at positions below ``start_step`` keep their recorded outcomes (a child
+        workflow started there is replaced by the one ``replacement_children`` maps its ID
+        to, if any). The copy gets a new ID (or the one set with `SetWorkflowID`), records
+        ``forked_from``, and marks the source ``was_forked_from``. It runs in this process
+        at once, or with ``queue_name`` is enqueued there (in ``queue_partition_key``'s
+        partition). Its timeout is ``timeout_seconds``, else the source's.
         """
-        new_id = cls._fork(workflow_id, start_step, application_version)
+        new_workflow_id = take_next_options().workflow_id
+        new_id = cls._recorded(
+            FORK,
+            lambda: cls._manager().fork_workflow(
+                workflow_id, start_step, application_version=application_version,
+                new_workflow_id=new_workflow_id, queue_name=queue_name,
+                queue_partition_key=queue_partition_key,
+                replacement_children=replacement_children, timeout_seconds=timeout_seconds,
+            ),
+        )  # fmt: skip
         return WorkflowHandle(cls._require_runtime().engine, new_id)
 
     @classmethod
     async def fork_workflow_async(
-        cls, workflow_id: str, start_step: int, *, application_version: str | None = None
+        cls,
+        workflow_id: str,
+        start_step: int,
+        *,
+        application_version: str | None = None,
+        queue_name: str | None = None,
+        queue_partition_key: str | None = None,
+        replacement_children: dict[str, str] | None = None,
+        timeout_seconds: float | None = None,
     ) -> WorkflowHandleAsync[Any]:
         """Async twin of `fork_workflow`."""
         # The ID set with SetWorkflowID is read here: context variables stay in this task.
         new_id = take_next_options().workflow_id
-        manager = cls._manager()
-        forked = await asyncio.to_thread(
-            manager.fork_workflow,
-            workflow_id,
-            start_step,
-            application_version=application_version,
-            new_workflow_id=new_id,
-        )
+        forked = await cls._recorded_async(
+            FORK,
+            lambda: cls._manager().fork_workflow(
+                workflow_id, start_step, application_version=application_version,
+                new_workflow_id=new_id, queue_name=queue_name,
+                queue_partition_key=queue_partition_key,
+                replacement_children=replacement_children, timeout_seconds=timeout_seconds,
+            ),
+        )  # fmt: skip
         return WorkflowHandleAsync(cls._require_runtime().engine, forked)
-
-    @classmethod
-    def _fork(cls, workflow_id: str, start_step: int, application_version: str | None) -> str:
-        return cls._manager().fork_workflow(
-            workflow_id,
-            start_step,
-            application_version=application_version,
-            new_workflow_id=take_next_options().workflow_id,
-        )
 
     @classmethod
     def delete_workflow(cls, workflow_id: str, *, delete_children: bool = False) -> None:
         """Delete a workflow's records (status and steps); its descendants' too if asked."""
-        cls._manager().delete_workflow(workflow_id, delete_children=delete_children)
+        cls.delete_workflows([workflow_id], delete_children=delete_children)
 
     @classmethod
     async def delete_workflow_async(
         cls, workflow_id: str, *, delete_children: bool = False
     ) -> None:
         """Async twin of `delete_workflow`."""
-        await asyncio.to_thread(cls.delete_workflow, workflow_id, delete_children=delete_children)
+        await cls.delete_workflows_async([workflow_id], delete_children=delete_children)
 
     @classmethod
     def delete_workflows(cls, workflow_ids: list[str], *, delete_children: bool = False) -> None:
         """`delete_workflow` for each ID."""
-        for workflow_id in workflow_ids:
-            cls.delete_workflow(workflow_id, delete_children=delete_children)
+        cls._recorded(DELETE, lambda: cls._delete_each(workflow_ids, delete_children))
 
     @classmethod
     async def delete_workflows_async(
         cls, workflow_ids: list[str], *, delete_children: bool = False
     ) -> None:
         """Async twin of `delete_workflows`."""
-        await asyncio.to_thread(cls.delete_workflows, workflow_ids, delete_children=delete_children)
+        await cls._recorded_async(DELETE, lambda: cls._delete_each(workflow_ids, delete_children))
+
+    @classmethod
+    def _delete_each(cls, workflow_ids: list[str], delete_children: bool) -> None:
+        manager = cls._manager()
+        for workflow_id in workflow_ids:
+            manager.delete_workflow(workflow_id, delete_children=delete_children)
+
+    @classmethod
+    def update_workflow_attributes(
+        cls, workflow_id: str, attributes: dict[str, Any] | None, *, merge: bool = False
+    ) -> None:
+        """Replace a workflow's attributes (None clears them); with ``merge``, set the given
+        top-level keys and keep the others. An unknown ID is left alone, as in DBOS.
+
+        Raises:
+            DBOSException: Attributes that are not a dict of JSON values, or ``merge``
+                without a dict.
+        """
+        checked = _attributes_update(attributes, merge)
+        store = cls._require_runtime().engine.store
+        cls._recorded(
+            UPDATE_ATTRIBUTES,
+            lambda: store.update_workflow_attributes(workflow_id, checked, merge=merge),
+        )
+
+    @classmethod
+    async def update_workflow_attributes_async(
+        cls, workflow_id: str, attributes: dict[str, Any] | None, *, merge: bool = False
+    ) -> None:
+        """Async twin of `update_workflow_attributes`."""
+        checked = _attributes_update(attributes, merge)
+        store = cls._require_runtime().engine.store
+        await cls._recorded_async(
+            UPDATE_ATTRIBUTES,
+            lambda: store.update_workflow_attributes(workflow_id, checked, merge=merge),
+        )
 
     @classmethod
     def garbage_collect(
@@ -203,11 +389,3 @@ class ManagementFacade(FacadeBase):
     ) -> int:
         """Async twin of `garbage_collect`."""
         return await asyncio.to_thread(cls.garbage_collect, cutoff_epoch_ms, rows_threshold)
-
-
-def _no_queue(queue_name: str | None) -> None:
-    if queue_name is not None:
-        raise DBOSException(
-            f"resume_workflows(queue_name={queue_name!r}): Perdure resumes workflows in this "
-            "process, not onto a queue. Call it without queue_name."
-        )

@@ -7,23 +7,38 @@ process serves: the first one free claims them and runs them, replaying their re
 
 from __future__ import annotations
 
+import math
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 from perdure.clock import now_ms
 from perdure.error import (
     DBOSConflictingWorkflowError,
+    DBOSException,
     DBOSNonExistentWorkflowError,
 )
 from perdure.execution.handles import WorkflowStatus
 from perdure.execution.workflow import Invocation, WorkflowEngine
 from perdure.logs import get_logger
-from perdure.management.filters import workflow_query
+from perdure.management.filters import (
+    non_negative,
+    one_or_many,
+    queued_workflow_query,
+    workflow_query,
+)
 from perdure.management.records import QueueInfo, RowDecoder, StepInfo
+from perdure.queues.dequeue import queue_channel
 from perdure.queues.queue import INTERNAL_QUEUE_NAME, QueueSpec
 from perdure.serialization import Payloads
-from perdure.storage.records import ExecutorRecord, WorkflowQuery, WorkflowRow, new_owner_token
+from perdure.storage.records import (
+    ExecutorRecord,
+    QueuePlacement,
+    WorkflowQuery,
+    WorkflowRow,
+    new_owner_token,
+)
 from perdure.storage.records import WorkflowStatusString as S
 from perdure.storage.store import Store
 
@@ -61,22 +76,47 @@ class WorkflowManager:
     # -- reading ---------------------------------------------------------------------------------
 
     def list_workflows(self, **filters: Any) -> list[WorkflowStatus]:
-        """Workflows matching the filters of `perdure.management.filters.workflow_query`."""
-        rows = self.store.list_workflows(workflow_query(**filters))
-        return [self._decode.status(row) for row in rows]
+        """Workflows matching the filters of `perdure.management.filters.workflow_query`.
+
+        A payload that cannot be decoded here is logged and listed as stored.
+        """
+        return self._statuses(workflow_query(**filters))
 
     def list_queued_workflows(self, **filters: Any) -> list[WorkflowStatus]:
-        """Workflows waiting on or running from a queue (ENQUEUED, or PENDING with a queue)."""
-        return self.list_workflows(queued_only=True, **filters)
+        """Workflows on a queue; unless ``status`` is given, those waiting or running
+        (ENQUEUED, DELAYED, PENDING)."""
+        return self._statuses(queued_workflow_query(**filters))
+
+    def _statuses(self, query: WorkflowQuery) -> list[WorkflowStatus]:
+        rows = self.store.list_workflows(query)
+        return [self._decode.status(row, listing=True) for row in rows]
 
     def get_workflow_status(self, workflow_id: str) -> WorkflowStatus | None:
         """One workflow's status, or None if unknown."""
         row = self.store.get_workflow(workflow_id)
         return self._decode.status(row) if row is not None else None
 
-    def list_workflow_steps(self, workflow_id: str) -> list[StepInfo]:
-        """The recorded steps of a workflow, by position (empty if none or unknown)."""
-        return [self._decode.step(row) for row in self.store.load_steps(workflow_id)]
+    def list_workflow_steps(
+        self,
+        workflow_id: str,
+        *,
+        load_output: bool = True,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> list[StepInfo]:
+        """The recorded steps of a workflow, by position (empty if none or unknown).
+
+        ``load_output`` False leaves outputs and errors None without reading them;
+        ``limit`` / ``offset`` page. An output that cannot be decoded here is logged and
+        listed as stored.
+        """
+        rows = self.store.list_steps(
+            workflow_id,
+            with_outputs=load_output,
+            limit=non_negative(limit, what="limit"),
+            offset=non_negative(offset, what="offset"),
+        )
+        return [self._decode.step(row, listing=True) for row in rows]
 
     def list_queues(self) -> list[QueueInfo]:
         """Every defined queue and every queue with unfinished workflows, by name."""
@@ -98,42 +138,57 @@ class WorkflowManager:
 
     # -- steering --------------------------------------------------------------------------------
 
-    def cancel_workflow(self, workflow_id: str) -> None:
-        """Cancel a workflow and its unfinished descendants; executions here stop at once.
+    def cancel_workflows(
+        self, workflow_ids: Sequence[str], *, cancel_children: bool = False
+    ) -> list[str]:
+        """Cancel workflows that have no outcome yet (PENDING, ENQUEUED, DELAYED or
+        dead-lettered), and with ``cancel_children`` their unfinished descendants too.
 
-        Executions in other processes stop when they next record a step (their checkpoint is
-        refused because the workflow is no longer PENDING).
+        Unknown, finished and already cancelled workflows are left alone, as in DBOS.
+        Executions here stop at once; in other processes they stop when they next record a
+        step (their checkpoint is refused because the workflow is no longer PENDING).
+        Returns the IDs cancelled.
         """
-        cancelled = self.store.cancel_workflows(workflow_id)
-        if cancelled is None:
-            raise DBOSNonExistentWorkflowError(workflow_id)
+        ids = tuple(dict.fromkeys(one_or_many(workflow_ids, what="workflow_ids") or ()))
+        cancelled = self.store.cancel_workflows(ids, with_children=cancel_children)
         logger.info(
-            "Cancelled workflow %s (%d unfinished in its tree)", workflow_id, len(cancelled)
+            "Cancelled %d workflow(s) of %s%s",
+            len(cancelled),
+            ", ".join(ids),
+            " and their children" if cancel_children else "",
         )
         if self.engine is not None:
-            for cancelled_id in {workflow_id, *cancelled}:
+            for cancelled_id in cancelled:
                 self.engine.cancel_local(cancelled_id)
+        return cancelled
 
-    def resume_workflow(self, workflow_id: str) -> str:
+    def resume_workflow(self, workflow_id: str, *, queue_name: str | None = None) -> str:
         """Continue a CANCELLED, dead-lettered, ENQUEUED or interrupted workflow.
 
         It re-executes from the start, replaying its recorded steps, so finished steps do not
         run again. It gets a new owner token: an execution still running it anywhere is fenced
         off and stops at its next step (the step it is in may then run twice, never a finished
         one). Its deadline is cleared (a timeout applied to the run that was cancelled), its
-        queue is left, and its recovery attempts restart. With an engine it runs here;
-        without, on the internal queue, in whichever launched process claims it first. A
-        workflow that already succeeded or failed is left as it is.
+        queue is left, and its recovery attempts restart. With ``queue_name`` it is enqueued
+        there (a plain entry: no priority, partition or delay); otherwise with an engine it
+        runs here, and without one on the internal queue, in whichever launched process
+        claims it first. A workflow that already succeeded or failed is left as it is.
+
+        Raises:
+            DBOSNonExistentWorkflowError: No workflow has this ID.
         """
         row = self.store.get_workflow(workflow_id)
         if row is None:
-            raise DBOSNonExistentWorkflowError(workflow_id)
+            raise DBOSNonExistentWorkflowError("target", workflow_id)
         if row.status in (S.SUCCESS, S.ERROR):
             return workflow_id
         engine = self.engine
         token = new_owner_token()
-        if engine is None:
-            self.store.requeue_workflow(workflow_id, queue_name=INTERNAL_QUEUE_NAME, token=token)
+        if engine is None or queue_name is not None:
+            target = INTERNAL_QUEUE_NAME if queue_name is None else queue_name
+            self.store.requeue_workflow(workflow_id, queue_name=target, token=token)
+            if engine is not None:  # other processes: a PostgreSQL trigger, or their polling
+                engine.notifier.signal(queue_channel(target))
             return workflow_id
         if row.status == S.PENDING and engine.is_active(workflow_id):
             return workflow_id  # running here already
@@ -155,6 +210,29 @@ class WorkflowManager:
             self._run_here(claimed, call)
         return workflow_id
 
+    def set_workflow_delay(
+        self,
+        workflow_id: str,
+        *,
+        delay_seconds: float | None = None,
+        delay_until_epoch_ms: int | None = None,
+    ) -> None:
+        """Change when a workflow waiting on its queue (ENQUEUED or DELAYED) may start.
+
+        Exactly one of ``delay_seconds`` (from now) and ``delay_until_epoch_ms`` (a time).
+        A workflow not waiting on a queue, or unknown, is left alone, as in DBOS.
+
+        Raises:
+            DBOSException: Neither or both given, or a negative value.
+        """
+        not_before = _start_time(delay_seconds, delay_until_epoch_ms)
+        queue_name = self.store.delay_workflow(workflow_id, not_before_epoch_ms=not_before)
+        if queue_name is None:
+            return
+        logger.info("Workflow %s may start from %d (epoch ms)", workflow_id, not_before)
+        if self.engine is not None:  # other processes: a PostgreSQL trigger, or their polling
+            self.engine.notifier.signal(queue_channel(queue_name))
+
     def fork_workflow(
         self,
         workflow_id: str,
@@ -162,22 +240,43 @@ class WorkflowManager:
         *,
         application_version: str | None = None,
         new_workflow_id: str | None = None,
+        queue_name: str | None = None,
+        queue_partition_key: str | None = None,
+        timeout_seconds: float | None = None,
+        replacement_children: Mapping[str, str] | None = None,
     ) -> str:
         """Start a new workflow that reuses the source's steps before ``start_step``.
 
         The copy has the same function, inputs, class and configured instance; its steps at
-        positions below ``start_step`` are copied (outputs, errors, child workflow IDs), so
-        only the steps from ``start_step`` on execute. With an engine it runs here; without,
-        it is enqueued on the internal queue. Returns the new workflow's ID.
+        positions below ``start_step`` are copied (outputs, errors, child workflow IDs, each
+        child in ``replacement_children`` replaced by the ID it maps to), so only the steps
+        from ``start_step`` on execute, and the source is marked ``was_forked_from``. With
+        ``queue_name`` it is enqueued there (in ``queue_partition_key``'s partition);
+        otherwise with an engine it runs here, and without one on the internal queue. Its
+        timeout is ``timeout_seconds``, or else the source's. Returns the new workflow's ID.
         """
         if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
             raise ValueError(f"start_step must be a non-negative integer, not {start_step!r}")
+        if timeout_seconds is not None and not timeout_seconds > 0:
+            raise ValueError(f"timeout_seconds must be positive, not {timeout_seconds!r}")
+        if queue_partition_key is not None and queue_name is None:
+            raise ValueError("fork_workflow: queue_partition_key needs a queue_name to apply to.")
+        replacements = _replacements(replacement_children)
         source = self.store.get_workflow(workflow_id)
         if source is None:
-            raise DBOSNonExistentWorkflowError(workflow_id)
-        row = self._forked_row(source, new_workflow_id or str(uuid.uuid4()), application_version)
-        call = self.engine.invocation_of(row) if self.engine is not None else None
-        if not self.store.fork_workflow(row, source_id=workflow_id, start_step=start_step):
+            raise DBOSNonExistentWorkflowError("target", workflow_id)
+        row = self._forked_row(
+            source, new_workflow_id or str(uuid.uuid4()), application_version,
+            placement=QueuePlacement(queue_name, partition_key=queue_partition_key)
+            if queue_name is not None else None,
+            timeout_ms=round(timeout_seconds * 1000) if timeout_seconds is not None else None,
+        )  # fmt: skip
+        here = self.engine is not None and queue_name is None
+        call = self.engine.invocation_of(row) if self.engine is not None and here else None
+        forked = self.store.fork_workflow(
+            row, source_id=workflow_id, start_step=start_step, replacement_children=replacements
+        )
+        if not forked:
             existing = self.store.get_workflow(row.workflow_id)
             if existing is not None and existing.name != source.name:
                 raise DBOSConflictingWorkflowError(
@@ -191,14 +290,22 @@ class WorkflowManager:
         )
         if call is not None:
             self._run_here(row, call)
+        elif self.engine is not None and row.queue_name is not None:
+            self.engine.notifier.signal(queue_channel(row.queue_name))
         return row.workflow_id
 
     def _forked_row(
-        self, source: WorkflowRow, workflow_id: str, application_version: str | None
+        self,
+        source: WorkflowRow,
+        workflow_id: str,
+        application_version: str | None,
+        *,
+        placement: QueuePlacement | None,
+        timeout_ms: int | None,
     ) -> WorkflowRow:
         now = now_ms()
         engine = self.engine
-        timeout = source.workflow_timeout_ms
+        timeout = source.workflow_timeout_ms if timeout_ms is None else timeout_ms
         fork = replace(
             source,
             workflow_id=workflow_id,
@@ -214,18 +321,22 @@ class WorkflowManager:
             queue_partition_key=None,
             not_before_epoch_ms=None,
             dequeued_at_epoch_ms=None,
+            completed_at=None,
+            was_forked_from=False,
+            schedule_name=None,
+            workflow_timeout_ms=timeout,
+            owner_token=new_owner_token(),
         )
-        if engine is None:  # the claim starts its timeout
+        if engine is None or placement is not None:  # the claim starts its timeout
+            placement = placement or QueuePlacement(INTERNAL_QUEUE_NAME)
             return replace(
-                fork, status=S.ENQUEUED, queue_name=INTERNAL_QUEUE_NAME, instance_id="",
-                recovery_attempts=0, workflow_deadline_epoch_ms=None,
-                owner_token=new_owner_token(),
+                placement.place(fork), instance_id="", recovery_attempts=0,
+                workflow_deadline_epoch_ms=None,
             )  # fmt: skip
         return replace(
             fork, status=S.PENDING, queue_name=None, executor_id=engine.executor_id,
             instance_id=engine.instance_id, recovery_attempts=1,
             workflow_deadline_epoch_ms=now + timeout if timeout else None,
-            owner_token=new_owner_token(),
         )  # fmt: skip
 
     def _run_here(self, row: WorkflowRow, call: Invocation) -> None:
@@ -276,3 +387,32 @@ class WorkflowManager:
             if deleted < GC_BATCH_SIZE:
                 logger.info("Garbage collection deleted %d workflow(s)", total)
                 return total
+
+
+def _replacements(children: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    if not children:
+        return ()
+    pairs = tuple(children.items())
+    for old, new in pairs:
+        if not isinstance(old, str) or not isinstance(new, str):
+            raise TypeError(
+                f"replacement_children maps child workflow IDs to IDs, not {old!r}: {new!r}"
+            )
+    return pairs
+
+
+def _start_time(delay_seconds: float | None, delay_until_epoch_ms: int | None) -> int:
+    """When a delayed workflow may start, from exactly one of the two ways to say it."""
+    if (delay_seconds is None) == (delay_until_epoch_ms is None):
+        raise DBOSException(
+            "set_workflow_delay needs exactly one of delay_seconds (from now) and "
+            "delay_until_epoch_ms (a time), e.g. set_workflow_delay(wid, delay_seconds=60)."
+        )
+    if delay_until_epoch_ms is not None:
+        if delay_until_epoch_ms < 0:
+            raise DBOSException(f"delay_until_epoch_ms must be >= 0, not {delay_until_epoch_ms}")
+        return int(delay_until_epoch_ms)
+    assert delay_seconds is not None  # noqa: S101 - exactly one is set (checked above)
+    if not delay_seconds >= 0:
+        raise DBOSException(f"delay_seconds must be >= 0, not {delay_seconds}")
+    return now_ms() + math.ceil(delay_seconds * 1000)

@@ -10,9 +10,12 @@ from typing_extensions import TypedDict
 
 from perdure.error import DBOSSerializationError
 from perdure.execution.handles import WorkflowStatus, decode_status
+from perdure.logs import get_logger
 from perdure.queues.queue import QueueSpec
 from perdure.serialization import Payloads
 from perdure.storage.records import StepRow, WorkflowRow
+
+logger = get_logger(__name__)
 
 
 class StepInfo(TypedDict):
@@ -21,7 +24,7 @@ class StepInfo(TypedDict):
     A plain dict, as in DBOS (``step["function_name"]``).
 
     Keys:
-        function_id: Its position in the workflow (0, 1, 2, ...).
+        function_id: Its position in the workflow (1, 2, 3, ...).
         function_name: The step's name, e.g. ``"charge_card"`` or ``"DBOS.sleep"``.
         output: Its decoded output (None for an error or a child workflow).
         error: The exception it ended with, or None.
@@ -61,63 +64,94 @@ class QueueInfo:
 class Unreadable(str):
     """Stands in for a payload this process cannot decode (e.g. its class is not importable).
 
-    Only the lenient decoding of the command line uses it; the API raises instead.
+    Only the lenient decoding of the command line uses it; listings return the stored value
+    and other API calls raise instead.
     """
 
     __slots__ = ()
 
 
 class RowDecoder:
-    """Decodes stored rows; leniently (``Unreadable`` placeholders) or raising."""
+    """Decodes stored rows. A payload this process cannot decode (a class it cannot import, a
+    pickle it may not read) raises `DBOSSerializationError`, except: with ``lenient`` (the
+    command line) it becomes an `Unreadable` placeholder, and in a listing (``listing=True``)
+    it is logged as a warning and left as stored, as DBOS Transact's listings do (its text
+    when the stored bytes are UTF-8, else the bytes).
+    """
 
     def __init__(self, payloads: Payloads, *, lenient: bool) -> None:
         self.payloads = payloads
         self.lenient = lenient
 
-    def status(self, row: WorkflowRow) -> WorkflowStatus:
+    def status(self, row: WorkflowRow, *, listing: bool = False) -> WorkflowStatus:
         """The `WorkflowStatus` of a stored row."""
         try:
             return decode_status(self.payloads, row)
         except DBOSSerializationError:
-            if not self.lenient:
+            if not (self.lenient or listing):
                 raise
         unread = dataclasses.replace(row, inputs=None, output=None, error=None)
         bare = decode_status(self.payloads, unread)
         wid, fmt = row.workflow_id, row.serialization
-        bare.input = self._value(row.inputs, fmt, "workflow inputs", wid)
-        bare.output = self._value(row.output, fmt, "workflow output", wid)
-        bare.error = self._error(row.error, fmt, wid)
+        bare.input = self._value(row.inputs, fmt, "workflow inputs", wid, listing=listing)
+        bare.output = self._value(row.output, fmt, "workflow output", wid, listing=listing)
+        bare.error = self._error(row.error, fmt, wid, listing=listing)
         return bare
 
-    def step(self, row: StepRow) -> StepInfo:
+    def step(self, row: StepRow, *, listing: bool = False) -> StepInfo:
         """The `StepInfo` of a stored step row."""
         wid, fmt = row.workflow_id, row.serialization
+        what = f"output of step {row.function_name!r}"
         return StepInfo(
             function_id=row.function_id,
             function_name=row.function_name,
-            output=self._value(row.output, fmt, f"output of step {row.function_name!r}", wid),
-            error=self._error(row.error, fmt, wid),
+            output=self._value(row.output, fmt, what, wid, listing=listing),
+            error=self._error(row.error, fmt, wid, listing=listing),
             child_workflow_id=row.child_workflow_id,
             started_at_epoch_ms=row.started_at_epoch_ms,
             completed_at_epoch_ms=row.completed_at_epoch_ms,
         )
 
-    def _value(self, data: bytes | None, fmt: str, what: str, workflow_id: str) -> Any:
+    def _value(
+        self, data: bytes | None, fmt: str, what: str, workflow_id: str, *, listing: bool
+    ) -> Any:
         if not data:
             return None
         try:
             return self.payloads.decode(data, fmt, what=what, workflow_id=workflow_id)
         except DBOSSerializationError as exc:
-            if not self.lenient:
-                raise
-            return Unreadable(f"<unreadable: {exc}>")
+            return self._unreadable(exc, data, what, workflow_id, listing=listing)
 
-    def _error(self, data: bytes | None, fmt: str, workflow_id: str) -> BaseException | None:
+    def _error(self, data: bytes | None, fmt: str, workflow_id: str, *, listing: bool) -> Any:
         if not data:
             return None
         try:
             return self.payloads.decode_error(data, fmt, workflow_id=workflow_id)
         except DBOSSerializationError as exc:
-            if not self.lenient:
-                raise
-            return exc
+            if self.lenient:
+                return exc
+            return self._unreadable(exc, data, "recorded error", workflow_id, listing=listing)
+
+    def _unreadable(
+        self,
+        exc: DBOSSerializationError,
+        data: bytes,
+        what: str,
+        workflow_id: str,
+        *,
+        listing: bool,
+    ) -> Any:
+        if self.lenient:
+            return Unreadable(f"<unreadable: {exc}>")
+        if not listing:
+            raise exc
+        logger.warning(
+            "Workflow %s: its %s cannot be decoded here (%s); listed as stored",
+            workflow_id,
+            what,
+            exc,
+        )
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return data

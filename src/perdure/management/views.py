@@ -53,6 +53,9 @@ def queue_view(info: QueueInfo) -> dict[str, Any]:
             "priority_enabled": spec.priority_enabled,
             "partition_queue": spec.partition_queue,
             "polling_interval_sec": spec.polling_interval_sec,
+            "partition_concurrency": spec.partition_concurrency,
+            "partition_worker_concurrency": spec.partition_worker_concurrency,
+            "partition_limiter": spec.partition_limiter,
         }
     return {
         "queue_name": info.name,

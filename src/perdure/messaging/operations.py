@@ -1,46 +1,39 @@
-"""Messages, events and streams: durable inside workflows, idempotent or plain outside them."""
+"""Messages and events: durable inside workflows, idempotent or plain outside them."""
 
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
-from perdure.clock import now_ms
-from perdure.error import (
-    DBOSException,
-    DBOSNonExistentWorkflowError,
-)
+from perdure.error import DBOSException, DBOSNonExistentWorkflowError
 from perdure.execution.context import (
     WorkflowContext,
-    current_workflow,
     current_workflow_id,
-    enclosing_workflow,
     take_next_options,
 )
 from perdure.execution.notifier import Notifier, channel
-from perdure.execution.steps import wake_time
 from perdure.execution.workflow import WorkflowEngine, refused_error
-from perdure.serialization import Payloads
-from perdure.storage.records import HandedMessage, Payload, StepRow, WorkflowStatusString
+from perdure.messaging.outgoing import SendMessage, checked_messages, message_id
+from perdure.messaging.positions import WorkflowOperations, cancel_channel
+from perdure.messaging.streams import Streams
+from perdure.serialization import Payloads, check_serialization_type
+from perdure.storage.records import HandedMessage, OutgoingMessage, Payload
 from perdure.storage.store import Store, WriteRefused
 
 SEND = "DBOS.send"
+SEND_BULK = "DBOS.send_bulk"
 RECV = "DBOS.recv"
 SET_EVENT = "DBOS.setEvent"
 GET_EVENT = "DBOS.getEvent"
-WRITE_STREAM = "DBOS.writeStream"
-CLOSE_STREAM = "DBOS.closeStream"
-
-_UNFINISHED = (WorkflowStatusString.PENDING, WorkflowStatusString.ENQUEUED)
 
 
-class Messaging:
-    """The operations of SPEC §4 over one engine (for checkpoints) and its store."""
+class Messaging(WorkflowOperations):
+    """The operations of SPEC §4 over one engine (for checkpoints) and its store.
+
+    Streams are `streams`; the rest is here.
+    """
 
     def __init__(
         self,
@@ -50,97 +43,45 @@ class Messaging:
         engine: WorkflowEngine | None = None,
     ) -> None:
         """Without an engine (a client), only the calls made outside workflows are possible."""
-        self.store = store
-        self.payloads = payloads
-        self.notifier = notifier
-        self._engine = engine
-
-    @property
-    def engine(self) -> WorkflowEngine:
-        assert self._engine is not None  # noqa: S101 - only used inside workflows
-        return self._engine
-
-    @classmethod
-    def of(cls, engine: WorkflowEngine) -> Messaging:
-        """Messaging over a launched engine (the store it uses and its checkpoints)."""
-        return cls(engine.store, engine.payloads, engine.notifier, engine)
-
-    def _workflow(self) -> WorkflowContext | None:
-        """The workflow calling, if this process runs workflows (a client never does)."""
-        return current_workflow() if self._engine is not None else None
-
-    def _in_step(self) -> WorkflowContext | None:
-        """The workflow whose step is calling (its token fences the write), if any."""
-        if self._engine is None or current_workflow() is not None:
-            return None
-        return enclosing_workflow()
-
-    def _waiting(self) -> AbstractContextManager[None]:
-        """Around a wait: no pool slot, no connection kept (a launched process only)."""
-        return self._engine.waiting() if self._engine is not None else nullcontext()
-
-    # -- shared mechanics ----------------------------------------------------------------------
-
-    def _position(self, ctx: WorkflowContext, name: str) -> tuple[int, StepRow | None]:
-        """Take the next position; the recorded step there if this is a replay."""
-        position = ctx.take_position()
-        ctx.check_live()
-        return position, self.engine.replayed_step(ctx, position, name)
-
-    def _step(
-        self, ctx: WorkflowContext, position: int, name: str, payload: Payload | None = None
-    ) -> StepRow:
-        return self.engine.encoded_step(
-            ctx,
-            position,
-            name,
-            now_ms(),
-            output=payload.data if payload else None,
-            serialization=payload.serialization if payload else None,
-        )
-
-    def _decode(self, payload: Payload | None, what: str, workflow_id: str) -> Any:
-        if payload is None or payload.data is None:
-            return None
-        return self.payloads.decode(
-            payload.data, payload.serialization, what=what, workflow_id=workflow_id
-        )
-
-    def _encode(self, value: Any, what: str, workflow_id: str) -> Payload:
-        data = self.payloads.encode(value, what=what, workflow_id=workflow_id)
-        return Payload(data, self.payloads.format)
-
-    def _durable_deadline(self, ctx: WorkflowContext, timeout_seconds: float) -> float:
-        """A wait's deadline, checkpointed so a recovered wait only waits the remainder."""
-        wake_ms = wake_time(self.engine, ctx, timeout_seconds)
-        return time.monotonic() + max(0.0, (wake_ms - now_ms()) / 1000)
+        super().__init__(store, payloads, notifier, engine)
+        self.streams = Streams(store, payloads, notifier, engine)
 
     # -- messages ------------------------------------------------------------------------------
 
     def send(
-        self, destination_id: str, message: Any, topic: str | None, idempotency_key: str | None
+        self,
+        destination_id: str,
+        message: Any,
+        topic: str | None,
+        idempotency_key: str | None,
+        *,
+        serialization_type: object = None,
+        to_forks: bool = False,
     ) -> None:
-        """Queue ``message`` for ``destination_id``; exactly once from a workflow."""
+        """Queue ``message`` for ``destination_id`` (and its forks); once from a workflow."""
+        check_serialization_type(serialization_type, f"DBOS.send to workflow {destination_id!r}")
+        if to_forks:
+            one = SendMessage(destination_id, message, topic, idempotency_key)
+            self._send_all([one], SEND, to_forks=True, indexed=False)
+            return
         ctx = self._workflow()
         fence = ctx or self._in_step()
         what = f"message to workflow {destination_id!r}"
         payload = self._encode(message, what, current_workflow_id() or destination_id)
-        step = None
+        step = origin = None
         if ctx is not None:
             position, recorded = self._position(ctx, SEND)
             if recorded is not None:
                 self.engine.replay_value(ctx, recorded)
                 return
-            message_id = f"{ctx.workflow_id}-{position}"
+            origin = f"{ctx.workflow_id}-{position}"
             step = self._step(ctx, position, SEND)
-        elif idempotency_key is not None:
-            message_id = f"{destination_id}|{idempotency_key}"
-        else:
-            given = take_next_options().workflow_id if current_workflow_id() is None else None
-            message_id = f"{destination_id}|{given}" if given else str(uuid.uuid4())
+        elif idempotency_key is None:
+            given = _given_workflow_id()
+            origin = f"{destination_id}|{given}" if given else None
         try:
             delivery = self.store.send_message(
-                message_id=message_id,
+                message_id=message_id(destination_id, idempotency_key, origin=origin),
                 destination_id=destination_id,
                 topic=topic,
                 message=payload.data or b"",
@@ -154,16 +95,68 @@ class Messaging:
             assert fence is not None  # noqa: S101 - only a fenced write is refused
             raise refused_error(fence, exc.reason) from None
         if delivery.outcome == "no_destination":
-            raise DBOSNonExistentWorkflowError(
-                destination_id,
-                f"Cannot send a message to workflow {destination_id!r}: no workflow has that "
-                "ID. Check the destination ID (start the workflow before sending to it).",
-            )
+            raise _no_destination((destination_id,))
         if delivery.handed_to is None:
             self.notifier.signal(channel("msg", destination_id, topic or ""))
         else:  # a receiver here returns with the message, without reading it back
             handed = Payload(payload.data or b"", payload.serialization)
             self.notifier.signal(channel("recv", destination_id, str(delivery.handed_to)), handed)
+
+    def send_bulk(
+        self,
+        messages: Sequence[SendMessage],
+        *,
+        serialization_type: object = None,
+        to_forks: bool = False,
+    ) -> None:
+        """Queue every message, in one transaction; one operation when sent from a workflow."""
+        checked = checked_messages(messages)
+        destinations = ", ".join(dict.fromkeys(repr(m.destination_id) for m in checked))
+        where = f"DBOS.send_bulk to workflow(s) {destinations}" if destinations else "send_bulk"
+        check_serialization_type(serialization_type, where)
+        self._send_all(checked, SEND_BULK, to_forks=to_forks, indexed=True)
+
+    def _send_all(
+        self, messages: list[SendMessage], name: str, *, to_forks: bool, indexed: bool
+    ) -> None:
+        """Send ``messages`` with `Store.send_messages`, recorded as operation ``name``."""
+        ctx = self._workflow()
+        fence = ctx or self._in_step()
+        sender = current_workflow_id()
+        payloads = [
+            self._encode(
+                m.message, f"message to workflow {m.destination_id!r}", sender or m.destination_id
+            )
+            for m in messages
+        ]
+        step = None
+        if ctx is not None:
+            position, recorded = self._position(ctx, name)
+            if recorded is not None:
+                self.engine.replay_value(ctx, recorded)
+                return
+            step = self._step(ctx, position, name)
+            origins: list[str | None] = [f"{ctx.workflow_id}-{position}" for _ in messages]
+        elif not messages:
+            return
+        else:
+            unkeyed = any(m.idempotency_key is None for m in messages)
+            given = _given_workflow_id() if unkeyed else None
+            origins = [f"{m.destination_id}|{given}" if given else None for m in messages]
+        outgoing = _outgoing(messages, payloads, origins, indexed=indexed)
+        try:
+            delivery = self.store.send_messages(
+                outgoing, to_forks=to_forks, step=step,
+                owner_token=fence.owner_token if fence is not None else None,
+                sender_id=fence.workflow_id if fence is not None else None,
+            )  # fmt: skip
+        except WriteRefused as exc:
+            assert fence is not None  # noqa: S101 - only a fenced write is refused
+            raise refused_error(fence, exc.reason) from None
+        if delivery.missing:
+            raise _no_destination(delivery.missing)
+        for destination, topic in delivery.queues:
+            self.notifier.signal(channel("msg", destination, topic or ""))
 
     def recv(self, topic: str | None, timeout_seconds: float) -> Any:
         """The oldest message on ``topic`` for the calling workflow, or None on timeout."""
@@ -217,7 +210,7 @@ class Messaging:
                 return handed.payload  # signed by the database, for this execution
             return self.store.receive_message(ctx.workflow_id, topic, step)
 
-        names = (channel("msg", ctx.workflow_id, topic or ""), handed_off, _cancel(ctx))
+        names = (channel("msg", ctx.workflow_id, topic or ""), handed_off, cancel_channel(ctx))
         return _Wait(ctx, position, names, receive, deadline)
 
     def _recv_done(self, wait: _Wait, topic: str | None, payload: Payload | None) -> Any:
@@ -249,7 +242,7 @@ class Messaging:
 
     # -- events --------------------------------------------------------------------------------
 
-    def set_event(self, key: str, value: Any) -> None:
+    def set_event(self, key: str, value: Any, *, serialization_type: object = None) -> None:
         """Publish ``value`` under ``key`` for the calling workflow (replacing an older one)."""
         workflow_id = current_workflow_id()
         if workflow_id is None:
@@ -257,6 +250,9 @@ class Messaging:
                 f"DBOS.set_event({key!r}, ...) must be called from a workflow or one of its "
                 "steps: events belong to the workflow that sets them."
             )
+        check_serialization_type(
+            serialization_type, f"DBOS.set_event({key!r}) in workflow {workflow_id!r}"
+        )
         payload = self._encode(value, f"event {key!r}", workflow_id)
         ctx = self._workflow()
         fence = ctx or self._in_step()
@@ -312,7 +308,7 @@ class Messaging:
         position, recorded = self._position(ctx, GET_EVENT)
         if recorded is not None:
             return _Recorded(self.engine.replay_value(ctx, recorded))
-        return _Wait(ctx, position, (*names, _cancel(ctx)), lookup, deadline)
+        return _Wait(ctx, position, (*names, cancel_channel(ctx)), lookup, deadline)
 
     def _event_done(self, wait: _Wait, workflow_id: str, key: str, payload: Payload | None) -> Any:
         if wait.ctx is not None:
@@ -328,102 +324,6 @@ class Messaging:
             key: self._decode(payload, f"event {key!r}", workflow_id)
             for key, payload in self.store.get_events(workflow_id).items()
         }
-
-    # -- streams -------------------------------------------------------------------------------
-
-    def write_stream(self, key: str, value: Any, *, close: bool = False) -> None:
-        """Append ``value`` to the calling workflow's stream ``key`` (or close it)."""
-        workflow_id = current_workflow_id()
-        if workflow_id is None:
-            raise DBOSException(
-                f"DBOS.write_stream/close_stream({key!r}) must be called from a workflow or one "
-                "of its steps: a stream belongs to the workflow that writes it."
-            )
-        payload = (
-            Payload(None, self.payloads.format)
-            if close
-            else self._encode(value, f"stream {key!r} value", workflow_id)
-        )
-        ctx = self._workflow()
-        fence = ctx or self._in_step()
-        step = None
-        if ctx is not None:
-            name = CLOSE_STREAM if close else WRITE_STREAM
-            position, recorded = self._position(ctx, name)
-            if recorded is not None:
-                return
-            step = self._step(ctx, position, name)
-        try:
-            self.store.write_stream(
-                workflow_id, key, payload.data, payload.serialization, closed=close, step=step,
-                owner_token=fence.owner_token if fence is not None else None,
-            )  # fmt: skip
-        except WriteRefused as exc:
-            assert fence is not None  # noqa: S101 - only a fenced write is refused
-            raise refused_error(fence, exc.reason) from None
-        self.notifier.signal(channel("stream", workflow_id, key))
-
-    def read_stream(self, workflow_id: str, key: str) -> Iterator[Any]:
-        """Yield the stream's values in order until it is closed or its writer has ended."""
-        offset = 0
-        while True:
-            entries, offset, ended = self._stream_read(workflow_id, key, offset)
-            yield from entries
-            if ended:
-                return
-            if not entries:
-                with self._waiting():
-                    self.notifier.wait_for(
-                        _stream_channels(workflow_id, key),
-                        partial(self._stream_moved, workflow_id, key, offset),
-                        deadline=None,
-                    )
-
-    async def read_stream_async(self, workflow_id: str, key: str) -> AsyncIterator[Any]:
-        """`read_stream` waiting on the event loop."""
-        offset = 0
-        while True:
-            entries, offset, ended = self._stream_read(workflow_id, key, offset)
-            for value in entries:
-                yield value
-            if ended:
-                return
-            if not entries:
-                with self._waiting():
-                    await self.notifier.wait_for_async(
-                        _stream_channels(workflow_id, key),
-                        partial(self._stream_moved, workflow_id, key, offset),
-                        deadline=None,
-                    )
-
-    def _stream_read(self, workflow_id: str, key: str, offset: int) -> tuple[list[Any], int, bool]:
-        """The values from ``offset`` on, the next offset, and whether the stream ended."""
-        values: list[Any] = []
-        for entry in self.store.read_stream(workflow_id, key, offset):
-            if entry.closed:
-                return values, offset, True
-            values.append(self._decode(entry.value, f"stream {key!r} value", workflow_id))
-            offset = entry.offset + 1
-        if values:
-            return values, offset, False
-        if self._writer_finished(workflow_id):
-            # A last look: values written just before the writer ended.
-            late = self.store.read_stream(workflow_id, key, offset)
-            if not late:
-                return values, offset, True
-            return self._stream_read(workflow_id, key, offset)
-        return values, offset, False
-
-    def _writer_finished(self, workflow_id: str) -> bool:
-        row = self.store.get_workflow(workflow_id)
-        if row is None:
-            raise DBOSNonExistentWorkflowError(workflow_id)
-        return row.status not in _UNFINISHED
-
-    def _stream_moved(self, workflow_id: str, key: str, offset: int) -> bool | None:
-        if self.store.read_stream(workflow_id, key, offset) or self._writer_finished(workflow_id):
-            return True
-        return None
 
 
 @dataclass(frozen=True)
@@ -455,10 +355,35 @@ class _Recorded:
     value: Any
 
 
-def _cancel(ctx: WorkflowContext) -> str:
-    """The channel a cancellation of the waiting workflow (in this process) signals."""
-    return channel("cancel", ctx.workflow_id)
+def _given_workflow_id() -> str | None:
+    """From plain code, an enclosing ``SetWorkflowID`` names a send (and is used up by it)."""
+    return take_next_options().workflow_id if current_workflow_id() is None else None
 
 
-def _stream_channels(workflow_id: str, key: str) -> tuple[str, ...]:
-    return (channel("stream", workflow_id, key), channel("end", workflow_id))
+def _outgoing(
+    messages: list[SendMessage],
+    payloads: list[Payload],
+    origins: list[str | None],
+    *,
+    indexed: bool,
+) -> list[OutgoingMessage]:
+    """The messages as stored, each under its ID (see `message_id`)."""
+    outgoing = []
+    for i, (m, payload, origin) in enumerate(zip(messages, payloads, origins, strict=True)):
+        index = i if indexed else None
+        key = message_id(m.destination_id, m.idempotency_key, origin=origin, index=index)
+        data = payload.data or b""
+        outgoing.append(
+            OutgoingMessage(key, m.destination_id, m.topic, data, payload.serialization)
+        )
+    return outgoing
+
+
+def _no_destination(missing: tuple[str, ...]) -> DBOSNonExistentWorkflowError:
+    names = ", ".join(map(repr, missing))
+    return DBOSNonExistentWorkflowError(
+        "`send` destination",
+        missing[0],
+        message=f"Cannot send to workflow {names}: no workflow has that ID, so nothing was sent. "
+        "Check the destination ID (start the workflow before sending to it).",
+    )

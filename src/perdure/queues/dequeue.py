@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from functools import partial
 
@@ -11,8 +12,14 @@ from perdure.execution.notifier import channel
 from perdure.execution.recovery import runnable
 from perdure.execution.workflow import WorkflowEngine
 from perdure.logs import get_logger
-from perdure.queues.limits import admissible, idle_wait_sec, rate_limit_frees_at
-from perdure.queues.queue import INTERNAL_QUEUE_NAME, QueueDirectory, QueueSpec
+from perdure.queues.limits import admissible, idle_wait_sec, rate_limits_free_at
+from perdure.queues.queue import (
+    INTERNAL_QUEUE_NAME,
+    REPLACE_EXISTING,
+    Declaration,
+    QueueDirectory,
+    QueueSpec,
+)
 from perdure.storage.records import (
     Occupancy,
     QueueClaim,
@@ -28,11 +35,18 @@ logger = get_logger(__name__)
 # for the other processes serving the queue.
 CLAIM_BATCH = 100
 STOP_TIMEOUT_SEC = 5.0
+# The stored definitions are read again at least this often (when the loop wakes), and at
+# once when a definition changes (this process's own changes, or PostgreSQL's notification).
+DEFINITIONS_REFRESH_SEC = 1.0
 
 
 def queue_channel(queue_name: str) -> str:
     """The wake-up channel of a queue (matches the PostgreSQL trigger's payload)."""
     return channel("queue", queue_name)
+
+
+# The channel of "a queue definition was stored, changed or deleted" (no queue has this name).
+DEFINITIONS_CHANNEL = queue_channel("")
 
 
 @dataclass
@@ -51,14 +65,17 @@ class _Pass:
 class Dequeuer:
     """Claims queued workflows within their queues' limits and runs them on the worker pool.
 
-    Claimed workflows are PENDING and owned by this process, so if it dies another process
-    takes them over like any other; until then they count against the queue's concurrency.
-    The limits enforced are those stored for the queue, so every process applies the same
-    ones whatever its own code says; only workflows this process can run are claimed (a
-    registered name, and its application version or none). It claims no more than the
-    worker pool has room for. Besides the queues of ``directory`` it always serves the
-    internal queue, where clients hand over the workflows they resume or fork; it polls that
-    one every ``internal_polling_sec`` (other processes' writes wake it on PostgreSQL at once).
+    It serves every queue stored in the system database (those `DBOS.listen_queues` names,
+    if it was called), whichever process or client stored it, and applies the limits stored
+    for each, read at every claim: a change of settings anywhere applies at the next claim,
+    and every process applies the same ones whatever its own code says. At launch it stores
+    the queues this process declares. Claimed workflows are PENDING and owned by this
+    process, so if it dies another process takes them over like any other; until then they
+    count against the queue's limits. Only workflows this process can run are claimed (a
+    registered name, and its application version), no more than the worker pool has room
+    for. It also serves the internal queue, where clients hand over the workflows they
+    resume or fork, polled every ``internal_polling_sec`` (other processes' writes wake it
+    on PostgreSQL at once).
     """
 
     def __init__(
@@ -76,20 +93,23 @@ class Dequeuer:
         self._notifier = engine.notifier
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="perdure-dequeue", daemon=True)
+        self._lock = threading.Lock()
+        self._stored: dict[str, QueueSpec] = {}  # the stored definitions, as last read
+        self._read_at = float("-inf")  # when they were (time.monotonic())
+        self._changes = 0  # definitions written here: a read overlapping one is read again
+        self._definitions_seen: tuple[int, ...] = ()
+        self._unstored_listened: set[str] = set()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Store every queue defined so far (clients and the CLI read them), then start."""
-        for spec in self._directory.all():
-            self._store.save_queue(spec.record())
-        for name in self._directory.listened or ():
-            if self._directory.get(name) is None:
-                logger.warning(
-                    "DBOS.listen_queues names queue %r, which this process does not define: "
-                    "it is not served here. Define it with Queue(...) or DBOS.register_queue.",
-                    name,
-                )
+        """Store every queue declared so far (clients and the CLI read them), then start."""
+        for declaration in self._directory.declarations():
+            self.adopt(declaration)
+        self._definitions_seen = self._notifier.mark((DEFINITIONS_CHANNEL,))
+        self._read_definitions()
+        served = [spec.name for spec in self._known_served()[:-1]]
+        logger.info("Serving %d queue(s): %s", len(served), ", ".join(served) or "none")
         self._thread.start()
 
     def stop(self, timeout_sec: float = STOP_TIMEOUT_SEC) -> None:
@@ -99,18 +119,94 @@ class Dequeuer:
         if self._thread.is_alive():
             self._thread.join(timeout_sec)
 
-    def adopt(self, spec: QueueSpec) -> None:
-        """A queue defined after launch: store it and serve it from the next pass."""
-        self._store.save_queue(spec.record())
-        self._notifier.signal_all()
+    # -- definitions -----------------------------------------------------------------------------
+
+    def adopt(self, declaration: Declaration) -> QueueSpec:
+        """Store a queue this process declares, as its ``on_conflict`` says; return the
+        definition stored now (another process's, if it was kept)."""
+        spec = declaration.spec
+        stored = QueueSpec.from_record(
+            self._store.save_queue(
+                spec.record(),
+                replace_existing=REPLACE_EXISTING[declaration.on_conflict],
+                app_version=self._engine.app_version,
+            )
+        )
+        if stored != spec:
+            logger.info(
+                "Queue %r keeps the settings stored for it (%s) rather than this process's "
+                "(%s): on_conflict=%r, application version %r.",
+                spec.name, stored, spec, declaration.on_conflict, self._engine.app_version,
+            )  # fmt: skip
+        self.note(stored)
+        return stored
+
+    def note(self, spec: QueueSpec) -> None:
+        """A definition this process stored or read: serve it by these settings from now."""
+        with self._lock:
+            changed = self._stored.get(spec.name) != spec
+            self._stored[spec.name] = spec
+            self._changes += changed
+        if changed:
+            self._notifier.signal(DEFINITIONS_CHANNEL)
+
+    def forget(self, name: str) -> None:
+        """A definition this process deleted: stop serving the queue."""
+        with self._lock:
+            self._stored.pop(name, None)
+            self._changes += 1
+        self._notifier.signal(DEFINITIONS_CHANNEL)
+
+    def known(self, name: str) -> QueueSpec | None:
+        """The stored definition of ``name`` as last read or written here, or None."""
+        with self._lock:
+            return self._stored.get(name)
+
+    def _read_definitions(self) -> None:
+        with self._lock:
+            changes = self._changes
+        stored = {r.name: QueueSpec.from_record(r) for r in self._store.list_queues()}
+        with self._lock:
+            if self._changes != changes:  # a write here overlapped the read: keep the cache
+                return  # as that write left it, and read again at the next pass
+            self._stored = stored
+        self._read_at = time.monotonic()
+        for name in self._directory.listened or ():
+            if name not in stored and name not in self._unstored_listened:
+                self._unstored_listened.add(name)
+                logger.warning(
+                    "DBOS.listen_queues names queue %r, which is not stored in the system "
+                    "database: nothing is served from it until a process or client "
+                    "registers it (Queue(...), DBOS.register_queue, DBOSClient.register_queue).",
+                    name,
+                )
+
+    def _served(self) -> list[QueueSpec]:
+        """The queues the loop claims from now, by name, and the internal queue last."""
+        seen = self._notifier.mark((DEFINITIONS_CHANNEL,))
+        if seen != self._definitions_seen or time.monotonic() - self._read_at >= (
+            DEFINITIONS_REFRESH_SEC
+        ):
+            self._definitions_seen = seen  # before reading: a change meanwhile reads again
+            self._read_definitions()
+        return self._known_served()
+
+    def _known_served(self) -> list[QueueSpec]:
+        with self._lock:
+            specs = sorted(self._stored.values(), key=lambda spec: spec.name)
+        return [s for s in specs if self._directory.serves(s.name)] + [self._internal]
 
     # -- the loop ----------------------------------------------------------------------------------
 
     def _run(self) -> None:
         idle_passes = 0
         while not self._stop.is_set():
-            served = [*self._directory.served(), self._internal]
-            names = tuple(queue_channel(spec.name) for spec in served)
+            try:
+                served = self._served()
+            except Exception:
+                logger.exception("Reading the queue definitions failed; serving the known ones")
+                served = self._known_served()
+            names = (DEFINITIONS_CHANNEL, *(queue_channel(spec.name) for spec in served))
             seen = self._notifier.mark(names)  # before the pass: no signal is lost
             try:
                 done = self._pass(served)
@@ -148,7 +244,7 @@ class Dequeuer:
             limits = QueueSpec.from_record(record).limits
             count = admissible(limits, occupancy, now_ms=occupancy.now_ms, batch=room)
             if count == 0:
-                frees_at = rate_limit_frees_at(limits, occupancy.recent_starts_ms, occupancy.now_ms)
+                frees_at = rate_limits_free_at(limits, occupancy)
                 done.wake_no_later_than(_local_time(frees_at, occupancy.now_ms))
             admitted[0] += count
             judged_at[:] = [occupancy.now_ms]
@@ -163,6 +259,7 @@ class Dequeuer:
             names=engine.registry.workflow_names(),
             app_version=engine.app_version,
             batch=room,
+            stored_only=spec is not self._internal,  # a deleted queue yields nothing at once
         )
         claimed = self._store.claim_queued(claim, admit)
         if len(claimed) < min(admitted[0], room):  # ready work ran out: is any delayed?

@@ -7,9 +7,9 @@ decision is a plain function that unit tests check directly.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from perdure.storage.records import Occupancy
+from perdure.storage.records import Occupancy, ScopeLimits
 
 # An idle dequeue loop waits its polling interval, doubling while queues stay idle up to this
 # many intervals; any enqueue in this process (or, on PostgreSQL, in any) wakes it at once.
@@ -17,36 +17,38 @@ MAX_IDLE_BACKOFF = 5.0
 
 
 @dataclass(frozen=True)
-class FlowLimits:
-    """The limits of one queue (applied per partition on partitioned queues)."""
+class QueueLimits:
+    """A queue's limits by scope: over the whole queue, and over each partition of it."""
 
-    concurrency: int | None = None  # running at once, across all processes
-    worker_concurrency: int | None = None  # running at once in one process
-    rate_limit: int | None = None  # starts ...
-    rate_period_ms: int | None = None  # ... in any window of this length
-
-    @property
-    def counts_running(self) -> bool:
-        """Whether a decision needs the running counts."""
-        return self.concurrency is not None or self.worker_concurrency is not None
-
-    @property
-    def is_global(self) -> bool:
-        """Whether claims by different processes must not overlap to keep these limits."""
-        return self.concurrency is not None or self.rate_limit is not None
+    whole: ScopeLimits = field(default_factory=ScopeLimits)
+    partition: ScopeLimits = field(default_factory=ScopeLimits)
 
 
-def admissible(limits: FlowLimits, occupancy: Occupancy, *, now_ms: int, batch: int) -> int:
-    """How many more workflows may start now: the tightest of every limit, at most ``batch``."""
-    allowed = batch
+def admissible(limits: QueueLimits, occupancy: Occupancy, *, now_ms: int, batch: int) -> int:
+    """How many more workflows may start now: the tightest of every limit, at most ``batch``.
+
+    ``occupancy`` is the whole queue's, or one partition's with the whole queue's as its
+    ``whole``; partition limits apply only to the latter.
+    """
+    whole = occupancy.whole if occupancy.whole is not None else occupancy
+    allowed = min(batch, scope_room(limits.whole, whole, now_ms=now_ms))
+    if occupancy.whole is not None:
+        allowed = min(allowed, scope_room(limits.partition, occupancy, now_ms=now_ms))
+    return max(0, allowed)
+
+
+def scope_room(limits: ScopeLimits, occupancy: Occupancy, *, now_ms: int) -> int:
+    """How many more may start under one scope's limits (negative when over them)."""
+    allowed = 1 << 62
     if limits.concurrency is not None:
         allowed = min(allowed, limits.concurrency - occupancy.running)
     if limits.worker_concurrency is not None:
         allowed = min(allowed, limits.worker_concurrency - occupancy.running_here)
-    if limits.rate_limit is not None and limits.rate_period_ms is not None:
-        recent = starts_in_window(occupancy.recent_starts_ms, now_ms, limits.rate_period_ms)
+    period_ms = limits.rate_period_ms
+    if limits.rate_limit is not None and period_ms is not None:
+        recent = starts_in_window(occupancy.recent_starts_ms, now_ms, period_ms)
         allowed = min(allowed, limits.rate_limit - recent)
-    return max(0, allowed)
+    return allowed
 
 
 def starts_in_window(starts_ms: Sequence[int], now_ms: int, period_ms: int) -> int:
@@ -57,15 +59,29 @@ def starts_in_window(starts_ms: Sequence[int], now_ms: int, period_ms: int) -> i
     return sum(1 for start in starts_ms if start > now_ms - period_ms)
 
 
-def rate_limit_frees_at(limits: FlowLimits, starts_ms: Sequence[int], now_ms: int) -> int | None:
-    """When the rate limiter next admits a start, if it is full now; else None.
+def rate_limits_free_at(limits: QueueLimits, occupancy: Occupancy) -> int | None:
+    """When the rate limiters holding ``occupancy`` back next admit a start; None if none is
+    full (a finishing workflow, not time, frees the other limits)."""
+    whole = occupancy.whole if occupancy.whole is not None else occupancy
+    scopes = [(limits.whole, whole)]
+    if occupancy.whole is not None:
+        scopes.append((limits.partition, occupancy))
+    frees = [
+        rate_limit_frees_at(scope, held.recent_starts_ms, held.now_ms) for scope, held in scopes
+    ]
+    known = [at for at in frees if at is not None]
+    return max(known) if known else None
+
+
+def rate_limit_frees_at(limits: ScopeLimits, starts_ms: Sequence[int], now_ms: int) -> int | None:
+    """When one scope's rate limiter next admits a start, if it is full now; else None.
 
     A start made at ``t`` stops counting at ``t + period``: the window is full until enough of
     the oldest starts in it have aged out to leave one free slot.
     """
-    if limits.rate_limit is None or limits.rate_period_ms is None:
-        return None
     period = limits.rate_period_ms
+    if limits.rate_limit is None or period is None:
+        return None
     recent = sorted(s for s in starts_ms if s > now_ms - period)
     excess = len(recent) - limits.rate_limit
     if excess < 0:

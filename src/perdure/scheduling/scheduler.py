@@ -17,8 +17,9 @@ from perdure.execution.context import SetWorkflowID
 from perdure.execution.notifier import channel
 from perdure.execution.workflow import Invocation, WorkflowEngine
 from perdure.logs import get_logger
+from perdure.queues.dequeue import queue_channel
 from perdure.scheduling.cron import Cron, tick_workflow_id
-from perdure.storage.records import ScheduleRecord
+from perdure.storage.records import QueuePlacement, ScheduleRecord
 from perdure.storage.store import Store
 
 logger = get_logger(__name__)
@@ -37,6 +38,8 @@ class Schedule:
 
     A ``@DBOS.scheduled`` workflow takes ``(scheduled_time, actual_time)``; one created at run
     time takes ``(scheduled_time, context)``, its context stored serialized (``context`` set).
+    A run-time schedule may enqueue its runs on ``queue_name`` instead of starting them, and
+    with ``automatic_backfill`` start the ticks missed while no process ran it.
     """
 
     name: str
@@ -45,18 +48,31 @@ class Schedule:
     class_name: str | None = None
     context: bytes | None = None
     serialization: str | None = None
+    queue_name: str | None = None
+    automatic_backfill: bool = False
 
     @classmethod
     def from_record(cls, record: ScheduleRecord) -> Schedule:
-        """The schedule stored in ``record`` (raises if its cron expression is invalid)."""
+        """The schedule stored in ``record`` (raises if its cron or time zone is invalid)."""
         return cls(
             name=record.schedule_name,
-            cron=Cron.parse(record.schedule, schedule_name=record.schedule_name),
+            cron=Cron.parse(
+                record.schedule,
+                schedule_name=record.schedule_name,
+                cron_timezone=record.cron_timezone,
+            ),
             workflow_name=record.workflow_name,
             class_name=record.workflow_class_name,
             context=record.context,
             serialization=record.serialization,
+            queue_name=record.queue_name,
+            automatic_backfill=record.automatic_backfill,
         )
+
+    @property
+    def stored(self) -> bool:
+        """Whether it is a run-time schedule (a row of the ``schedules`` table)."""
+        return self.context is not None
 
 
 class DeclaredSchedules:
@@ -90,13 +106,23 @@ def utc_now() -> datetime:
     return datetime.fromtimestamp(now_ms() / 1000, tz=timezone.utc)
 
 
-def start_tick(engine: WorkflowEngine, schedule: Schedule, tick: datetime) -> str:
+def start_tick(
+    engine: WorkflowEngine,
+    schedule: Schedule,
+    tick: datetime,
+    *,
+    workflow_id: str | None = None,
+    app_version: str | None = None,
+) -> str:
     """Start the schedule's workflow for ``tick`` unless some process already did; its ID.
+
+    A schedule with a queue has the run enqueued there (at ``app_version``, else this
+    process's version) instead of started here. ``workflow_id`` defaults to the tick's.
 
     Raises:
         DBOSException: The workflow is not registered here, or the context cannot be read.
     """
-    workflow_id = tick_workflow_id(schedule.name, tick)
+    workflow_id = workflow_id or tick_workflow_id(schedule.name, tick)
     entry = engine.registry.find_workflow(workflow_id, schedule.workflow_name)
     bound = engine.registry.bound_target(
         workflow_id, entry, class_name=schedule.class_name, config_name=None
@@ -110,8 +136,14 @@ def start_tick(engine: WorkflowEngine, schedule: Schedule, tick: datetime) -> st
     else:
         second = utc_now()  # actual_time
     call = Invocation(entry, bound, (tick, second), {})
+    if schedule.queue_name is not None:
+        placement = QueuePlacement(schedule.queue_name, app_version=app_version)
+        with SetWorkflowID(workflow_id):
+            engine.start(call, queued=placement, schedule_name=schedule.name)
+        engine.notifier.signal(queue_channel(schedule.queue_name))  # this process's dequeuer
+        return workflow_id
     with SetWorkflowID(workflow_id):
-        started = engine.start(call)
+        started = engine.start(call, schedule_name=schedule.name)
     if started.active is not None:
         engine.execute_in_background(started.active, call)
     return workflow_id
@@ -121,8 +153,14 @@ class Scheduler:
     """Starts the ticks of declared and stored schedules as they come due.
 
     The first tick of a schedule is the first one after the loop first sees it: ticks missed
-    while no process ran it are not replayed (``DBOS.backfill_schedule`` does that on demand).
-    The ``schedules`` table is re-read at least every ``polling_interval_sec``.
+    while no process ran it are not replayed (``DBOS.backfill_schedule`` does that on demand),
+    except for a stored schedule with ``automatic_backfill``, whose ticks since the last one
+    started (``last_fired_at``) are started when the loop first sees it, as DBOS does: at
+    launch, and when it is resumed. Only a process of the latest application version starts
+    ticks (any process, while no version is registered), so a deployment's new version takes
+    over its schedules and ``set_latest_application_version`` hands them back. The
+    ``schedules`` table and the latest version are re-read at least every
+    ``polling_interval_sec``.
     """
 
     def __init__(
@@ -140,6 +178,7 @@ class Scheduler:
         self._notifier = engine.notifier
         self._next: dict[Schedule, datetime] = {}  # the next tick to start, per schedule
         self._unrunnable: set[str] = set()  # schedules already reported as failing here
+        self._superseded_by: str | None = None  # the latest version, while it is not ours
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="perdure-scheduler", daemon=True)
 
@@ -154,7 +193,8 @@ class Scheduler:
             self._thread.join(timeout_sec)
 
     def changed(self) -> None:
-        """Re-read the schedules now (one was created, paused, resumed or deleted here)."""
+        """Re-read the schedules now (one was created, changed, paused, resumed or deleted
+        here, or the latest version changed)."""
         self._notifier.signal(SCHEDULES_CHANNEL)
 
     # -- the loop ----------------------------------------------------------------------------
@@ -175,12 +215,26 @@ class Scheduler:
 
     def _pass(self) -> datetime | None:
         """Start every due tick; return when the next one is due."""
+        if not self._runs_latest_version():
+            self._next = {}  # when this version is the latest again, it starts afresh
+            return None
         now = utc_now()
-        schedules = self._current()
+        current = self._current()
+        running = {s.name for s in self._next}
+        upcoming: dict[Schedule, datetime] = {}
         # New, resumed or changed schedules start after now; removed ones are forgotten.
-        self._next = {s: self._next.get(s) or s.cron.next_after(now) for s in schedules}
-        for schedule in schedules:
-            tick = self._next[schedule]
+        for schedule, last_fired in current:
+            tick = self._next.get(schedule)
+            if tick is None:
+                # A schedule first seen here (at launch, or resumed) resumes after its last
+                # tick if asked to; a changed definition of a running one is no gap.
+                if schedule.automatic_backfill and schedule.name not in running:
+                    self._backfill(schedule, last_fired, now)
+                tick = schedule.cron.next_after(now)
+            upcoming[schedule] = tick
+        self._next = upcoming
+        for schedule, first in upcoming.items():
+            tick = first
             if tick < now - CATCH_UP_LIMIT:
                 logger.warning(
                     "Schedule %r fell behind: its ticks from %s to %s are skipped",
@@ -195,17 +249,53 @@ class Scheduler:
             self._next[schedule] = tick
         return min(self._next.values(), default=None)
 
-    def _current(self) -> list[Schedule]:
-        """The declared schedules and the stored ones not paused."""
-        schedules = self._declared.all()
+    def _runs_latest_version(self) -> bool:
+        """Whether this process runs the latest application version (or none is registered)."""
+        latest = self._store.list_versions(limit=1)
+        superseded_by = None
+        if latest and latest[0].version_name != self._engine.app_version:
+            superseded_by = latest[0].version_name
+        if superseded_by != self._superseded_by:
+            if superseded_by is not None:
+                logger.info(
+                    "Application version %r is not the latest (%r is): this process leaves "
+                    "schedule ticks to processes of the latest version",
+                    self._engine.app_version,
+                    superseded_by,
+                )
+            self._superseded_by = superseded_by
+        return superseded_by is None
+
+    def _current(self) -> list[tuple[Schedule, int | None]]:
+        """The declared schedules and the stored ones not paused, with their last tick."""
+        schedules: list[tuple[Schedule, int | None]] = [(s, None) for s in self._declared.all()]
         for record in self._store.list_schedules():
             if record.paused:
                 continue
             try:
-                schedules.append(Schedule.from_record(record))
+                schedules.append((Schedule.from_record(record), record.last_fired_at))
             except DBOSException as exc:
                 self._report(record.schedule_name, exc)
         return schedules
+
+    def _backfill(self, schedule: Schedule, last_fired_ms: int | None, now: datetime) -> None:
+        """Start the ticks after the last one started and before ``now``, oldest first (none
+        if no tick was ever started)."""
+        if last_fired_ms is None:
+            return
+        after = datetime.fromtimestamp((last_fired_ms + 1) / 1000, tz=timezone.utc)
+        missed = list(schedule.cron.ticks(after, now))
+        if missed:
+            logger.info(
+                "Schedule %r: starting %d tick(s) missed since %s (automatic_backfill)",
+                schedule.name,
+                len(missed),
+                missed[0].isoformat(),
+            )
+        for tick in missed:
+            if self._stop.is_set():
+                return
+            self._fire(schedule, tick)
 
     def _fire(self, schedule: Schedule, tick: datetime) -> None:
         try:
@@ -213,8 +303,10 @@ class Scheduler:
         except DBOSException as exc:
             # Another process that registers the workflow may start this tick.
             self._report(schedule.name, exc)
-        else:
-            self._unrunnable.discard(schedule.name)
+            return
+        self._unrunnable.discard(schedule.name)
+        if schedule.stored:
+            self._store.mark_schedule_fired(schedule.name, round(tick.timestamp() * 1000))
 
     def _report(self, name: str, exc: DBOSException) -> None:
         """Log a schedule this process cannot run, once until it runs again."""

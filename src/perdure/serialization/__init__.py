@@ -5,7 +5,13 @@
 writing stored values by their recorded format.
 """
 
-from perdure.serialization.interfaces import PayloadCodec, Serializer, TextSerializer
+from perdure.serialization.interfaces import (
+    PayloadCodec,
+    Serializer,
+    TextSerializer,
+    WorkflowSerializationFormat,
+    check_serialization_type,
+)
 from perdure.serialization.payloads import Payloads
 from perdure.serialization.pickled import PickleSerializer, SignedPickleSerializer
 from perdure.serialization.tagged_json import JsonSerializer, UnserializableError
@@ -19,4 +25,6 @@ __all__ = [
     "SignedPickleSerializer",
     "TextSerializer",
     "UnserializableError",
+    "WorkflowSerializationFormat",
+    "check_serialization_type",
 ]

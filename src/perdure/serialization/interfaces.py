@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any, Protocol
+
+from perdure.error import DBOSException
 
 
 class Serializer(Protocol):
@@ -46,3 +49,31 @@ class TextSerializer:
     def loads(self, data: bytes) -> Any:
         """The value the wrapped serializer reads from the UTF-8 text `data`."""
         return self._inner.deserialize(data.decode("utf-8"))
+
+
+class WorkflowSerializationFormat(str, Enum):
+    """DBOS's per-call ``serialization_type``: Perdure stores every value with the configured
+    serializer (``DEFAULT`` and ``NATIVE``); ``PORTABLE`` (DBOS's cross-language JSON) is
+    refused where it is passed, with the reason."""
+
+    PORTABLE = "portable"
+    NATIVE = "native"
+    DEFAULT = "default"
+
+
+def check_serialization_type(value: object, where: str) -> None:
+    """Refuse a ``serialization_type`` Perdure cannot honour; ``where`` names the call.
+
+    Raises:
+        DBOSException: ``PORTABLE`` or an unknown value.
+    """
+    if value is None or value in (
+        WorkflowSerializationFormat.DEFAULT,
+        WorkflowSerializationFormat.NATIVE,
+    ):
+        return
+    raise DBOSException(
+        f"{where}: serialization_type={value!r} is not supported. Perdure stores values with "
+        "the configured serializer (DBOS's portable cross-language JSON format is not "
+        "implemented); leave serialization_type out, or set config['serializer']."
+    )

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from perdure.error import DBOSSerializationError
+from perdure.error import DBOSException, DBOSSerializationError
 from perdure.serialization.interfaces import PayloadCodec, Serializer
 from perdure.serialization.pickled import PickleSerializer, SignedPickleSerializer
 from perdure.serialization.tagged_json import (
@@ -40,8 +40,9 @@ class Payloads:
     Errors: `encode_error` first tries the configured serializer and checks that the bytes read
     back as an exception. If not (unpicklable, or a custom ``__init__`` that breaks unpickling),
     it stores the ASCII marker ``~perdure-error-fallback:json~`` followed by the JSON form of an
-    `UnserializableError` whose message is ``"<module:qualname>: <str(exc)>"``, passed through
-    the codec like any payload, under the usual `format`. `decode_error` recognises the marker.
+    `UnserializableError` whose message is ``"<module:qualname>: <str(exc)>"`` (of the error
+    itself for Perdure's own errors), passed through the codec like any payload, under the
+    usual `format`. `decode_error` recognises the marker.
 
     Args:
         serializer: Writes every new payload; its name is the recorded format.
@@ -154,10 +155,14 @@ class Payloads:
         except Exception:  # noqa: BLE001, S110 - any failure means "use the fallback below"
             pass
         ref = class_ref(type(exc))
-        _logger.warning("Storing error %s of workflow %s as UnserializableError", ref, workflow_id)
-        fallback = FALLBACK_MARKER + _JSON.dumps(
-            UnserializableError(f"{ref}: {safe_str(exc)}", ref)
-        )
+        fallback = _own_error_as_json(exc)
+        if fallback is None:
+            _logger.warning(
+                "Storing error %s of workflow %s as UnserializableError", ref, workflow_id
+            )
+            fallback = FALLBACK_MARKER + _JSON.dumps(
+                UnserializableError(f"{ref}: {safe_str(exc)}", ref)
+            )
         try:
             return self._codec.encode(fallback) if self._codec is not None else fallback
         except Exception:  # noqa: BLE001 - never raise, and never store the message unencoded
@@ -226,11 +231,22 @@ class Payloads:
             ) from exc
 
 
+def _own_error_as_json(exc: BaseException) -> bytes | None:
+    """A Perdure error in JSON, keeping its type even when an error it carries (an attempt's
+    error in `DBOSMaxStepRetriesExceeded.errors`) does not pickle; None for other errors."""
+    if not isinstance(exc, DBOSException):
+        return None
+    try:
+        return FALLBACK_MARKER + _JSON.dumps(exc)
+    except Exception:  # noqa: BLE001 - then the stand-in, like any other error
+        return None
+
+
 def _load(reader: Serializer, raw: bytes, fmt: str, where: str) -> Any:
     try:
         return reader.loads(raw)
     except DBOSSerializationError as exc:  # already says what to do
-        raise DBOSSerializationError(f"Cannot read the {where}: {exc}") from exc
+        raise DBOSSerializationError(f"Cannot read the {where}: {exc.message}") from exc
     except Exception as exc:
         raise DBOSSerializationError(
             f"Cannot read the {where} stored in format {fmt!r}: {type(exc).__name__}: {exc}. "

@@ -15,7 +15,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from perdure.error import DBOSSerializationError
+from perdure.error import DBOSException, DBOSSerializationError
 
 # The reserved key of a tagged JSON object: {"$t": "<tag>", ...}.
 _TAG = "$t"
@@ -311,13 +311,19 @@ def _dec_exception(tree: dict[str, Any]) -> BaseException:
     # Even when __init__ accepted the args it may have read them differently (a message taken
     # for a workflow ID, say); the stored args and attributes are the truth.
     exc.args = args
+    attrs: dict[str, Any] = {}
     for name, item in tree.get("d", {}).items():
         if not isinstance(name, str) or name.startswith("_"):
             continue  # public attributes only: a row must not set an object's internals
         try:
-            exc.__dict__[name] = _dec(item)
+            attrs[name] = _dec(item)
         except Exception:  # noqa: BLE001, S112 - drop what cannot be read, keep the error
             continue
+    if isinstance(exc, DBOSException):
+        # Perdure's own errors map attribute names that earlier versions stored.
+        exc.__setstate__(attrs)
+    else:
+        exc.__dict__.update(attrs)
     return exc
 
 

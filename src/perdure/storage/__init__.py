@@ -5,7 +5,7 @@ from __future__ import annotations
 from perdure.storage.store import Store
 from perdure.storage.urls import redact_url
 
-__all__ = ["Store", "is_connection_failure", "open_store", "redact_url"]
+__all__ = ["Store", "is_connection_failure", "migrate_system_database", "open_store", "redact_url"]
 
 # How long `open_store` waits for a PostgreSQL server that is down or starting, by default.
 DEFAULT_CONNECT_WAIT_SEC = 60.0
@@ -45,6 +45,32 @@ def open_store(
         connect_wait_sec=connect_wait_sec,
     )
     return SqlStore(database)
+
+
+def migrate_system_database(url: str, *, application_role: str | None = None) -> None:
+    """Create or upgrade the schema of ``url`` (as the role that owns it); with
+    ``application_role`` (PostgreSQL), grant that role what running workflows needs.
+
+    Raises:
+        DBOSInitializationError: The database cannot be reached or migrated, or a role is
+            given for SQLite (which has no roles).
+        psycopg.Error: The grant failed (e.g. no such role).
+    """
+    from perdure.error import DBOSInitializationError  # noqa: PLC0415 - lazy, as the backends
+
+    if application_role is not None and url.startswith("sqlite:"):
+        raise DBOSInitializationError(
+            "An application role is for PostgreSQL system databases: SQLite has no roles."
+        )
+    store = open_store(url, max_connections=2, wait_limit_sec=10.0, connect_wait_sec=0.0)
+    try:
+        store.migrate()
+    finally:
+        store.close()
+    if application_role is not None:
+        from perdure.storage.postgres.roles import grant_app_role  # noqa: PLC0415
+
+        grant_app_role(url, application_role)
 
 
 def is_connection_failure(exc: BaseException) -> bool:

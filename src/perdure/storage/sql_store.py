@@ -6,34 +6,43 @@ what differs between SQLite and PostgreSQL lives in their `Database` and `Dialec
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 from perdure.clock import now_ms
 from perdure.storage.database import Database
 from perdure.storage.group_commit import GroupCommit
 from perdure.storage.records import (
+    BulkDelivery,
+    DebounceOutcome,
+    DebounceRequest,
     Delivery,
     ExecutorRecord,
     Occupancy,
+    OutgoingMessage,
     Payload,
     QueueClaim,
     QueueCounts,
     QueueRecord,
+    QueueReplace,
     ScheduleRecord,
     StartOutcome,
     StepRow,
     StreamEntry,
+    VersionRecord,
     WorkflowClaim,
     WorkflowQuery,
     WorkflowRow,
 )
 from perdure.storage.sql import (
+    debounces,
     executors,
     management,
     messaging,
     queues,
     schedules,
+    versions,
     workflows,
 )
 from perdure.storage.store import Listening, Liveness, NoteHandler
@@ -144,6 +153,20 @@ class SqlStore:
             sender_id=sender_id,
         )
 
+    def send_messages(
+        self,
+        messages: Sequence[OutgoingMessage],
+        *,
+        to_forks: bool = False,
+        step: StepRow | None = None,
+        owner_token: int | None = None,
+        sender_id: str | None = None,
+    ) -> BulkDelivery:
+        return messaging.send_messages(
+            self.database, messages, created_at=now_ms(), to_forks=to_forks, step=step,
+            owner_token=owner_token, sender_id=sender_id,
+        )  # fmt: skip
+
     def receive_message(
         self, destination_id: str, topic: str | None, step: StepRow
     ) -> Payload | None:
@@ -186,19 +209,33 @@ class SqlStore:
             closed=closed, step=step, owner_token=owner_token,
         )  # fmt: skip
 
-    def read_stream(self, workflow_id: str, key: str, from_offset: int) -> list[StreamEntry]:
-        return messaging.read_stream(self.database, workflow_id, key, from_offset)
+    def read_stream(
+        self, workflow_id: str, key: str, from_offset: int, limit: int | None = None
+    ) -> list[StreamEntry]:
+        return messaging.read_stream(self.database, workflow_id, key, from_offset, limit)
 
     # -- management ----------------------------------------------------------------------------
 
     def list_workflows(self, query: WorkflowQuery) -> list[WorkflowRow]:
         return management.list_workflows(self.database, query)
 
+    def list_steps(
+        self,
+        workflow_id: str,
+        *,
+        with_outputs: bool = True,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> list[StepRow]:
+        return management.list_steps(
+            self.database, workflow_id, with_outputs=with_outputs, limit=limit, offset=offset
+        )
+
     def queue_counts(self) -> list[QueueCounts]:
         return management.queue_counts(self.database)
 
-    def cancel_workflows(self, workflow_id: str) -> list[str] | None:
-        return management.cancel_workflows(self.database, workflow_id)
+    def cancel_workflows(self, workflow_ids: tuple[str, ...], *, with_children: bool) -> list[str]:
+        return management.cancel_workflows(self.database, workflow_ids, with_children=with_children)
 
     def resume_workflow(
         self, workflow_id: str, *, executor_id: str, instance_id: str, token: int
@@ -213,10 +250,28 @@ class SqlStore:
             self.database, workflow_id, queue_name=queue_name, token=token
         )
 
-    def fork_workflow(self, row: WorkflowRow, *, source_id: str, start_step: int) -> bool:
-        return management.fork_workflow(
-            self.database, row, source_id=source_id, start_step=start_step
+    def delay_workflow(self, workflow_id: str, *, not_before_epoch_ms: int) -> str | None:
+        return management.delay_workflow(
+            self.database, workflow_id, not_before_epoch_ms=not_before_epoch_ms
         )
+
+    def update_workflow_attributes(
+        self, workflow_id: str, attributes: dict[str, Any] | None, *, merge: bool
+    ) -> bool:
+        return management.update_attributes(self.database, workflow_id, attributes, merge=merge)
+
+    def fork_workflow(
+        self,
+        row: WorkflowRow,
+        *,
+        source_id: str,
+        start_step: int,
+        replacement_children: tuple[tuple[str, str], ...] = (),
+    ) -> bool:
+        return management.fork_workflow(
+            self.database, row, source_id=source_id, start_step=start_step,
+            replacement_children=replacement_children,
+        )  # fmt: skip
 
     def delete_workflows(self, workflow_ids: tuple[str, ...], *, with_children: bool) -> list[str]:
         return management.delete_workflows(self.database, workflow_ids, with_children=with_children)
@@ -228,11 +283,27 @@ class SqlStore:
 
     # -- queues ----------------------------------------------------------------------------------
 
-    def save_queue(self, record: QueueRecord) -> None:
-        queues.save_queue(self.database, record)
+    def save_queue(
+        self,
+        record: QueueRecord,
+        *,
+        replace_existing: QueueReplace = "always",
+        app_version: str = "",
+    ) -> QueueRecord:
+        return queues.save_queue(
+            self.database, record, replace_existing=replace_existing, app_version=app_version
+        )
 
     def list_queues(self, names: tuple[str, ...] | None = None) -> list[QueueRecord]:
         return queues.list_queues(self.database, names)
+
+    def change_queue(
+        self, name: str, change: Callable[[QueueRecord], QueueRecord]
+    ) -> QueueRecord | None:
+        return queues.change_queue(self.database, name, change)
+
+    def delete_queue(self, name: str) -> bool:
+        return queues.delete_queue(self.database, name)
 
     def claim_queued(
         self, claim: QueueClaim, admit: Callable[[QueueRecord, Occupancy], int]
@@ -242,10 +313,16 @@ class SqlStore:
     def next_ready_at(self, queue_name: str, after_ms: int) -> int | None:
         return queues.next_ready_at(self.database, queue_name, after_ms)
 
+    def debounce_workflow(self, request: DebounceRequest) -> DebounceOutcome:
+        return debounces.debounce_workflow(self.database, request)
+
     # -- schedules -------------------------------------------------------------------------------
 
     def insert_schedule(self, record: ScheduleRecord) -> bool:
         return schedules.insert_schedule(self.database, record)
+
+    def save_schedules(self, records: Sequence[ScheduleRecord]) -> None:
+        schedules.save_schedules(self.database, records)
 
     def list_schedules(self, name: str | None = None) -> list[ScheduleRecord]:
         return schedules.list_schedules(self.database, name)
@@ -253,8 +330,22 @@ class SqlStore:
     def set_schedule_paused(self, name: str, paused: bool) -> bool:
         return schedules.set_schedule_paused(self.database, name, paused)
 
+    def mark_schedule_fired(self, name: str, tick_ms: int) -> None:
+        schedules.mark_schedule_fired(self.database, name, tick_ms)
+
     def delete_schedule(self, name: str) -> bool:
         return schedules.delete_schedule(self.database, name)
+
+    # -- application versions --------------------------------------------------------------------
+
+    def register_version(self, version_name: str, version_id: str) -> bool:
+        return versions.register_version(self.database, version_name, version_id)
+
+    def promote_version(self, version_name: str) -> bool:
+        return versions.promote_version(self.database, version_name)
+
+    def list_versions(self, limit: int | None = None) -> list[VersionRecord]:
+        return versions.list_versions(self.database, limit)
 
     # -- executors -------------------------------------------------------------------------------
 

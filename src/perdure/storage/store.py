@@ -16,23 +16,29 @@ the store's wait limit, for clients); every other driver error is raised as
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Any, Protocol
 
 from perdure.storage.records import (
+    BulkDelivery,
+    DebounceOutcome,
+    DebounceRequest,
     Delivery,
     ExecutorRecord,
     HandedMessage,
     Occupancy,
+    OutgoingMessage,
     Payload,
     QueueClaim,
     QueueCounts,
     QueueRecord,
+    QueueReplace,
     ScheduleRecord,
     StartOutcome,
     StepRow,
     StreamEntry,
+    VersionRecord,
     WorkflowClaim,
     WorkflowQuery,
     WorkflowRow,
@@ -186,6 +192,26 @@ class Store(Protocol):
         `WriteRefused` (sending nothing) when either does not hold.
         """
 
+    def send_messages(
+        self,
+        messages: Sequence[OutgoingMessage],
+        *,
+        to_forks: bool = False,
+        step: StepRow | None = None,
+        owner_token: int | None = None,
+        sender_id: str | None = None,
+    ) -> BulkDelivery:
+        """Queue every message, each once per ``message_id``, in one transaction: all or none.
+
+        Nothing is written if a destination does not exist (`BulkDelivery.missing` names
+        them). With ``to_forks``, each message is also queued for every workflow forked from
+        its destination, recursively (as found in the transaction), under the ID
+        ``"{message_id}>{fork_id}"``. No message is handed off: a receiver blocked in ``recv``
+        is notified and takes it from the queue. Fenced like `send_message`; from a workflow,
+        ``step`` records the whole send, so a retry or a replay sends nothing more. A few
+        statements per message, in one transaction.
+        """
+
     def receive_message(
         self, destination_id: str, topic: str | None, step: StepRow
     ) -> Payload | None:
@@ -232,22 +258,36 @@ class Store(Protocol):
     ) -> None:
         """Append to a stream (or close it); fenced like `send_message`."""
 
-    def read_stream(self, workflow_id: str, key: str, from_offset: int) -> list[StreamEntry]:
-        """A stream's entries from an offset on."""
+    def read_stream(
+        self, workflow_id: str, key: str, from_offset: int, limit: int | None = None
+    ) -> list[StreamEntry]:
+        """A stream's entries from an offset on (at most ``limit`` of them, if given)."""
 
     # -- management ----------------------------------------------------------------------------
 
     def list_workflows(self, query: WorkflowQuery) -> list[WorkflowRow]:
         """Workflows matching ``query``, ordered by creation time (then ID)."""
 
+    def list_steps(
+        self,
+        workflow_id: str,
+        *,
+        with_outputs: bool = True,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> list[StepRow]:
+        """A page of a workflow's recorded steps by position (outputs and errors None unless
+        ``with_outputs``)."""
+
     def queue_counts(self) -> list[QueueCounts]:
         """Waiting and running counts of every queue that has unfinished workflows."""
 
-    def cancel_workflows(self, workflow_id: str) -> list[str] | None:
-        """Cancel a workflow and all its descendants that are PENDING or ENQUEUED.
+    def cancel_workflows(self, workflow_ids: tuple[str, ...], *, with_children: bool) -> list[str]:
+        """Cancel workflows (and, if asked, all their descendants) that have no outcome yet:
+        PENDING, ENQUEUED or dead-lettered ones become CANCELLED, with their end time.
 
-        Returns the IDs of those it cancelled (empty if all had finished), or None if the
-        workflow does not exist.
+        Returns the IDs it cancelled; unknown, finished and cancelled ones are left alone.
+        A running execution's next write is refused (`Unrecorded.CANCELLED`).
         """
 
     def resume_workflow(
@@ -268,8 +308,30 @@ class Store(Protocol):
         whichever process claims it next. Returns False if it does not exist or finished.
         """
 
-    def fork_workflow(self, row: WorkflowRow, *, source_id: str, start_step: int) -> bool:
-        """Insert ``row`` and copy the source's steps before ``start_step``, atomically.
+    def delay_workflow(self, workflow_id: str, *, not_before_epoch_ms: int) -> str | None:
+        """Set when a workflow waiting on its queue (ENQUEUED) may start.
+
+        Returns its queue's name, or None (nothing changed) if it is not waiting on a queue.
+        On PostgreSQL the change wakes the queue's dequeuers in every process.
+        """
+
+    def update_workflow_attributes(
+        self, workflow_id: str, attributes: dict[str, Any] | None, *, merge: bool
+    ) -> bool:
+        """Replace a workflow's attributes (None: clear them), or with ``merge`` set the given
+        top-level keys and keep the others, in one transaction. False if no such workflow."""
+
+    def fork_workflow(
+        self,
+        row: WorkflowRow,
+        *,
+        source_id: str,
+        start_step: int,
+        replacement_children: tuple[tuple[str, str], ...] = (),
+    ) -> bool:
+        """Insert ``row``, mark the source as forked from, and copy the source's steps before
+        ``start_step`` (each ``(old, new)`` of ``replacement_children`` swapping a child
+        workflow ID in the copies), atomically.
 
         Returns False (and changes nothing) if a workflow with ``row``'s ID already exists
         that this same fork (its owner token) did not insert.
@@ -287,31 +349,65 @@ class Store(Protocol):
 
     # -- queues ----------------------------------------------------------------------------------
 
-    def save_queue(self, record: QueueRecord) -> None:
-        """Insert or replace a queue definition."""
+    def save_queue(
+        self,
+        record: QueueRecord,
+        *,
+        replace_existing: QueueReplace = "always",
+        app_version: str = "",
+    ) -> QueueRecord:
+        """Store a queue definition; one already stored under its name is replaced
+        ``"always"``, ``"never"``, or ``"if_latest"``: only when ``app_version`` is the latest
+        registered application version (or none is registered). Returns the definition
+        stored now, in one transaction. On PostgreSQL a write wakes the queue's dequeuers."""
 
     def list_queues(self, names: tuple[str, ...] | None = None) -> list[QueueRecord]:
         """Stored queue definitions by name (only those named, if given)."""
 
+    def change_queue(
+        self, name: str, change: Callable[[QueueRecord], QueueRecord]
+    ) -> QueueRecord | None:
+        """In one transaction: read the stored definition of queue ``name`` (locking it),
+        store ``change(definition)`` instead (a pure function: a retried transaction calls
+        it again; an exception it raises leaves the definition as it was), and return it.
+        None (nothing written) if no definition is stored under ``name``."""
+
+    def delete_queue(self, name: str) -> bool:
+        """Delete a queue's definition (its workflows stay); False if none was stored."""
+
     def claim_queued(
         self, claim: QueueClaim, admit: Callable[[QueueRecord, Occupancy], int]
     ) -> list[WorkflowRow]:
-        """In one transaction: read the queue's stored definition and each ready partition's
-        occupancy, ask ``admit`` how many to start (a pure function: a retried transaction
-        asks again), and mark that many of its oldest ready workflows (by priority, then
-        creation) PENDING for the claiming process under ``claim.token``, at most
-        ``claim.batch`` in all. A claim whose commit was lost is found again by its token.
-        Returns the claimed rows.
+        """In one transaction: read the queue's stored definition and the occupancy of the
+        queue and of each ready partition, ask ``admit`` how many to start (a pure function: a
+        retried transaction asks again), and mark that many of its oldest ready workflows (by
+        priority, then creation) PENDING for the claiming process under ``claim.token``, at
+        most ``claim.batch`` in all. Partitions go oldest ready workflow first; each is asked
+        with the whole queue's occupancy as its ``whole``, counting the partitions claimed
+        from before it. A claim whose commit was lost is found again by its token. Returns
+        the claimed rows.
         """
 
     def next_ready_at(self, queue_name: str, after_ms: int) -> int | None:
         """The earliest not-before time after ``after_ms`` (the time a claim judged readiness
         by) of the queue's delayed workflows, or None."""
 
+    def debounce_workflow(self, request: DebounceRequest) -> DebounceOutcome:
+        """In one transaction: give the workflow waiting under the request's key (a delayed
+        workflow of that name holding the deduplication ID on the queue) the request's
+        inputs and start time, if its window is open (ENQUEUED, start time and timeout
+        ahead); else free the key of one whose window closed (it runs as it is), or report
+        who holds it. A claim starting the workflow and a call here take turns on its row.
+        """
+
     # -- schedules -------------------------------------------------------------------------------
 
     def insert_schedule(self, record: ScheduleRecord) -> bool:
         """Store a new schedule; False (nothing written) if its name is taken."""
+
+    def save_schedules(self, records: Sequence[ScheduleRecord]) -> None:
+        """Store each schedule, or replace the definition of the one of that name (keeping
+        its ID, creation time, paused state and last tick), all in one transaction."""
 
     def list_schedules(self, name: str | None = None) -> list[ScheduleRecord]:
         """Stored schedules by name (only ``name``'s, if given)."""
@@ -319,8 +415,22 @@ class Store(Protocol):
     def set_schedule_paused(self, name: str, paused: bool) -> bool:
         """Pause or resume a schedule; False if there is no such schedule."""
 
+    def mark_schedule_fired(self, name: str, tick_ms: int) -> None:
+        """Record that the schedule's tick at ``tick_ms`` was started, unless a later one was."""
+
     def delete_schedule(self, name: str) -> bool:
         """Delete a schedule; False if there was no such schedule."""
+
+    # -- application versions --------------------------------------------------------------------
+
+    def register_version(self, version_name: str, version_id: str) -> bool:
+        """Record a version not seen before as the latest; False (nothing changed) if known."""
+
+    def promote_version(self, version_name: str) -> bool:
+        """Make a registered version the latest; False if there is no such version."""
+
+    def list_versions(self, limit: int | None = None) -> list[VersionRecord]:
+        """Registered versions, the latest first (only the first ``limit``, if given)."""
 
     # -- executors -------------------------------------------------------------------------------
 

@@ -1,8 +1,8 @@
 """Crash program: a parent workflow with three started children and one called directly.
 
 Usage: ``python -m tests.crash.programs.family URL MILESTONES start|recover WORKFLOW_ID``.
-The parent starts ``child(1..3)`` with ``DBOS.start_workflow`` (positions 0-2), calls
-``child(4)`` directly (position 3), then awaits the three handles. Each child records a
+The parent starts ``child(1..3)`` with ``DBOS.start_workflow`` (positions 1-3), calls
+``child(4)`` directly (position 4), then awaits the three handles. Each child records a
 ``child{n}-body`` effect per execution of its body, and one effect per run of each of its three
 steps (``-begin``, ``-work``, ``-end``). In ``start`` mode children 2 and 4 block inside their
 ``work`` step (milestone ``child{n}-blocked``) until killed; child 4 blocks the parent's thread.

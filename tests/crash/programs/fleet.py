@@ -2,10 +2,12 @@
 
 Usage: ``python -m tests.crash.programs.fleet URL MILESTONES NAME [options]``.
 
-It registers the workflow ``fleet_job(steps)``: ``steps`` steps, each recording the effect
-``<workflow id>:<position>`` (with this process's pid) and sleeping ``--step-ms``. The step at
-``--gate`` records the milestone ``gate`` (detail: workflow ID) and then waits for the flag
-``release``, so a test can hold every workflow inside one step; with
+It registers the workflow ``fleet_job(steps)``: ``steps`` steps, at positions 1 .. ``steps``
+(the workflow's operations count from 1), each recording the effect
+``<workflow id>:<position>`` (with this process's pid) and sleeping ``--step-ms``; the workflow
+returns the sum of the positions. The step at position ``--gate`` records the milestone
+``gate`` (detail: workflow ID) and then waits for the flag ``release``, so a test can hold
+every workflow inside one step; with
 ``--gate-in-transaction`` the gate is a ``@DBOS.transaction`` writing a row of ``fleet_ledger``,
 open while it waits (on its first attempt only). It launches (records
 ``ready`` with its pid), starts ``--start COUNT`` workflows ``<NAME>-0`` .. (if asked), waits for
@@ -65,7 +67,7 @@ def define(
     @DBOS.workflow(name=JOB)
     def fleet_job(steps: int) -> int:
         total = 0
-        for position in range(steps):
+        for position in range(1, steps + 1):  # each step takes the next position
             if position == gate and gate_in_transaction:
                 total += fleet_transaction(position)
             else:

@@ -1,8 +1,10 @@
 """Crash program: many workflows of several steps at once, surviving a database restart.
 
 Usage: ``python -m tests.crash.programs.load URL MILESTONES WORKFLOWS STEPS``.
-Starts workflows ``job-0`` .. ``job-{WORKFLOWS-1}`` from a loop; each runs STEPS steps that
-record the effect ``job{i}-step{p}``. Step ``GATE_POSITION`` of every workflow records the
+Starts workflows ``job-0`` .. ``job-{WORKFLOWS-1}`` from a loop; each runs STEPS steps, at
+positions 1 .. STEPS (the workflow's operations count from 1), that record the effect
+``job{i}-step{p}`` and return their position. The step at ``GATE_POSITION`` (the third) of
+every workflow records the
 milestone ``at-gate`` and waits for the test's ``server-down``, then records ``gate-passed``
 and returns, so every workflow checkpoints that step while the server is down. The program
 waits for all results and records them as its outcome.
@@ -15,7 +17,7 @@ from collections.abc import Callable
 from perdure import DBOS, SetWorkflowID
 from tests.crash.programs.common import ProgramContext, parser, start_program
 
-GATE_POSITION = 2
+GATE_POSITION = 3
 
 
 def define(program: ProgramContext) -> Callable[[int, int], int]:
@@ -33,7 +35,7 @@ def define(program: ProgramContext) -> Callable[[int, int], int]:
 
     @DBOS.workflow(name="load_job")
     def load_job(index: int, steps: int) -> int:
-        return sum(load_step(index, position) for position in range(steps))
+        return sum(load_step(index, position) for position in range(1, steps + 1))
 
     return load_job
 

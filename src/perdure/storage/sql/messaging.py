@@ -18,11 +18,26 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Sequence
 
-from perdure.storage.database import Chain, Database, Part, UniqueViolation
-from perdure.storage.records import Delivery, Payload, StepRow, StreamEntry, Unrecorded
+from perdure.storage.database import Chain, Database, Part, Tx, UniqueViolation
+from perdure.storage.records import (
+    BulkDelivery,
+    Delivery,
+    OutgoingMessage,
+    Payload,
+    StepRow,
+    StreamEntry,
+    Unrecorded,
+)
 from perdure.storage.sql.rows import STEP_COLS, STEP_MARKS, blob, step_params
-from perdure.storage.sql.workflows import OWNED, fence_refusal, step_refusal
+from perdure.storage.sql.workflows import (
+    INSERT_STEP,
+    OWNED,
+    fence_refusal,
+    insert_step_params,
+    step_refusal,
+)
 from perdure.storage.store import WriteRefused
 
 # Stored in place of a missing topic: NULL would need IS NOT DISTINCT FROM in every query.
@@ -242,6 +257,24 @@ READ_STREAM = (
     'SELECT "offset", value, serialization, closed FROM {p}streams '
     'WHERE workflow_id = ? AND key = ? AND "offset" >= ? ORDER BY "offset"'
 )
+READ_STREAM_LIMITED = READ_STREAM + " LIMIT ?"
+
+# Bulk sends: one transaction, a few statements per message. No hand-off: a receiver blocked in
+# recv is woken (each queued message notifies) and takes the messages from the queue in order.
+LIVE = f"SELECT 1 FROM {{p}}workflow_status WHERE {OWNED}"
+WORKFLOW_EXISTS = "SELECT 1 FROM {p}workflow_status WHERE workflow_id = ?"
+QUEUE_MESSAGE = (
+    f"INSERT INTO {{p}}notifications ({_MESSAGE_COLS}, consumed) VALUES (?, ?, ?, ?, ?, ?, 0) "
+    "ON CONFLICT (message_id) DO NOTHING"
+)
+# Every workflow forked from one, from those forks, and so on (UNION ends a cycle, should one
+# ever exist); the root itself excluded.
+FORKS_OF = (
+    "WITH RECURSIVE forks (workflow_id) AS (SELECT workflow_id FROM {p}workflow_status "
+    "WHERE forked_from = ? UNION SELECT w.workflow_id FROM {p}workflow_status w "
+    "JOIN forks f ON w.forked_from = f.workflow_id) "
+    "SELECT workflow_id FROM forks WHERE workflow_id <> ? ORDER BY workflow_id"
+)
 
 
 def _fence_params(
@@ -323,6 +356,59 @@ def send_message(
     if not destination_exists:
         return Delivery("no_destination")
     return Delivery("sent" if written else "duplicate", handed_to)
+
+
+class _NoDestination(Exception):
+    """Destinations of a bulk send that do not exist: its transaction is rolled back."""
+
+    def __init__(self, missing: tuple[str, ...]) -> None:
+        super().__init__(missing)
+        self.missing = missing
+
+
+def send_messages(
+    db: Database,
+    messages: Sequence[OutgoingMessage],
+    *,
+    created_at: int,
+    to_forks: bool,
+    step: StepRow | None,
+    owner_token: int | None,
+    sender_id: str | None,
+) -> BulkDelivery:
+    """See `Store.send_messages`."""
+
+    def send_all(tx: Tx) -> tuple[bool, tuple[tuple[str, str | None], ...]]:
+        # The fence first: a write that must not happen (or happened before) reads no further.
+        if step is not None:
+            if tx.run(INSERT_STEP, insert_step_params(step)).changed != 1:
+                return False, ()
+        elif owner_token is not None and not tx.run(LIVE, (sender_id, owner_token)).rows:
+            return False, ()
+        destinations = list(dict.fromkeys(m.destination_id for m in messages))
+        missing = tuple(d for d in destinations if not tx.run(WORKFLOW_EXISTS, (d,)).rows)
+        if missing:
+            raise _NoDestination(missing)  # undoes the step recorded above
+        forks = {
+            d: [r[0] for r in tx.run(FORKS_OF, (d, d)).rows] if to_forks else []
+            for d in destinations
+        }
+        queues: dict[tuple[str, str | None], None] = {}
+        for m in messages:
+            copies = [(f, f"{m.message_id}>{f}") for f in forks[m.destination_id]]
+            for destination, message_id in [(m.destination_id, m.message_id), *copies]:
+                row = (message_id, destination, m.topic or NO_TOPIC, m.message, m.serialization)
+                tx.run(QUEUE_MESSAGE, (*row, created_at))
+                queues[destination, m.topic] = None
+        return True, tuple(queues)
+
+    try:
+        went_ahead, queues = db.transaction(send_all)
+    except _NoDestination as exc:
+        return BulkDelivery(missing=exc.missing)
+    if not _check_fence(db, went_ahead, workflow_id=sender_id, step=step, owner_token=owner_token):
+        return BulkDelivery()  # sent by the attempt whose acknowledgement was lost
+    return BulkDelivery(queues)
 
 
 def receive_message(
@@ -417,7 +503,12 @@ def write_stream(
     _check_fence(db, bool(went_ahead), workflow_id=workflow_id, step=step, owner_token=owner_token)
 
 
-def read_stream(db: Database, workflow_id: str, key: str, from_offset: int) -> list[StreamEntry]:
+def read_stream(
+    db: Database, workflow_id: str, key: str, from_offset: int, limit: int | None
+) -> list[StreamEntry]:
     """See `Store.read_stream`."""
-    rows = db.run(READ_STREAM, (workflow_id, key, from_offset)).rows
+    if limit is None:
+        rows = db.run(READ_STREAM, (workflow_id, key, from_offset)).rows
+    else:
+        rows = db.run(READ_STREAM_LIMITED, (workflow_id, key, from_offset, limit)).rows
     return [StreamEntry(o, Payload(blob(v), s), bool(c)) for o, v, s, c in rows]

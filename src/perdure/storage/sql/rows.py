@@ -33,7 +33,9 @@ def _plain(values: tuple[Any, ...]) -> list[Any]:
 
 def workflow_row(values: tuple[Any, ...]) -> WorkflowRow:
     """A `WorkflowRow` from a row selected in `WORKFLOW_COLUMNS` order."""
-    return WorkflowRow(*_plain(values))
+    row = WorkflowRow(*_plain(values))
+    row.was_forked_from = bool(row.was_forked_from)  # SQLite stores 0 / 1
+    return row
 
 
 def step_row(values: tuple[Any, ...]) -> StepRow:

@@ -64,8 +64,8 @@ STEP_REFUSAL = (
 )
 OWNERSHIP = "SELECT status, owner_token FROM {p}workflow_status WHERE workflow_id = ?"
 FINISH = (
-    "UPDATE {p}workflow_status SET status = ?, output = ?, error = ?, updated_at = {now} "
-    f"WHERE {OWNED}"
+    "UPDATE {p}workflow_status SET status = ?, output = ?, error = ?, updated_at = {now}, "
+    f"completed_at = {{now}} WHERE {OWNED}"
 )
 
 # A child workflow and its parent's step naming it, in one statement (PostgreSQL) or one
@@ -115,6 +115,10 @@ CLAIM_ONE = (
     f"AND owner_token IN (?, ?) AND {_RUNNABLE} RETURNING {WF_COLS}"
 )
 
+DEDUPLICATION_HOLDER = (
+    "SELECT workflow_id FROM {p}workflow_status WHERE queue_name = ? AND deduplication_id = ? "
+    "AND status IN ('ENQUEUED', 'PENDING')"
+)
 ADD_RESULT_WAITER = (
     "INSERT INTO {p}result_waiters (workflow_id, waiter_id) VALUES (?, ?) ON CONFLICT DO NOTHING"
 )
@@ -135,9 +139,12 @@ def start_workflow(
         existing = get_workflow(db, row.workflow_id)
         if existing is not None and existing.owner_token == row.owner_token:
             return StartOutcome(created=True, row=existing)  # our own insert, retried
-        raise DBOSQueueDeduplicatedError(
+        error = DBOSQueueDeduplicatedError(
             row.workflow_id, row.queue_name or "", row.deduplication_id or ""
-        ) from exc
+        )
+        holder = db.run(DEDUPLICATION_HOLDER, (row.queue_name, row.deduplication_id)).rows
+        error.holder_workflow_id = holder[0][0] if holder else None
+        raise error from exc
     if created:
         return StartOutcome(created=True, row=row)
     existing = get_workflow(db, row.workflow_id)
