@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from perdure import DBOS, DBOSClient, Queue, SetWorkflowID
-from perdure.error import DBOSException, DBOSQueueDeduplicatedError
+from perdure.error import DBOSQueueDeduplicatedError
 
 
 @pytest.fixture
@@ -69,8 +69,6 @@ def test_client_enqueue_errors_write_nothing(client: DBOSClient) -> None:
         wait_gate()
         return "done"
 
-    with pytest.raises(DBOSException, match="'nowhere' is not defined"):
-        client.enqueue({"workflow_name": "slow", "queue_name": "nowhere"})
     options = {"workflow_name": "slow", "queue_name": "dedup", "deduplication_id": "d1"}
     first = client.enqueue(options)  # type: ignore[arg-type]
     with pytest.raises(DBOSQueueDeduplicatedError):
@@ -78,3 +76,20 @@ def test_client_enqueue_errors_write_nothing(client: DBOSClient) -> None:
     gate.set()
     assert first.get_result() == "done"
     assert len(DBOS.list_workflows(name="slow")) == 1
+
+
+def test_client_enqueue_onto_an_undeclared_queue_waits_for_it(
+    client: DBOSClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    @DBOS.workflow(name="later")
+    def later(x: int) -> int:
+        return x + 1
+
+    # As in DBOS: recorded ENQUEUED; it runs once a process declares the queue.
+    handle = client.enqueue(
+        {"workflow_name": "later", "queue_name": "not-yet", "queue_partition_key": "p"}, 1
+    )
+    assert "'not-yet' is not defined in this system database yet" in caplog.text
+    assert handle.get_status().status == "ENQUEUED"
+    DBOS.register_queue("not-yet", partition_concurrency=1)
+    assert handle.get_result() == 2

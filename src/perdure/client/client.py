@@ -7,6 +7,7 @@ import json
 import os
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from typing_extensions import TypedDict, Unpack
@@ -246,8 +247,9 @@ class DBOSClient(ClientMessaging, ClientQueues, ClientSchedules):
         name a method workflow's class and configured instance.
 
         Raises:
-            DBOSException: A missing name, an undefined queue, or an option Perdure cannot
-                honour (see `EnqueueOptions`).
+            DBOSException: A missing name, or an option Perdure cannot honour (see
+                `EnqueueOptions`). A queue no process has declared yet is not an error, as in
+                DBOS: the workflow waits until one does (a warning is logged).
             DBOSQueueDeduplicatedError: The deduplication ID is taken by an unfinished
                 workflow (unless ``duplication_policy="return-existing"``).
             DBOSWorkflowIDInUseError: The ID exists and ``workflow_id_reuse_policy`` is
@@ -261,13 +263,6 @@ class DBOSClient(ClientMessaging, ClientQueues, ClientSchedules):
             )
         _check_enqueue_options(options)
         found = self._store.list_queues((queue_name,))
-        queue = found[0] if found else None
-        if queue is None:
-            raise DBOSException(
-                f"Cannot enqueue {name!r}: queue {queue_name!r} is not defined in this system "
-                "database. Launch the application that declares it first (Queue(...) or "
-                "DBOS.register_queue)."
-            )
         given = SetEnqueueOptions(
             deduplication_id=options.get("deduplication_id"),
             priority=options.get("priority"),
@@ -276,7 +271,24 @@ class DBOSClient(ClientMessaging, ClientQueues, ClientSchedules):
             app_version=options.get("app_version"),
             duplication_policy=options.get("duplication_policy"),
         ).options
-        placement = QueueSpec.from_record(queue).placement(given, now_ms=now_ms())
+        if found:
+            placement = QueueSpec.from_record(found[0]).placement(given, now_ms=now_ms())
+        else:
+            # As in DBOS: the workflow waits ENQUEUED until a process declares the queue
+            # (with the key it was given, if the queue turns out to be partitioned).
+            logger.warning(
+                "Queue %r is not defined in this system database yet: workflow %r waits "
+                "ENQUEUED until a process declares the queue (Queue(...), register_queue).",
+                queue_name,
+                name,
+            )
+            unchecked = (
+                given
+                if given.queue_partition_key is None
+                else replace(given, queue_partition_key=None)
+            )
+            placement = QueueSpec.create(queue_name).placement(unchecked, now_ms=now_ms())
+            placement = replace(placement, partition_key=given.queue_partition_key)
         next_options = take_next_options()
         workflow_id = options.get("workflow_id") or next_options.workflow_id
         reuse = options.get("workflow_id_reuse_policy") or next_options.reuse_policy

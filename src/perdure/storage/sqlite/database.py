@@ -81,7 +81,11 @@ def connect(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(
         path, timeout=BUSY_TIMEOUT_SEC, isolation_level=None, check_same_thread=False
     )
-    conn.execute("PRAGMA journal_mode=WAL")
+    # A file Perdure created is in WAL mode already, and reading the mode takes no lock that
+    # a writer holds: a process paused in the middle of a write elsewhere (a SIGSTOP, a long
+    # GC pause) then does not stop this one from opening the file to take its work over.
+    if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+        conn.execute("PRAGMA journal_mode=WAL")
     # FULL: a checkpoint survives power loss, not only a process crash.
     conn.execute("PRAGMA synchronous=FULL")
     return conn
