@@ -438,11 +438,7 @@ class DBOS(
         options: StepOptions = {"name": func.__qualname__, **(dbos_step_options or {})}
         if options.get("name") is None:
             options["name"] = func.__qualname__
-
-        async def in_thread(*a: Any, **k: Any) -> Any:
-            return await asyncio.to_thread(func, *a, **k)
-
-        return await cls._step_of(in_thread, options)(*args, **kwargs)
+        return await cls._step_of(steps.in_worker_thread(func), options)(*args, **kwargs)
 
     @classmethod
     def _step_of(cls, func: F, options: StepOptions | None) -> F:

@@ -102,6 +102,16 @@ class StepOptions(TypedDict, total=False):
     timeout_seconds: float | None
 
 
+def in_worker_thread(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    """``func`` as a coroutine function that runs it in a worker thread (with the caller's
+    context): a plain function run as an async step takes its position on the event loop."""
+
+    async def run(*args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(func, *args, **kwargs)
+
+    return run
+
+
 def policy_of(options: StepOptions | None) -> tuple[str | None, RetryPolicy]:
     """The step name and policy ``options`` give; an unknown key is refused.
 

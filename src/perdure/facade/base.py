@@ -10,7 +10,7 @@ from perdure.error import DBOSInitializationError
 from perdure.execution.app_database import ApplicationDatabase
 from perdure.execution.context import current_workflow
 from perdure.execution.registry import Registry
-from perdure.execution.steps import RetryPolicy, run_step, run_step_async
+from perdure.execution.steps import RetryPolicy, in_worker_thread, run_step, run_step_async
 from perdure.runtime import Runtime
 
 T = TypeVar("T")
@@ -50,11 +50,7 @@ class FacadeBase:
         runtime = cls._require_runtime()
         if current_workflow() is None:
             return await asyncio.to_thread(operation)
-
-        async def off_loop() -> T:
-            return await asyncio.to_thread(operation)
-
         result: T = await run_step_async(
-            runtime.engine, off_loop, (), {}, name=name, policy=RetryPolicy()
+            runtime.engine, in_worker_thread(operation), (), {}, name=name, policy=RetryPolicy()
         )
         return result

@@ -15,6 +15,7 @@ from perdure.execution.handles import WorkflowHandle, WorkflowHandleAsync
 from perdure.execution.steps import (
     RetryPolicy,
     StepOptions,
+    in_worker_thread,
     policy_of,
     run_step,
     run_step_async,
@@ -82,12 +83,8 @@ class StepReservation:
         if inspect.iscoroutinefunction(func):
             policy.check(name, is_async=True)
             return await self._run_async(func, args, kwargs, name, policy)
-
-        async def in_thread(*a: Any, **k: Any) -> Any:
-            return await asyncio.to_thread(func, *a, **k)
-
         policy.check(name, is_async=False)
-        return await self._run_async(in_thread, args, kwargs, name, policy)
+        return await self._run_async(in_worker_thread(func), args, kwargs, name, policy)
 
     async def _run_async(
         self,
