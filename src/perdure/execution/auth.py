@@ -59,6 +59,9 @@ def acting_as(auth: Authentication) -> Iterator[None]:
 
 def recorded_auth(row: WorkflowRow) -> Authentication:
     """The identity a workflow was started with, as its row records it."""
+    anonymous = row.authenticated_user is None and row.authenticated_roles is None
+    if anonymous and row.assumed_role is None:
+        return NOBODY  # the common case, without building a new identity
     roles = None if row.authenticated_roles is None else json.loads(row.authenticated_roles)
     return Authentication(row.authenticated_user, roles_of(roles), row.assumed_role)
 
