@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import perdure
 import perdure._error
+import perdure.testing
 from perdure import error
 
 
@@ -126,3 +127,24 @@ def test_error_codes_are_distinct() -> None:
         and getattr(cls, "dbos_error_code", None) is not None
     ]
     assert len(codes) == len(set(codes))
+
+
+def test_testing_toolkit_names() -> None:
+    assert sorted(perdure.testing.__all__) == [
+        "Crash",
+        "CrashPoint",
+        "Divergence",
+        "MoveOutcome",
+        "RecordedWorkflow",
+        "ReplayDivergedError",
+        "ReplayReport",
+        "SimulatedCrash",
+        "Timer",
+        "VirtualClock",
+        "WorkflowReplay",
+        "crash_at",
+        "move_to_version",
+        "read_export",
+        "replay",
+        "write_export",
+    ]

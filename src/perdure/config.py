@@ -6,7 +6,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypedDict, cast
+from typing import Any, TypedDict
 
 from typing_extensions import NotRequired
 
@@ -18,8 +18,8 @@ from perdure.serialization import (
     PickleSerializer,
     Serializer,
     SignedPickleSerializer,
-    TextSerializer,
 )
+from perdure.serialization.interfaces import as_serializer
 from perdure.storage.urls import scheme_of
 
 SYSTEM_DATABASE_URL_ENV = "PERDURE_SYSTEM_DATABASE_URL"
@@ -172,16 +172,9 @@ def _serializer(value: object) -> Serializer:
         return JsonSerializer()
     if value == "pickle":
         return PickleSerializer()
-    # A DBOS Serializer first (text, and name() a method): ported code subclasses
-    # perdure.Serializer, whose dumps/loads stubs it inherits but does not implement.
-    if all(callable(getattr(value, m, None)) for m in ("serialize", "deserialize", "name")):
-        return TextSerializer(value)
-    if (
-        isinstance(getattr(value, "name", None), str)
-        and callable(getattr(value, "dumps", None))
-        and callable(getattr(value, "loads", None))
-    ):
-        return cast(Serializer, value)  # duck-typed: any object with name, dumps, loads
+    adapted = as_serializer(value)  # a DBOS Serializer, or any object with name/dumps/loads
+    if adapted is not None:
+        return adapted
     raise _fail(
         "serializer",
         f"{value!r} is not a serializer",

@@ -71,10 +71,10 @@ def _translate_database_url(config: Mapping[str, Any], native: dict[str, Any]) -
         )
     native["application_database_url"] = url
     if config.get("system_database_url") is None and isinstance(url, str):
-        native["system_database_url"] = _beside(url)
+        native["system_database_url"] = dbos2_system_database_url(url)
 
 
-def _beside(url: str) -> str:
+def dbos2_system_database_url(url: str) -> str:
     """The system database DBOS 2.x pairs with application database ``url``."""
     if url.startswith("sqlite"):
         return url

@@ -14,7 +14,7 @@ from typing_extensions import ParamSpec
 from perdure.config import DBOSConfig, Settings, parse_config
 from perdure.error import DBOSInitializationError, DBOSNonExistentWorkflowError
 from perdure.execution import steps, transaction
-from perdure.execution.app_database import ApplicationDatabase
+from perdure.execution.app_database import ApplicationDatabase, sqlalchemy_url
 from perdure.execution.auth import (
     Authentication,
     current_auth,
@@ -22,6 +22,7 @@ from perdure.execution.auth import (
     set_auth,
     with_required_roles,
 )
+from perdure.execution.checkpoint_table import is_sqlite_url, migrate_checkpoint_table
 from perdure.execution.context import (
     StepStatus,
     current_step,
@@ -37,6 +38,7 @@ from perdure.execution.handles import (
 )
 from perdure.execution.registry import MethodKind, RegisteredWorkflow
 from perdure.execution.steps import StepOptions
+from perdure.execution.tracing import DBOSTracer, TracerScope
 from perdure.execution.workflow import Invocation, WorkflowEngine
 from perdure.facade.base import FacadeBase
 from perdure.facade.management import ManagementFacade
@@ -145,6 +147,28 @@ class _DBOSMeta(type):
         span = trace.get_current_span()
         return span if span.get_span_context().is_valid else None
 
+    @property
+    def tracer(cls) -> DBOSTracer:
+        """DBOS's tracer interface: start spans of the application's own on Perdure's tracer
+        (see `DBOSTracer`); usable at any time, it follows the current instance."""
+        return _TRACER
+
+
+def _tracer_scope() -> TracerScope:
+    """What ``DBOS.tracer`` starts spans with: the current instance's tracing."""
+    runtime = DBOS._runtime
+    if runtime is None:
+        return TracerScope()
+    settings = runtime.settings
+    attributes = {
+        "perdure.executor_id": settings.executor_id,
+        "perdure.app_version": settings.application_version,
+    }
+    return TracerScope(runtime.tracing, attributes, enabled=settings.enable_otlp)
+
+
+_TRACER = DBOSTracer(_tracer_scope)
+
 
 class DBOS(
     ManagementFacade,
@@ -204,6 +228,9 @@ class DBOS(
             cls._registry.clear()
             cls._queues.clear()
             cls._schedules.clear()
+            # Forgotten with the registry, as DBOS does: a rewind drops the checkpoints of the
+            # datasources the application declares now, not of those of an earlier one.
+            cls._datasources.clear()
 
     @classmethod
     def reset_system_database(
@@ -477,7 +504,17 @@ class DBOS(
             DBOSNotAuthorizedError: At a call without an identity, or without those roles.
         """
         required = roles_of(roles) or ()
-        return lambda func: with_required_roles(func, required)
+
+        def decorate(func: F) -> F:
+            entry = getattr(func, "__perdure_workflow__", None)
+            if entry is None:
+                return with_required_roles(func, required)
+            # Put over @DBOS.workflow(), as DBOS code often does: the workflow itself checks,
+            # so start_workflow and enqueue are refused too and the refusal ends it in ERROR.
+            cls._registry.require_workflow_roles(entry, required)
+            return func
+
+        return decorate
 
     @classmethod
     def default_required_roles(cls, roles: list[str]) -> Callable[[type[R]], type[R]]:
@@ -652,14 +689,34 @@ def _recorded_by_0_1() -> bool:
 def run_dbos_database_migrations(
     system_database_url: str,
     *,
+    app_database_url: str | None = None,
     schema: str = "dbos",
     application_role: str | None = None,
     sharding: bool = False,
 ) -> None:
-    """`DBOS.migrate` under the name DBOS's command-line module gives it."""
+    """`DBOS.migrate` under the name DBOS's command-line module gives it.
+
+    With ``app_database_url`` (DBOS 2.x), also create the checkpoint table of
+    ``@DBOS.transaction`` in that application database (nothing to create when it is the
+    system database) and grant ``application_role`` what running transactions needs on it.
+
+    Raises:
+        DBOSInitializationError: As `DBOS.migrate`; or ``application_role`` with a SQLite
+            application database (checked before anything is migrated).
+    """
+    app_db = app_database_url
+    if app_db is not None and sqlalchemy_url(app_db) == sqlalchemy_url(system_database_url):
+        app_db = None  # its checkpoints go into the system database's own tables
+    if app_db is not None and application_role is not None and is_sqlite_url(app_db):
+        raise DBOSInitializationError(
+            "application_role is for PostgreSQL databases: the application database "
+            f"{app_db!r} is SQLite, which has no roles."
+        )
     DBOS.migrate(
         system_database_url, schema=schema, application_role=application_role, sharding=sharding
     )
+    if app_db is not None:
+        migrate_checkpoint_table(app_db, application_role=application_role)
 
 
 def _check_registered_class(entry: RegisteredWorkflow, args: tuple[Any, ...]) -> None:

@@ -34,7 +34,8 @@ positions) as attributes; its message says what went wrong and what to do next. 
     └── DBOSBaseException                           signals raised inside a workflow that user
         │                                           code must not swallow, so not Exceptions
         ├── DBOSWorkflowCancelledError              the workflow was cancelled or timed out
-        └── DBOSWorkflowConflictIDError             another execution owns the workflow now
+        ├── DBOSWorkflowConflictIDError             another execution owns the workflow now
+        └── perdure.testing.SimulatedCrash          a test's crash_at: "the process died here"
 
 Errors are stored as workflow and step outcomes, so each class rebuilds itself from pickle,
 ``copy`` and the JSON serializer (``__reduce__`` and ``__setstate__``), including rows that
@@ -197,8 +198,9 @@ class DBOSConflictingWorkflowError(DBOSException):
         self.detail = message
         super().__init__(
             message
-            or f"Workflow ID {workflow_id!r} already belongs to a different workflow, so it "
-            "cannot be used for this one. Use a different workflow ID."
+            or "Workflow already exists with a different function name: workflow ID "
+            f"{workflow_id!r} belongs to a different workflow, so it cannot be used for this "
+            "one. Use a different workflow ID."
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -255,7 +257,7 @@ class DBOSNonExistentWorkflowError(DBOSException):
         self.workflow_id = destination_id
         super().__init__(
             message
-            or f"Non-existent {destination} workflow ID {destination_id!r}: no workflow with "
+            or f"Non-existent {destination} workflow ID: {destination_id}. No workflow with "
             "that ID exists in the system database. Check the ID, and that this process uses "
             "the same system_database_url as the process that started it."
         )
@@ -563,9 +565,9 @@ class DBOSQueueDeduplicatedError(DBOSException):
         self.queue_name = queue_name
         self.deduplication_id = deduplication_id
         super().__init__(
-            f"Workflow {workflow_id!r} was not enqueued: queue {queue_name!r} already holds an "
-            f"unfinished workflow with deduplication ID {deduplication_id!r}. Retry after it "
-            "finishes, or use another deduplication ID."
+            f"Workflow {workflow_id} was deduplicated due to an existing workflow in queue "
+            f"{queue_name} with deduplication ID {deduplication_id}. It was not enqueued: "
+            "retry after that one finishes, or use another deduplication ID."
         )
 
     def __reduce__(self) -> tuple[Any, ...]:

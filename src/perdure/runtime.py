@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from perdure.admin import AdminServer
-from perdure.clock import now_ms
 from perdure.config import AdminServerSettings, Settings, apply_log_level
 from perdure.error import (
     DBOSAwaitedWorkflowCancelledError,
@@ -30,6 +29,7 @@ from perdure.management.versions import register_version
 from perdure.messaging.operations import Messaging
 from perdure.messaging.wakeups import WakeUps
 from perdure.queues.dequeue import Dequeuer
+from perdure.queues.enqueue_options import EnqueueOptions, enqueue_in_app, placement_on
 from perdure.queues.queue import QueueDirectory, QueueSpec
 from perdure.scheduling.scheduler import DeclaredSchedules, Scheduler
 from perdure.serialization import Payloads
@@ -65,7 +65,6 @@ class Runtime:
         self._listener: Listening | None = None
         self.wake_ups: WakeUps | None = None  # how this process reads notifications
         self._messaging: Messaging | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
         self.admin_server: AdminServer | None = None
         self._tracing: Tracing | None = None
 
@@ -137,6 +136,7 @@ class Runtime:
             executor_id=settings.executor_id,
             app_version=settings.application_version,
             interval_sec=settings.heartbeat_interval_sec,
+            workflow_names=self.registry.workflow_names,
         )
         self._heartbeat.start()
         # Its first pass is the recovery at launch: the workflows of dead processes.
@@ -245,6 +245,11 @@ class Runtime:
         return self._engine
 
     @property
+    def tracing(self) -> Tracing | None:
+        """The spans of this instance once launched with ``enable_otlp``, else None."""
+        return self._tracing
+
+    @property
     def dequeuer(self) -> Dequeuer | None:
         """The dequeue loop, once launched."""
         return self._dequeuer
@@ -321,27 +326,37 @@ class Runtime:
         started = engine.start(call)
         if started.active is not None:
             if call.entry.is_async:
-                task = asyncio.create_task(self._run_task(started.active, call))
-                self._tasks.add(task)  # keep a reference until done: the loop holds only weak ones
-                task.add_done_callback(self._tasks.discard)
+                engine.execute_as_task(started.active, call)
             else:
                 engine.execute_in_background(started.active, call)
         return WorkflowHandleAsync(engine, started.workflow_id, started.active)
 
-    def enqueue_workflow(self, spec: QueueSpec, call: Invocation) -> WorkflowHandle[Any]:
-        """Record the workflow ENQUEUED on ``spec``'s queue and wake this process's dequeuer
-        (other processes' wake through the database's notification)."""
+    def enqueue_workflow(
+        self, queue_name: str, spec: QueueSpec | None, call: Invocation
+    ) -> WorkflowHandle[Any]:
+        """Record the workflow ENQUEUED on the queue (``spec``: its definition, None for one no
+        process declared yet, where it waits) and wake this process's dequeuer (other
+        processes' wake through the database's notification)."""
         engine = self.engine
-        placement = spec.placement(take_enqueue_options(), now_ms=now_ms())
+        placement = placement_on(spec, queue_name, call.entry.name, take_enqueue_options())
         started = engine.start(call, queued=placement)
-        self.notifier.signal(channel("queue", spec.name))
+        self.notifier.signal(channel("queue", queue_name))
         return WorkflowHandle(engine, started.workflow_id)
 
-    async def _run_task(self, active: Any, call: Invocation) -> None:
-        try:
-            await self.engine.execute_async(active, call)
-        except (Exception, DBOSWorkflowCancelledError) as exc:  # noqa: BLE001 - recorded in the database
-            logger.debug("Workflow task %s ended with %r", active.ctx.workflow_id, exc)
+    def enqueue_with_options(
+        self,
+        options: EnqueueOptions,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        find_queue: Callable[[str], QueueSpec | None],
+    ) -> WorkflowHandle[Any]:
+        """Record the workflow ``options`` name ENQUEUED (see `enqueue_in_app`: no check
+        against this process's registry) and wake this process's dequeuer."""
+        engine = self.engine
+        workflow_id = enqueue_in_app(engine, options, args, kwargs, find_queue=find_queue)
+        self.notifier.signal(channel("queue", options["queue_name"]))
+        return WorkflowHandle(engine, workflow_id)
 
 
 def reset_store(url: str) -> None:

@@ -281,3 +281,22 @@ def test_a_bulk_send_from_a_workflow_whose_commit_is_lost_is_delivered_once(
     assert delivery == BulkDelivery()  # the retry found its own commit: sent by that attempt
     assert count(postgres_url, "SELECT COUNT(*) FROM {p}notifications") == 2
     assert len(store.load_steps("sender")) == 1
+
+
+def test_a_rewind_whose_commit_is_lost_is_recognised_by_its_token(
+    store: Store, proxy: FaultProxy
+) -> None:
+    owner = workflow("w")
+    store.start_workflow(owner)
+    for position in (1, 2):
+        assert store.record_step(step(owner, position)) is None
+    assert store.finish_workflow("w", owner.owner_token, status=S.SUCCESS) is None
+    token = new_owner_token()
+    rule = proxy.drop_reply(r"^COMMIT")
+    found = store.rewind_workflow("w", start_step=2, queue_name="q", token=token)
+    fired(rule)
+    assert found.rewound  # the retry found its own token, not a workflow already ENQUEUED
+    assert [s.function_id for s in store.load_steps("w")] == [1]
+    row = store.get_workflow("w")
+    assert row is not None
+    assert (row.status, row.owner_token) == (S.ENQUEUED, token)

@@ -203,6 +203,32 @@ def test_start_workflow_of_an_async_workflow_from_sync_code(dbos: type[DBOS]) ->
     assert handle.get_status().status == "SUCCESS"
 
 
+def test_a_child_left_unawaited_by_a_background_workflow_runs_to_its_end(
+    dbos: type[DBOS],
+) -> None:
+    entered: list[str] = []
+
+    @DBOS.workflow()
+    async def child(tag: str) -> str:
+        entered.append(tag)
+        await asyncio.sleep(0.05)  # still running when its parent returns
+        raise RuntimeError(tag)
+
+    @DBOS.workflow()
+    async def parent(tag: str) -> None:
+        with SetWorkflowID(f"unawaited-{tag}"):
+            await DBOS.start_workflow_async(child, tag)  # started, never awaited
+
+    queue = DBOS.register_queue("unawaited")
+    assert queue.enqueue(parent, "queued").get_result() is None
+    assert DBOS.start_workflow(parent, "started").get_result() is None
+    for tag in ("queued", "started"):
+        with pytest.raises(RuntimeError, match=tag):
+            DBOS.retrieve_workflow(f"unawaited-{tag}").get_result()
+    # Run once each: not cancelled with its parent's event loop, then resumed by recovery.
+    assert sorted(entered) == ["queued", "started"]
+
+
 def test_async_child_workflow_gets_a_derived_id(dbos: type[DBOS]) -> None:
     @DBOS.workflow()
     async def child(x: int) -> str | None:

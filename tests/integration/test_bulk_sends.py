@@ -85,7 +85,7 @@ def test_idempotency_keys_of_a_bulk_send(dbos: type[DBOS], db_url: str) -> None:
     DBOS.send_bulk(batch[:1])  # the keyed message again: not delivered twice
     DBOS.send("dest", 1, idempotency_key="k1")  # a single send with the same key neither
     assert run_sql(db_url, QUEUED)[0][0] == 2
-    with pytest.raises(DBOSException, match="'k2' more than once"):
+    with pytest.raises(DBOSException, match=r"duplicate idempotency keys \('k2'\)"):
         DBOS.send_bulk([SendMessage("dest", 3, idempotency_key="k2")] * 2)
     with pytest.raises(DBOSException, match="list of SendMessage"):
         DBOS.send_bulk([("dest", 4)])  # type: ignore[list-item]

@@ -195,3 +195,23 @@ def test_method_workflow_without_dbos_class_names_the_decorator(dbos: type[DBOS]
 
     with pytest.raises(DBOSException, match=r"@DBOS\.dbos_class"):
         Forgotten("f").run(1)
+
+
+def test_a_second_class_or_instance_under_one_name_is_refused(dbos: type[DBOS]) -> None:
+    @DBOS.dbos_class(class_name="Ledger")
+    class Ledger(DBOSConfiguredInstance):
+        @DBOS.workflow()
+        def post(self) -> str:
+            return self.config_name
+
+    Ledger("main")
+    with pytest.raises(DBOSException, match="Duplicate instance registration for class 'Ledger'"):
+        Ledger("main")  # recovery could not tell which of the two a workflow ran on
+    with pytest.raises(DBOSException, match="Duplicate type registration for class 'Ledger'"):
+
+        @DBOS.dbos_class(class_name="Ledger")
+        class Other(DBOSConfiguredInstance):
+            pass
+
+    DBOS.dbos_class(class_name="Ledger")(Ledger)  # the same class again is no duplicate
+    assert Ledger("other").post() == "other"

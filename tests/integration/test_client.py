@@ -295,7 +295,7 @@ def test_client_takes_dbos_constructor_options(
         assert opened.list_workflows() == []
     finally:
         opened.destroy()
-    assert "ignores DBOS's option(s) dbos_system_schema, lazy" in caplog.text
+    assert "ignores DBOS's option(s) dbos_system_schema, system_database_pool_size" in caplog.text
     with pytest.raises(TypeError, match="unexpected keyword argument 'pool'"):
         DBOSClient(db_url, pool=3)
     with pytest.raises(DBOSInitializationError, match="DBOS Cloud"):

@@ -89,9 +89,7 @@ def test_a_datasource_transaction_commits_once_per_workflow(
         db.sql_session()
 
 
-def test_unsupported_options_are_refused_not_ignored(launched: None, db_url: str) -> None:
-    with pytest.raises(DBOSInitializationError, match="does not support engine_kwargs"):
-        SQLAlchemyDatasource.create(db_url, engine_kwargs={"pool_size": 3})
+def test_a_datasource_is_created_after_dbos_is_configured(launched: None, db_url: str) -> None:
     DBOS.destroy(destroy_registry=True)
     with pytest.raises(DBOSInitializationError, match="after DBOS"):
         SQLAlchemyDatasource.create(db_url)

@@ -72,7 +72,7 @@ def test_get_event_inside_a_workflow_is_checkpointed(dbos: type[DBOS], db_url: s
 
 
 def test_set_event_outside_a_workflow_is_a_clear_error(dbos: type[DBOS]) -> None:
-    with pytest.raises(DBOSException, match="from a workflow"):
+    with pytest.raises(DBOSException, match="must be called from within a workflow"):
         DBOS.set_event("k", 1)
 
 

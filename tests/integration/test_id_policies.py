@@ -81,9 +81,9 @@ def test_return_existing_joins_the_deduplicated_workflow(dbos: type[DBOS]) -> No
     assert joined.workflow_id == first.workflow_id
     release.set()
     assert joined.get_result() == 1
-    with pytest.raises(ValueError, match="needs a deduplication_id"):
+    with pytest.raises(DBOSException, match="requires a deduplication_id"):
         SetEnqueueOptions(duplication_policy="return-existing")
-    with pytest.raises(ValueError, match="duplication_policy"):
+    with pytest.raises(DBOSException, match="Invalid duplication_policy 'merge'"):
         SetEnqueueOptions(deduplication_id="x", duplication_policy="merge")
 
 

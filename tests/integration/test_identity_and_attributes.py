@@ -58,6 +58,34 @@ def test_required_roles_check_the_identity_a_workflow_was_started_with(
     assert seen == [("ann", ["viewer", "ops"], "ops")]
 
 
+def test_required_roles_over_the_workflow_decorator_end_a_refused_start_in_error(
+    dbos: type[DBOS],
+) -> None:
+    runs: list[str] = []
+    queue = DBOS.register_queue("roles_over_workflow")
+
+    @DBOS.required_roles(["admin"])  # DBOS code often puts it outside @DBOS.workflow()
+    @DBOS.workflow()
+    def guarded(tag: str) -> str:
+        runs.append(tag)
+        return tag
+
+    with DBOSContextSetAuth("bob", ["reader"]):
+        started = DBOS.start_workflow(guarded, "started")
+        queued = queue.enqueue(guarded, "queued")
+        with pytest.raises(DBOSNotAuthorizedError):
+            guarded("called")
+    unauthenticated = queue.enqueue(guarded, "anonymous")
+    for handle in (started, queued, unauthenticated):
+        with pytest.raises(DBOSNotAuthorizedError):
+            handle.get_result()
+        assert handle.get_status().status == "ERROR"  # refused for good, not retried
+    with DBOSContextSetAuth("ann", ["admin"]):
+        assert DBOS.start_workflow(guarded, "allowed").get_result() == "allowed"
+        assert queue.enqueue(guarded, "allowed-queued").get_result() == "allowed-queued"
+    assert sorted(runs) == ["allowed", "allowed-queued"]
+
+
 def test_default_required_roles_and_set_authentication(dbos: type[DBOS]) -> None:
     @DBOS.default_required_roles(["admin"])
     class Admin(DBOSConfiguredInstance):
@@ -115,9 +143,9 @@ def test_attributes_are_set_filtered_and_updated(dbos: type[DBOS], db_url: str) 
     DBOS.update_workflow_attributes("attr-2", None)
     assert DBOS.get_workflow_status("attr-2").attributes is None  # type: ignore[union-attr]
     DBOS.update_workflow_attributes("no-such-workflow", {"a": 1})  # left alone, as in DBOS
-    with pytest.raises(DBOSException, match="needs a dict"):
+    with pytest.raises(DBOSException, match="Cannot merge None"):
         DBOS.update_workflow_attributes("attr-1", None, merge=True)
-    with pytest.raises(DBOSException, match="JSON values"):
+    with pytest.raises(DBOSException, match="must be JSON-serializable"):
         SetWorkflowAttributes({"when": object()})
 
 

@@ -128,8 +128,6 @@ def test_bad_input_is_refused_at_the_call(dbos: type[DBOS], db_url: str) -> None
     def flow() -> None:
         pass
 
-    with pytest.raises(DBOSException, match="no such queue"):
-        DBOS.enqueue_workflow("undefined", flow)
     with (
         pytest.raises(DBOSException, match="not partitioned"),
         SetEnqueueOptions(queue_partition_key="k"),
@@ -145,8 +143,8 @@ def test_bad_input_is_refused_at_the_call(dbos: type[DBOS], db_url: str) -> None
         Queue("inverted", concurrency=1, worker_concurrency=2)
     with pytest.raises(ValueError, match="'period' must be a positive"):
         DBOS.register_queue("no-period", limiter={"limit": 1, "period": 0})
-    with pytest.raises(ValueError, match="disagree"):
-        DBOS.register_queue("both", concurrency=1, global_concurrency=2)
+    with pytest.raises(ValueError, match="set only one of them"):
+        DBOS.register_queue("both", concurrency=1, global_concurrency=1)
     with pytest.raises(ValueError, match="already defined with other settings"):
         Queue("plain", concurrency=1)
     with pytest.raises(DBOSException, match="is not a workflow"):
@@ -157,3 +155,18 @@ def test_bad_input_is_refused_at_the_call(dbos: type[DBOS], db_url: str) -> None
         "parts",
         "plain",
     ]
+
+
+def test_an_enqueue_onto_an_undeclared_queue_waits_for_it(
+    dbos: type[DBOS], caplog: pytest.LogCaptureFixture
+) -> None:
+    @DBOS.workflow()
+    def echo(x: int) -> int:
+        return x
+
+    # As in DBOS 3.4: recorded ENQUEUED (with a warning); it runs once the queue is declared.
+    handle = DBOS.enqueue_workflow("declared-later", echo, 7)
+    assert "'declared-later' is not defined in this system database yet" in caplog.text
+    assert handle.get_status().status == "ENQUEUED"
+    DBOS.register_queue("declared-later", polling_interval_sec=0.1)
+    assert handle.get_result() == 7

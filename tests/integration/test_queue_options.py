@@ -8,7 +8,7 @@ import time
 import pytest
 
 from perdure import DBOS, Queue, SetEnqueueOptions, SetWorkflowID, WorkflowStatusString
-from perdure.error import DBOSQueueDeduplicatedError
+from perdure.error import DBOSException, DBOSQueueDeduplicatedError
 from tests.fixtures.app import wait_until
 from tests.integration.queue_timeline import Timeline
 from tests.integration.system_tables import run_sql
@@ -91,11 +91,30 @@ def test_options_apply_to_every_enqueue_in_the_block(dbos: type[DBOS]) -> None:
         queue.enqueue(flow, 3)
         with pytest.raises(DBOSQueueDeduplicatedError):
             queue.enqueue(flow, 4)  # the same deduplication ID, as in DBOS
-        with SetWorkflowID("block-parent"):
-            handle = DBOS.start_workflow(parent)
+    with SetEnqueueOptions(priority=7), SetWorkflowID("block-parent"):
+        handle = Queue("parents").enqueue(parent)
     release.set()
     assert handle.get_result() == 10
     assert (first.get_result(), second.get_result()) == (1, 2)
+    [child] = DBOS.list_workflows(queue_name="block", workflow_id_prefix="block-parent")
+    assert (handle.get_status().priority, child.priority) == (7, 0)
+
+
+def test_a_start_inside_a_block_of_queue_options_is_refused(dbos: type[DBOS]) -> None:
+    @DBOS.workflow()
+    def flow(x: int) -> int:
+        return x
+
+    for option in ({"deduplication_id": "d"}, {"priority": 5}, {"queue_partition_key": "k"},
+                   {"delay_seconds": 30.0}):  # fmt: skip
+        with SetEnqueueOptions(**option), SetWorkflowID(f"refused-{len(str(option))}"):
+            with pytest.raises(DBOSException, match=f"{next(iter(option))}=.*not being enqueued"):
+                DBOS.start_workflow(flow, 1)
+            with pytest.raises(DBOSException, match="not being enqueued"):
+                flow(1)
+    assert DBOS.list_workflows() == []  # refused before anything was recorded
+    with SetEnqueueOptions(app_version="v2"):
+        assert flow(2) == 2  # an option a start can honour is not refused
 
 
 def test_delayed_enqueue_does_not_start_before_its_delay(dbos: type[DBOS]) -> None:

@@ -64,6 +64,7 @@ def test_a_time_zone_reads_the_cron_in_local_time(dbos: type[DBOS]) -> None:
     local = ["2025-03-08T09:00:00-05:00", "2025-03-09T09:00:00-04:00"]
     assert [h.get_result() for h in handles] == local
     assert [h.workflow_id for h in handles] == [f"sched-standup-{t}" for t in local]
+
     with pytest.raises(DBOSException, match="Invalid cron_timezone 'Nowhere/Land' for schedule"):
         DBOS.create_schedule(
             schedule_name="bad-zone",
@@ -72,6 +73,21 @@ def test_a_time_zone_reads_the_cron_in_local_time(dbos: type[DBOS]) -> None:
             cron_timezone="Nowhere/Land",
         )
     assert [s["schedule_name"] for s in DBOS.list_schedules()] == ["standup"]
+
+
+def test_last_fired_at_is_shown_in_the_schedule_time_zone(dbos: type[DBOS], db_url: str) -> None:
+    @DBOS.workflow(name="zoned")
+    def zoned(scheduled_time: datetime, context: Any) -> None:
+        pass
+
+    DBOS.create_schedule(schedule_name="ny", workflow_fn=zoned, schedule=YEARLY,
+                         cron_timezone="America/New_York")  # fmt: skip
+    DBOS.create_schedule(schedule_name="utc", workflow_fn=zoned, schedule=YEARLY)
+    fired = datetime(2025, 7, 1, 12, 0, tzinfo=UTC)
+    set_last_fired(db_url, "ny", fired)
+    set_last_fired(db_url, "utc", fired)
+    shown = {s["schedule_name"]: s["last_fired_at"] for s in DBOS.list_schedules()}
+    assert shown == {"ny": "2025-07-01T08:00:00-04:00", "utc": "2025-07-01T12:00:00+00:00"}
 
 
 def test_runs_of_a_schedule_with_a_queue_are_enqueued_there(dbos: type[DBOS]) -> None:
@@ -136,7 +152,7 @@ def test_trigger_runs_the_workflow_once_now(dbos: type[DBOS]) -> None:
     assert queued.get_status().queue_name == "triggered"
 
     assert before <= DBOS.trigger_schedule("declared_report").get_result() <= now()
-    with pytest.raises(DBOSException, match="Cannot trigger schedule 'ghost': no such"):
+    with pytest.raises(DBOSException, match="Cannot trigger schedule 'ghost': it does not exist"):
         DBOS.trigger_schedule("ghost")
 
     @DBOS.workflow(name="triggers_inside")

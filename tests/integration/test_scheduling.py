@@ -157,7 +157,9 @@ def test_run_time_schedule_errors_name_the_schedule(dbos: type[DBOS]) -> None:
     with pytest.raises(DBOSException, match=r"plain' is not a workflow"):
         DBOS.create_schedule(schedule_name="y", workflow_fn=plain, schedule="0 3 * * *")
     for action in ("delete", "pause", "resume"):
-        with pytest.raises(DBOSException, match=f"Cannot {action} schedule 'ghost': no such"):
+        with pytest.raises(
+            DBOSException, match=f"Cannot {action} schedule 'ghost': it does not exist"
+        ):
             getattr(DBOS, f"{action}_schedule")("ghost")
     with pytest.raises(DBOSException, match="Cannot backfill schedule 'ghost'"):
         DBOS.backfill_schedule("ghost", now(), now())

@@ -65,6 +65,33 @@ def test_fork_at_step_one_reruns_every_step(
     assert DBOS.fork_workflow("num-2", 2).get_result() == "abc"  # keeps step 1
     assert seen == [("second", 2)]
 
+    seen.clear()
+    assert DBOS.fork_workflow("num-2", -1).get_result() == "abc"  # below 1: from the start
+    assert seen == [("first", 1), ("second", 2)]
+
+
+def test_a_fork_in_a_step_leaves_set_workflow_id_to_the_next_workflow(
+    counted: tuple[list[tuple[str, int | None]], object],
+) -> None:
+    _, numbered = counted
+    with SetWorkflowID("num-src"):
+        numbered()  # type: ignore[operator]
+
+    @DBOS.step()
+    def fork_step() -> str:
+        return DBOS.fork_workflow("num-src", 1).workflow_id
+
+    @DBOS.workflow()
+    def parent() -> list[str]:
+        with SetWorkflowID("num-next"):
+            forked = fork_step()  # a step's fork does not take the block's ID
+            return [forked, DBOS.start_workflow(numbered).workflow_id]
+
+    forked, started = parent()
+    assert started == "num-next"
+    assert forked != "num-next"
+    assert DBOS.retrieve_workflow(forked).get_result() == "abc"
+
 
 def test_workflow_recorded_zero_based_replays_without_rerunning(
     counted: tuple[list[tuple[str, int | None]], object], db_url: str

@@ -1,16 +1,18 @@
-"""OpenTelemetry spans per workflow and step (``enable_otlp``), on both backends."""
+"""OpenTelemetry spans per workflow and step (``enable_otlp``), and ``DBOS.tracer`` for the
+application's own spans, on both backends."""
 
 from __future__ import annotations
 
 import gzip
 import re
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, ClassVar
 
 import pytest
-from opentelemetry import trace
+from opentelemetry import context, trace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -19,7 +21,7 @@ from opentelemetry.trace import StatusCode
 from sqlalchemy import text
 
 from perdure import DBOS, SetWorkflowID
-from perdure.error import DBOSInitializationError
+from perdure.error import DBOSException, DBOSInitializationError
 from tests.fixtures.app import make_config
 
 _EXPORTER = InMemorySpanExporter()
@@ -235,3 +237,89 @@ def test_propagated_trace_context_survives_the_queue_and_recovery(
     # Both executions, the dequeued one and the recovered one, joined the request's trace.
     assert len(runs) == 2
     assert {s.context.trace_id for s in runs} == {trace_id}
+
+
+def test_dbos_tracer_starts_spans_on_perdures_tracer(
+    spans: InMemorySpanExporter, traced: type[DBOS]
+) -> None:
+    tracer = DBOS.tracer
+    assert tracer is DBOS.tracer
+    assert (tracer.disable_otlp, tracer.app_id, tracer.otlp_attributes) == (False, None, {})
+
+    @DBOS.workflow(name="spanning")
+    def spanning() -> None:
+        assert tracer.get_current_span() is DBOS.span  # the workflow's span
+        span = tracer.start_span({"name": "custom", "order": "o-1", "n": 3, "gone": None})
+        assert tracer.get_current_span() is DBOS.span  # started, not entered
+        nested = tracer.start_span({"name": "nested"}, parent=span)
+        tracer.end_span(nested)
+        tracer.end_span(span)
+
+    spanning()
+    finished = {s.name: s for s in spans.get_finished_spans()}
+    custom, nested, workflow = finished["custom"], finished["nested"], finished["workflow spanning"]
+    assert custom.parent is not None
+    assert nested.parent is not None
+    assert custom.parent.span_id == workflow.context.span_id
+    assert nested.parent.span_id == custom.context.span_id
+    assert custom.attributes is not None
+    assert {k: custom.attributes.get(k) for k in ("order", "n", "gone", "perdure.executor_id")} == {
+        "order": "o-1",
+        "n": 3,
+        "gone": None,
+        "perdure.executor_id": "local",
+    }
+
+
+def test_dbos_tracer_without_enable_otlp_uses_the_global_provider(
+    spans: InMemorySpanExporter, dbos: type[DBOS]
+) -> None:
+    tracer = DBOS.tracer
+    assert tracer.disable_otlp is True
+    assert tracer.get_current_span() is None
+    tracer.end_span(tracer.start_span({"name": "plain"}))
+    assert [s.name for s in spans.get_finished_spans()] == ["plain"]
+    with pytest.raises(DBOSException, match="'name' string"):
+        tracer.start_span({"order": "o-1"})
+    with pytest.raises(DBOSException, match="enable_otlp"):
+        tracer.config({"name": "app"})
+
+
+def test_dbos_tracer_without_opentelemetry(
+    monkeypatch: pytest.MonkeyPatch, dbos: type[DBOS]
+) -> None:
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)  # as if the extra were not installed
+
+    @DBOS.workflow(name="untraced")
+    def untraced() -> str:
+        assert DBOS.tracer.get_current_span() is None
+        assert DBOS.span is None
+        with pytest.raises(DBOSException, match=re.escape("pip install 'perdure[otel]'")):
+            DBOS.tracer.start_span({"name": "custom"})
+        return "ran"
+
+    assert untraced() == "ran"
+    assert DBOS.tracer.disable_otlp is True
+
+
+def test_enqueue_options_otel_context_puts_the_workflow_on_that_trace(
+    spans: InMemorySpanExporter, traced: type[DBOS]
+) -> None:
+    from perdure import Queue  # noqa: PLC0415 - only this test
+
+    Queue("traced-by-name")
+
+    @DBOS.workflow(name="joined")
+    def joined() -> str:
+        return "ok"
+
+    with trace.get_tracer("test").start_as_current_span("request") as request:
+        request_context = context.get_current()
+        trace_id = request.get_span_context().trace_id
+    # Enqueued outside the request's span: only the option puts it on that trace.
+    handle = DBOS.enqueue_workflow_with_options(
+        {"workflow_name": "joined", "queue_name": "traced-by-name", "otel_context": request_context}
+    )
+    assert handle.get_result() == "ok"
+    [run] = [s for s in spans.get_finished_spans() if s.name == "workflow joined"]
+    assert run.context.trace_id == trace_id

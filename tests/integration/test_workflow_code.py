@@ -141,6 +141,33 @@ def test_asyncio_wait_records_which_finished(dbos: type[DBOS], db_url: str) -> N
     assert asyncio.run(plain()) == (1, 0)  # outside a workflow: asyncio.wait
 
 
+def test_asyncio_wait_timeout_replays_in_the_same_order(dbos: type[DBOS]) -> None:
+    runs: list[str] = []
+
+    @DBOS.step()
+    async def gated(tag: str, gate: asyncio.Event) -> str:
+        runs.append(tag)
+        await gate.wait()
+        return tag
+
+    @DBOS.workflow()
+    async def waits_twice() -> list[str]:
+        gate = asyncio.Event()
+        done, pending = await DBOS.asyncio_wait([gated("a", gate), gated("b", gate)], timeout=0.05)
+        assert (len(done), len(pending)) == (0, 2)  # the first wait timed out
+        gate.set()
+        done, pending = await DBOS.asyncio_wait(list(pending))
+        return sorted(t.result() for t in done)
+
+    with SetWorkflowID("timed-wait"):
+        assert asyncio.run(waits_twice()) == ["a", "b"]
+    names = [s["function_name"] for s in DBOS.list_workflow_steps("timed-wait")]
+    assert names == [gated.__qualname__] * 2 + ["DBOS.asyncio_wait"] * 2  # the steps first
+    fork = DBOS.fork_workflow("timed-wait", 100)  # every operation replayed from the record
+    assert fork.get_result() == ["a", "b"]
+    assert runs == ["a", "b"]  # no step ran again
+
+
 def test_patch_sends_old_histories_down_the_old_path(dbos: type[DBOS], db_url: str) -> None:
     ran: list[str] = []
     patched = {"on": False}
@@ -330,7 +357,15 @@ def test_a_step_can_be_started_and_enqueued_as_a_workflow(
     @DBOS.workflow(name="dup")
     def two() -> None: ...
 
-    assert "Duplicate registration of workflow 'dup'" in caplog.text
+    assert "Duplicate registration of function 'dup'" in caplog.text
+
+    @DBOS.step(name="dup_step")
+    def step_one() -> None: ...
+
+    @DBOS.step(name="dup_step")
+    async def step_two() -> None: ...
+
+    assert "Duplicate registration of function 'dup_step'" in caplog.text  # the step's name
 
 
 def test_reserved_steps_keep_their_positions(dbos: type[DBOS], db_url: str) -> None:

@@ -24,6 +24,7 @@ WRITTEN_TABLES = (
     ("workflow_status", "workflow_id"),
     ("operation_outputs", "workflow_id, function_id"),
     ("workflow_events", "workflow_id, key"),
+    ("workflow_events_history", "workflow_id, function_id, key"),
     ("streams", 'workflow_id, key, "offset"'),
     ("notifications", "message_id"),
     ("recv_waiters", "workflow_id, topic"),

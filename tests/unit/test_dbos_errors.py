@@ -330,7 +330,7 @@ def test_non_existent_workflow_takes_dbos_3_and_dbos_2_forms() -> None:
         "wf",
         "wf",
     )
-    assert "Non-existent `send` destination workflow ID 'wf'" in str(three)
+    assert "Non-existent `send` destination workflow ID: wf." in str(three)
     two = DBOSNonExistentWorkflowError("wf")
     assert (two.destination, two.destination_id, two.workflow_id) == ("target", "wf", "wf")
     told = DBOSNonExistentWorkflowError("target", "wf", message="Start it first.")

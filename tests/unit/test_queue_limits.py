@@ -140,7 +140,7 @@ def test_idle_wait_backs_off_to_five_intervals() -> None:
         ),
         ({"worker_concurrency": 1, "partition_worker_concurrency": 2}, "exceeds worker_conc"),
         ({"global_concurrency": 2, "partition_concurrency": 3}, "exceeds concurrency=2"),
-        ({"concurrency": 1, "global_concurrency": 2}, "disagree"),
+        ({"concurrency": 1, "global_concurrency": 1}, "set only one of them"),
         ({"partition_queue": True, "partition_concurrency": 1}, "Drop partition_queue"),
         ({"partition_queue": True, "global_concurrency": 1}, "every limit holds per partition"),
     ],

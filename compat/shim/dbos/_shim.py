@@ -219,9 +219,16 @@ HARNESS: dict[str, dict[str, Any]] = {
     "dbos._workflow_commands": {"_BACKGROUND_JOBS_INTERVAL_SEC": 1.0},
     "dbos._utils": {"GlobalParams": GlobalParams, "quote_identifier": quote_identifier},
     "dbos._sys_db": {"SystemDatabase": _system_database_class()},
-    # tests/client_collateral.py launches DBOS itself unless an instance exists already.
-    "dbos._dbos": {"_dbos_global_instance": None},
 }
+
+
+def _dbos_global_instance() -> Any:
+    """DBOS's pointer to the launched instance, as far as tests/client_collateral.py reads it
+    (``_launched``): it registers its queues only once DBOS is launched."""
+    runtime = perdure.DBOS._runtime
+    if runtime is None:
+        return None
+    return types.SimpleNamespace(_launched=runtime._engine is not None)
 
 
 # --- Synthesised modules -------------------------------------------------------------------
@@ -238,6 +245,8 @@ def private_module(fullname: str) -> types.ModuleType:
     def __getattr__(name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
+        if fullname == "dbos._dbos" and name == "_dbos_global_instance":
+            return _dbos_global_instance()
         if fullname == "dbos._error" and hasattr(perdure_error, name):
             return getattr(perdure_error, name)
         if name in OVERRIDES:

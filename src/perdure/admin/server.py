@@ -29,6 +29,7 @@ from perdure.error import (
 from perdure.logs import get_logger
 from perdure.management import WorkflowManager
 from perdure.management.filters import STATUSES
+from perdure.management.stranded import DEFAULT_DEAD_AFTER_SEC, find_stranded
 from perdure.management.views import jsonable, queue_view, workflow_summary
 
 logger = get_logger(__name__)
@@ -89,6 +90,7 @@ class AdminApi:
             ("POST", re.compile(r"/workflows/(?P<id>[^/]+)/fork"), self.fork),
             ("GET", re.compile(r"/queues"), self.queues),
             ("GET", re.compile(r"/executors"), self.executors),
+            ("GET", re.compile(r"/stranded"), self.stranded),
         ]
 
     def health(self, _: Request) -> Reply:
@@ -169,6 +171,19 @@ class AdminApi:
 
     def executors(self, _: Request) -> Reply:
         return Reply(HTTPStatus.OK, jsonable(self._manager.list_executors()))
+
+    def stranded(self, request: Request) -> Reply:
+        """PENDING or ENQUEUED workflows no live process will run, with the reason
+        (``dead_after_sec``: the silence after which a process is dead, default 60)."""
+        dead_after = _int(request.query, "dead_after_sec", round(DEFAULT_DEAD_AFTER_SEC))
+        engine = self._manager.engine
+        found = find_stranded(
+            self._manager.store,
+            dead_after_sec=max(dead_after, 1),
+            this_instance=engine.instance_id if engine is not None else None,
+            limit=_int(request.query, "limit", 100, high=MAX_LIST_LIMIT),
+        )
+        return Reply(HTTPStatus.OK, [s.to_json() for s in found])
 
     def _status(self, workflow_id: str) -> Any:
         status = self._manager.get_workflow_status(workflow_id)

@@ -9,8 +9,10 @@ import click
 import psycopg
 
 from perdure.cli.dashboard import dashboard
+from perdure.cli.deploys import export_workflows, move_workflow, stranded_workflows
 from perdure.cli.executors import executor
 from perdure.cli.queues import queue
+from perdure.cli.replay import replay
 from perdure.cli.target import Target, pass_target
 from perdure.cli.workflows import workflow
 from perdure.config import SYSTEM_DATABASE_URL_ENV
@@ -81,6 +83,10 @@ cli.add_command(dashboard)
 cli.add_command(queue)
 cli.add_command(executor)
 cli.add_command(workflow)
+cli.add_command(replay)
+workflow.add_command(export_workflows)
+workflow.add_command(stranded_workflows)
+workflow.add_command(move_workflow)
 
 
 def _one_line(exc: BaseException) -> str:

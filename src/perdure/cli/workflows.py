@@ -19,7 +19,7 @@ _STEP_COLUMNS = ["ID", "NAME", "OUTCOME", "CHILD WORKFLOW", "STARTED", "MS"]
 
 @click.group()
 def workflow() -> None:
-    """Workflows: list, get, steps, cancel, resume, fork."""
+    """Workflows: list, get, steps, cancel, resume, fork, export, stranded, move."""
 
 
 @workflow.command("list")

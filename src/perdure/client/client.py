@@ -3,50 +3,46 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import uuid
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
-from typing_extensions import TypedDict, Unpack
+from typing_extensions import Unpack
 
-from perdure.client.connection import open_existing_store
+from perdure.client.connection import check_connection, pick_url
 from perdure.client.handles import ClientWorkflowHandle, ClientWorkflowHandleAsync
 from perdure.client.messaging import ClientMessaging
 from perdure.client.queues import ClientQueues
 from perdure.client.schedules import ClientSchedules
-from perdure.clock import now_ms
+from perdure.client.steering import ClientSteering
+from perdure.client.transactional import ClientTransactions
+from perdure.client.waiting import ClientWaiting
 from perdure.config import SYSTEM_DATABASE_URL_ENV, parse_config
 from perdure.error import (
     DBOSConflictingWorkflowError,
-    DBOSException,
     DBOSInitializationError,
     DBOSNonExistentWorkflowError,
     DBOSQueueDeduplicatedError,
     DBOSWorkflowIDInUseError,
 )
-from perdure.execution.context import (
-    REUSE_POLICIES,
-    SetEnqueueOptions,
-    check_attributes,
-    take_next_options,
-)
+from perdure.execution.context import take_next_options
 from perdure.execution.handles import WorkflowStatus
 from perdure.execution.notifier import Notifier
 from perdure.logs import get_logger
-from perdure.management import StepInfo, WorkflowManager
+from perdure.management import StepInfo
 from perdure.management.filters import ListWorkflowFilters, QueuedWorkflowFilters
-from perdure.messaging.operations import Messaging
-from perdure.messaging.wakeups import WakeUps
-from perdure.queues.queue import QueueSpec
-from perdure.serialization import PayloadCodec, Payloads, Serializer, check_serialization_type
-from perdure.storage.records import (
-    WorkflowRow,
-    WorkflowStatusString,
-    new_owner_token,
+from perdure.queues.enqueue_options import (
+    EnqueueOptions,
+    check_enqueue_options,
+    enqueue_settings,
+    placement_on,
+    queued_row,
 )
+from perdure.queues.queue import QueueSpec
+from perdure.serialization import PayloadCodec, Payloads, Serializer
+from perdure.storage.records import WorkflowRow
+from perdure.storage.store import Store
 
 logger = get_logger(__name__)
 
@@ -54,53 +50,11 @@ logger = get_logger(__name__)
 CLIENT_EXECUTOR_ID = "perdure-client"
 
 
-class EnqueueOptions(TypedDict, total=False):
-    """Options of `DBOSClient.enqueue`: which workflow, on which queue, and how.
-
-    The keys of DBOS's ``EnqueueOptions``. Perdure honours all but the last group, which it
-    refuses when set (rather than enqueue something other than asked): ``application_name``
-    (one application per system database), ``otel_context`` (no trace propagation through
-    the queue), ``shard_key`` (DBOS Cloud) and ``max_recovery_attempts`` (2.x: the limit is
-    the workflow function's).
-    """
-
-    workflow_name: str
-    queue_name: str
-    workflow_id: str
-    app_version: str
-    workflow_timeout: float
-    deduplication_id: str
-    priority: int
-    queue_partition_key: str
-    delay_seconds: float
-    duplication_policy: str
-    workflow_id_reuse_policy: str
-    class_name: str
-    instance_name: str
-    authenticated_user: str
-    serialization_type: Any
-    application_name: str
-    attributes: dict[str, Any]
-    authenticated_roles: list[str]
-    otel_context: Any
-    shard_key: str
-    max_recovery_attempts: int
-
-
-_REFUSED_OPTIONS = (
-    "application_name",
-    "otel_context",
-    "shard_key",
-    "max_recovery_attempts",
-)
-
-
 # DBOSClient options of DBOS's about its own engine and pool: accepted and ignored (with one
 # warning), as the config keys of the same meaning are.
 _IGNORED_CLIENT_OPTIONS = (
     "application_name",
     "dbos_system_schema",
-    "lazy",
     "observability_query_timeout_sec",
     "retry_connection_errors",
     "sys_db_idle_transaction_timeout_sec",
@@ -121,7 +75,8 @@ def _ignore_dbos_options(options: dict[str, Any]) -> None:
     if unknown:
         raise TypeError(
             f"DBOSClient() got an unexpected keyword argument {unknown[0]!r}; it takes "
-            "system_database_url, serializer, payload_codec, pickle_signing_key and DBOS's "
+            "system_database_url (or DBOS 2.31's database_url, application_database_url), "
+            "serializer, payload_codec, pickle_signing_key, lazy and DBOS's "
             f"{', '.join(_IGNORED_CLIENT_OPTIONS)} (ignored)."
         )
     if options.get("sharding"):
@@ -137,34 +92,14 @@ def _ignore_dbos_options(options: dict[str, Any]) -> None:
         )
 
 
-def _json_or_none(value: Any) -> str | None:
-    return None if value is None else json.dumps(value)
-
-
-def _check_enqueue_options(options: EnqueueOptions) -> None:
-    """Refuse a key DBOS does not define and one Perdure cannot honour, naming each."""
-    unknown = sorted(set(options) - set(EnqueueOptions.__annotations__))
-    if unknown:
-        raise DBOSException(
-            f"DBOSClient.enqueue: unknown option(s) {', '.join(unknown)}; the options are "
-            f"{', '.join(EnqueueOptions.__annotations__)}."
-        )
-    refused = [k for k in _REFUSED_OPTIONS if options.get(k) is not None]
-    if refused:
-        raise DBOSException(
-            f"DBOSClient.enqueue: Perdure does not support the option(s) {', '.join(refused)} "
-            "(see EnqueueOptions for why); remove them."
-        )
-    if options.get("workflow_id_reuse_policy") not in (None, *REUSE_POLICIES):
-        raise DBOSException(
-            f"DBOSClient.enqueue: workflow_id_reuse_policy must be one of "
-            f"{', '.join(REUSE_POLICIES)}, not {options.get('workflow_id_reuse_policy')!r}."
-        )
-    check_serialization_type(options.get("serialization_type"), "DBOSClient.enqueue")
-    check_attributes(options.get("attributes"), "DBOSClient.enqueue")
-
-
-class DBOSClient(ClientMessaging, ClientQueues, ClientSchedules):
+class DBOSClient(
+    ClientMessaging,
+    ClientQueues,
+    ClientSchedules,
+    ClientSteering,
+    ClientTransactions,
+    ClientWaiting,
+):
     """Lists, inspects and steers the workflows of a system database, without running them.
 
     It never creates or migrates the schema: the application (or ``perdure migrate``) does.
@@ -173,29 +108,59 @@ class DBOSClient(ClientMessaging, ClientQueues, ClientSchedules):
     every launched process serves, and the first process free to run them does (on
     PostgreSQL at once; on SQLite another process sees them at its next poll).
 
+    It connects to the system database (and checks its schema) at construction, or, with
+    ``lazy=True``, on the first call that needs it: constructing a lazy client never fails
+    for want of a database, and its `check_connection` connects and says whether it can.
+
+    The system database comes from DBOS 3's keyword, or else DBOS 2.31's ones:
+
+    - ``system_database_url``: the system database itself.
+    - ``database_url`` (also the first positional argument) or, failing it,
+      ``application_database_url``: read as DBOS 2.31 reads it, the application database,
+      whose system database is ``<name>_dbos_sys`` on the same server (on SQLite, the same
+      file), unless the URL's own database holds Perdure's schema: then it is the system
+      database, so ``DBOSClient(system_url)``, as Perdure's clients have always been
+      written, keeps working. A URL given but not used is named in a warning.
+    - else the ``PERDURE_SYSTEM_DATABASE_URL`` environment variable.
+
     Args:
-        system_database_url: The application's system database; defaults to the
-            ``PERDURE_SYSTEM_DATABASE_URL`` environment variable.
+        database_url: DBOS 2.31's (deprecated there) application database URL; see above.
+        system_database_url: The application's system database.
+        application_database_url: DBOS 2.31's other name of ``database_url``.
         serializer: How to read and write payloads: ``"json"`` (default), ``"pickle"`` or a
             `Serializer`; rows are read by the format recorded with them.
         payload_codec: The application's payload codec, if it configured one.
         pickle_signing_key: The application's pickle signing key(s), if it configured them.
+        lazy: Connect on first use rather than now. The first call then raises what an
+            eager constructor would (after the same wait for a server that is starting).
 
     Raises:
-        DBOSInitializationError: Unreachable database, missing or too new schema, bad URL.
+        DBOSInitializationError: Unreachable database, missing or too new schema (unless
+            ``lazy``: then at first use); no URL.
     """
 
     def __init__(
         self,
-        system_database_url: str | None = None,
+        database_url: str | None = None,
         *,
+        system_database_url: str | None = None,
+        application_database_url: str | None = None,
         serializer: str | Serializer | None = None,
         payload_codec: PayloadCodec | None = None,
         pickle_signing_key: str | bytes | Sequence[str | bytes] | None = None,
+        lazy: bool = False,
         **dbos_options: Any,
     ) -> None:
+        # DBOS 3.4 refuses lazy=True with use_listen_notify=True because its listener thread is
+        # started only by an eager constructor. Perdure's is started with the connection,
+        # at first use if lazy, and always on PostgreSQL (use_listen_notify is ignored), so the
+        # two go together here: a lazy client's waits are woken by notifications too.
         _ignore_dbos_options(dbos_options)
-        url = system_database_url or os.environ.get(SYSTEM_DATABASE_URL_ENV)
+        url, beside = pick_url(
+            database_url, system_database_url=system_database_url,
+            application_database_url=application_database_url,
+        )  # fmt: skip
+        url = url or os.environ.get(SYSTEM_DATABASE_URL_ENV)
         if not url:
             raise DBOSInitializationError(
                 "DBOSClient needs the system database URL: pass system_database_url=... or set "
@@ -210,25 +175,41 @@ class DBOSClient(ClientMessaging, ClientQueues, ClientSchedules):
                 "pickle_signing_key": pickle_signing_key,
             }
         )
-        self._payloads = Payloads(
-            settings.serializer, settings.payload_codec, pickle_keys=settings.pickle_signing_keys
+        super().__init__(
+            settings.system_database_url,
+            beside=beside,
+            payloads=Payloads(
+                settings.serializer,
+                settings.payload_codec,
+                pickle_keys=settings.pickle_signing_keys,
+            ),
+            notifier=Notifier(settings.notification_listener_polling_interval_sec),
+            lazy=lazy,
         )
-        self._store = open_existing_store(settings.system_database_url)
-        self._manager = WorkflowManager(self._store, self._payloads)
-        self._notifier = notifier = Notifier(settings.notification_listener_polling_interval_sec)
-        # Waits (get_result, get_event, read_stream) wake on Postgres notifications, not polling.
-        self._listener = self._store.listen(WakeUps(notifier), notifier.signal_all)
-        self._messaging = Messaging(self._store, self._payloads, notifier)
 
     def destroy(self) -> None:
-        """Close the database connections; the client is unusable afterwards."""
-        if self._listener is not None:
-            self._listener.stop()
-        self._store.close()
+        """Close the database connections; the client is unusable afterwards. A lazy client
+        that never connected has none to close."""
+        self._disconnect()
 
     async def destroy_async(self) -> None:
         """Async twin of `destroy`."""
         await asyncio.to_thread(self.destroy)
+
+    def check_connection(self) -> None:
+        """Check that the system database is reachable now, and still has its schema.
+
+        A lazy client that has not connected yet connects here.
+
+        Raises:
+            DBOSInitializationError: It is not (raised at once: this does not wait for it).
+        """
+        store = (self._connected or self._connect(connect_wait_sec=0.0)).store
+        check_connection(store, store.url)
+
+    async def check_connection_async(self) -> None:
+        """Async twin of `check_connection`."""
+        await asyncio.to_thread(self.check_connection)
 
     def _handle(self, workflow_id: str) -> ClientWorkflowHandle[Any]:
         return ClientWorkflowHandle(self._manager, self._payloads, self._notifier, workflow_id)
@@ -255,60 +236,47 @@ class DBOSClient(ClientMessaging, ClientQueues, ClientSchedules):
             DBOSWorkflowIDInUseError: The ID exists and ``workflow_id_reuse_policy`` is
                 ``"reject"``.
         """
-        name, queue_name = options.get("workflow_name"), options.get("queue_name")
-        if not name or not queue_name:
-            raise DBOSException(
-                "DBOSClient.enqueue needs options with 'workflow_name' and 'queue_name', e.g. "
-                "{'workflow_name': 'process_order', 'queue_name': 'orders'}."
-            )
-        _check_enqueue_options(options)
+        return self._handle(
+            self._enqueue_into(self._store, options, args, kwargs, where="DBOSClient.enqueue")
+        )
+
+    def _enqueue_into(
+        self,
+        store: Store,
+        options: EnqueueOptions,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        where: str,
+    ) -> str:
+        """`enqueue`, writing the row with ``store`` (the client's, or one on a caller's
+        transaction); the workflow's ID. The queue's settings are read with the client's."""
+        name, queue_name = check_enqueue_options(options, where)
+        given = enqueue_settings(options)
         found = self._store.list_queues((queue_name,))
-        given = SetEnqueueOptions(
-            deduplication_id=options.get("deduplication_id"),
-            priority=options.get("priority"),
-            queue_partition_key=options.get("queue_partition_key"),
-            delay_seconds=options.get("delay_seconds"),
-            app_version=options.get("app_version"),
-            duplication_policy=options.get("duplication_policy"),
-        ).options
-        if found:
-            placement = QueueSpec.from_record(found[0]).placement(given, now_ms=now_ms())
-        else:
-            # As in DBOS: the workflow waits ENQUEUED until a process declares the queue
-            # (with the key it was given, if the queue turns out to be partitioned).
-            logger.warning(
-                "Queue %r is not defined in this system database yet: workflow %r waits "
-                "ENQUEUED until a process declares the queue (Queue(...), register_queue).",
-                queue_name,
-                name,
-            )
-            unchecked = (
-                given
-                if given.queue_partition_key is None
-                else replace(given, queue_partition_key=None)
-            )
-            placement = QueueSpec.create(queue_name).placement(unchecked, now_ms=now_ms())
-            placement = replace(placement, partition_key=given.queue_partition_key)
+        stored = QueueSpec.from_record(found[0]) if found else None
+        placement = placement_on(stored, queue_name, name, given)
         next_options = take_next_options()
         workflow_id = options.get("workflow_id") or next_options.workflow_id
         reuse = options.get("workflow_id_reuse_policy") or next_options.reuse_policy
         row = self._queued_row(workflow_id or str(uuid.uuid4()), name, options, args, kwargs)
         try:
-            outcome = self._store.start_workflow(placement.place(row))
+            outcome = store.start_workflow(placement.place(row))
         except DBOSQueueDeduplicatedError as exc:
             if given.duplication_policy != "return-existing" or not exc.holder_workflow_id:
                 raise
-            return self._handle(exc.holder_workflow_id)
+            return exc.holder_workflow_id
         if not outcome.created and reuse == "reject":
             existing = outcome.row
             raise DBOSWorkflowIDInUseError(existing.workflow_id, existing.status, existing.name)
         if not outcome.created and outcome.row.name != name:
             raise DBOSConflictingWorkflowError(
                 row.workflow_id,
-                f"Workflow ID {row.workflow_id!r} already belongs to workflow "
-                f"{outcome.row.name!r}, so it cannot be used to enqueue {name!r}.",
+                "Workflow already exists with a different function name: workflow ID "
+                f"{row.workflow_id!r} belongs to {outcome.row.name!r}, so it cannot be used to "
+                f"enqueue {name!r}.",
             )
-        return self._handle(row.workflow_id)
+        return row.workflow_id
 
     def _queued_row(
         self,
@@ -318,41 +286,12 @@ class DBOSClient(ClientMessaging, ClientQueues, ClientSchedules):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> WorkflowRow:
-        inputs = self._payloads.encode(
-            {"args": args, "kwargs": kwargs},
-            what=f"input of workflow {name!r}",
-            workflow_id=workflow_id,
-        )
-        timeout = options.get("workflow_timeout")
-        now = now_ms()
-        return WorkflowRow(
-            workflow_id=workflow_id,
-            status=WorkflowStatusString.PENDING,
-            name=name,
-            class_name=options.get("class_name"),
-            config_name=options.get("instance_name"),
-            inputs=inputs,
-            output=None,
-            error=None,
-            serialization=self._payloads.format,
-            executor_id=CLIENT_EXECUTOR_ID,
+        """The row of workflow ``name`` this client enqueues (see `queued_row`)."""
+        return queued_row(
+            {**options, "workflow_name": name}, args, kwargs, workflow_id=workflow_id,
+            payloads=self._payloads, executor_id=CLIENT_EXECUTOR_ID,
             instance_id=CLIENT_EXECUTOR_ID,
-            app_version=options.get("app_version") or "",
-            queue_name=None,
-            authenticated_user=options.get("authenticated_user"),
-            authenticated_roles=_json_or_none(options.get("authenticated_roles")),
-            attributes=_json_or_none(options.get("attributes")),
-            created_at=now,
-            updated_at=now,
-            recovery_attempts=1,
-            workflow_timeout_ms=round(timeout * 1000) if timeout else None,
-            workflow_deadline_epoch_ms=None,  # a queued workflow's timeout runs from dequeue
-            parent_workflow_id=None,
-            forked_from=None,
-            deduplication_id=None,
-            priority=0,
-            owner_token=new_owner_token(),
-        )
+        )  # fmt: skip
 
     async def enqueue_async(
         self, options: EnqueueOptions, *args: Any, **kwargs: Any
@@ -564,6 +503,48 @@ class DBOSClient(ClientMessaging, ClientQueues, ClientSchedules):
             replacement_children=replacement_children, timeout_seconds=timeout_seconds,
         )  # fmt: skip
         return ClientWorkflowHandleAsync(self._handle(forked))
+
+    def rewind_workflow(
+        self,
+        workflow_id: str,
+        *,
+        start_step: int | None = None,
+        application_version: str | None = None,
+        queue_name: str | None = None,
+        queue_partition_key: str | None = None,
+        shard_key: str | None = None,
+    ) -> ClientWorkflowHandle[Any]:
+        """Run a finished workflow again from ``start_step`` (default 1), under its own ID.
+
+        As `DBOS.rewind_workflow`, except that a client knows no application database: the
+        checkpoints of transactions on a database other than the system database (a separate
+        application database, a datasource's own) are not dropped, so such transactions past
+        the cut are replayed rather than run again (rewind from a launched process for that).
+        """
+        self._manager.rewind_workflow(
+            workflow_id, start_step=1 if start_step is None else start_step,
+            application_version=application_version, queue_name=queue_name,
+            queue_partition_key=queue_partition_key, shard_key=shard_key,
+        )  # fmt: skip
+        return self._handle(workflow_id)
+
+    async def rewind_workflow_async(
+        self,
+        workflow_id: str,
+        *,
+        start_step: int | None = None,
+        application_version: str | None = None,
+        queue_name: str | None = None,
+        queue_partition_key: str | None = None,
+        shard_key: str | None = None,
+    ) -> ClientWorkflowHandleAsync[Any]:
+        """Async twin of `rewind_workflow`."""
+        handle = await asyncio.to_thread(
+            self.rewind_workflow, workflow_id, start_step=start_step,
+            application_version=application_version, queue_name=queue_name,
+            queue_partition_key=queue_partition_key, shard_key=shard_key,
+        )  # fmt: skip
+        return ClientWorkflowHandleAsync(handle)
 
     def delete_workflow(self, workflow_id: str, *, delete_children: bool = False) -> None:
         """Delete a workflow's records (and its descendants' if asked)."""

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from typing import Generic, TypeVar
 
+from perdure import clock
 from perdure.error import DBOSNonExistentWorkflowError
 from perdure.execution.handles import WorkflowStatus
 from perdure.execution.notifier import Notifier, channel
@@ -61,7 +61,7 @@ class ClientWorkflowHandle(Generic[R]):
                 raise DBOSNonExistentWorkflowError("target", self.workflow_id)
             return row if row.status in TERMINAL_STATUSES else None
 
-        deadline = None if timeout_sec is None else time.monotonic() + timeout_sec
+        deadline = None if timeout_sec is None else clock.monotonic() + timeout_sec
         row = finished()
         if row is None:
             waiter_id = uuid.uuid4().hex

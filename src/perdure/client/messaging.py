@@ -7,15 +7,13 @@ from collections.abc import AsyncIterator, Iterator
 from functools import partial
 from typing import Any
 
-from perdure.messaging.operations import Messaging
+from perdure.client.connected import ClientParts
 from perdure.messaging.outgoing import SendMessage
 from perdure.serialization import WorkflowSerializationFormat
 
 
-class ClientMessaging:
+class ClientMessaging(ClientParts):
     """Sends, events and stream reads of a client (nothing is checkpointed: no workflow)."""
-
-    _messaging: Messaging
 
     def send(
         self,

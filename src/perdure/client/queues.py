@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Any, NoReturn
 
+from perdure.client.connected import ClientParts
 from perdure.error import DBOSException
 from perdure.queues.queue import (
     REPLACE_EXISTING,
@@ -46,10 +47,8 @@ class ClientQueue(QueueSettings):
         self.enqueue(func, *args, **kwargs)
 
 
-class ClientQueues:
+class ClientQueues(ClientParts):
     """The queue definitions of the client's system database."""
-
-    _store: Store
 
     def register_queue(
         self,

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from perdure.client.connected import ClientParts
 from perdure.client.handles import ClientWorkflowHandle
 from perdure.error import DBOSException
 from perdure.management import versions
@@ -30,21 +31,16 @@ from perdure.scheduling.definitions import (
     schedule_record,
 )
 from perdure.scheduling.scheduler import utc_now
-from perdure.serialization import Payloads
 from perdure.storage.records import QueuePlacement, ScheduleRecord, WorkflowRow
-from perdure.storage.store import Store
 
 if TYPE_CHECKING:
-    from perdure.client.client import EnqueueOptions
+    from perdure.queues.enqueue_options import EnqueueOptions
 
 _INPUT_REQUIRED = ("schedule_name", "workflow_name", "schedule")
 
 
-class ClientSchedules:
+class ClientSchedules(ClientParts):
     """Schedules and versions of a client: the same calls as `DBOS`'s, on the database."""
-
-    _store: Store
-    _payloads: Payloads
 
     def _handle(self, workflow_id: str) -> ClientWorkflowHandle[Any]:
         raise NotImplementedError  # DBOSClient's
@@ -337,6 +333,6 @@ class ClientSchedules:
 
 def _unknown(name: str, action: str) -> str:
     return (
-        f"Cannot {action} schedule {name!r}: no such schedule. list_schedules() shows the "
+        f"Cannot {action} schedule {name!r}: it does not exist. list_schedules() shows the "
         "stored ones."
     )

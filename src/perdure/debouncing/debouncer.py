@@ -207,7 +207,7 @@ class Debouncer(Generic[P, R]):
                     duplication_policy="return-existing",
                 ),
             ):
-                return runtime.enqueue_workflow(spec, call).workflow_id
+                return runtime.enqueue_workflow(spec.name, spec, call).workflow_id
 
         workflow_id = settle(
             window, bounce=recorded_bounce, enqueue=enqueue, pinned_id=pinned.workflow_id

@@ -311,8 +311,10 @@ class SetWorkflowID(_OptionBlock):
     """
 
     def __init__(self, wfid: str, *, workflow_id_reuse_policy: str | None = None) -> None:
-        if not isinstance(wfid, str) or not wfid:
-            raise ValueError(f"SetWorkflowID needs a non-empty string, got {wfid!r}")
+        if not isinstance(wfid, str) or not wfid.strip():
+            raise ValueError(
+                f"SetWorkflowID needs a workflow ID that is a non-blank string, got {wfid!r}"
+            )
         if workflow_id_reuse_policy not in (None, *REUSE_POLICIES):
             raise ValueError(
                 f"SetWorkflowID(workflow_id_reuse_policy=...) must be one of "
@@ -370,8 +372,8 @@ def check_attributes(attributes: object, where: str) -> dict[str, Any] | None:
         json.dumps(attributes)
     except (TypeError, ValueError) as exc:
         raise DBOSException(
-            f"{where}: workflow attributes must be JSON values (str, numbers, bools, None, "
-            f"lists, dicts): {exc}."
+            f"{where}: workflow attributes must be JSON-serializable values (str, numbers, "
+            f"bools, None, lists, dicts): {exc}."
         ) from exc
     return attributes
 
@@ -416,6 +418,35 @@ def take_enqueue_options() -> NextEnqueueOptions:
     return slot.options
 
 
+def refuse_enqueue_options(workflow_name: str) -> None:
+    """Refuse to start a workflow (not enqueue it) inside a `SetEnqueueOptions` block that
+    sets an option only a queue acts on: it would be silently ignored, and a deduplication ID
+    stored on a row without a queue would collide once recovery gave it one.
+
+    Raises:
+        DBOSException: Such an option is set.
+    """
+    slot = _next_enqueue.get()
+    if slot is None or slot.opener is not current_workflow():
+        return
+    given = slot.options
+    queue_only = {
+        "deduplication_id": given.deduplication_id,
+        "priority": given.priority,
+        "queue_partition_key": given.queue_partition_key,
+        "delay_seconds": given.delay_seconds,
+    }
+    named = [f"{key}={value!r}" for key, value in queue_only.items() if value is not None]
+    if given.duplication_policy == "return-existing":  # "reject" is what a start does anyway
+        named.append("duplication_policy='return-existing'")
+    if named:
+        raise DBOSException(
+            f"SetEnqueueOptions({', '.join(named)}) is set, but workflow {workflow_name!r} is "
+            "not being enqueued: those options require a queue (queue.enqueue, "
+            "DBOS.enqueue_workflow). Enqueue it, or start it outside the block."
+        )
+
+
 # Priorities are stored as 32-bit integers; 0 means "none" and dequeues first.
 MAX_PRIORITY = 2**31 - 1
 
@@ -454,15 +485,17 @@ class SetEnqueueOptions(_OptionBlock):
         duplication_policy: str | None = None,
     ) -> None:
         if duplication_policy not in (None, *DUPLICATION_POLICIES):
-            raise ValueError(
-                f"SetEnqueueOptions(duplication_policy=...) must be one of "
-                f"{', '.join(DUPLICATION_POLICIES)}, got {duplication_policy!r}"
+            raise DBOSException(
+                f"Invalid duplication_policy {duplication_policy!r} in SetEnqueueOptions: use "
+                f"one of {', '.join(DUPLICATION_POLICIES)}."
             )
         if duplication_policy == "return-existing" and deduplication_id is None:
-            raise ValueError(
-                "SetEnqueueOptions(duplication_policy='return-existing') needs a "
+            raise DBOSException(
+                "SetEnqueueOptions(duplication_policy='return-existing') requires a "
                 "deduplication_id: it returns the workflow that holds that ID."
             )
+        if app_version == "":
+            app_version = None  # DBOS.application_version of an unversioned app
         for name, value in (
             ("deduplication_id", deduplication_id),
             ("queue_partition_key", queue_partition_key),
@@ -478,8 +511,8 @@ class SetEnqueueOptions(_OptionBlock):
             or not 1 <= priority <= MAX_PRIORITY
         ):
             raise ValueError(
-                f"SetEnqueueOptions(priority=...) needs an integer from 1 (first) to "
-                f"{MAX_PRIORITY}, got {priority!r}"
+                f"Invalid priority {priority!r}: SetEnqueueOptions(priority=...) needs an "
+                f"integer from 1 (first) to {MAX_PRIORITY}."
             )
         if delay_seconds is not None and (
             isinstance(delay_seconds, bool)

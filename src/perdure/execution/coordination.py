@@ -117,6 +117,10 @@ async def asyncio_wait(
         done, _pending = await asyncio.wait(futures, timeout=timeout, return_when=return_when)
         return [i for i, f in enumerate(futures) if f in done]
 
+    # Let the tasks just made start first: each step takes its position as it starts, so they
+    # take theirs (in the order given) before this wait takes its own, in every run alike. A
+    # replay returns the recorded split without yielding, which would let the wait go first.
+    await asyncio.sleep(0)
     indices: list[int] = await run_step_async(
         engine, split, (), {}, name=ASYNCIO_WAIT_STEP_NAME, policy=RetryPolicy()
     )

@@ -6,10 +6,13 @@ pool connection taken, a takeover of thousands of workflows, a slow statement) s
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import replace
 
 from perdure.logs import get_logger
 from perdure.storage.records import ExecutorRecord, new_owner_token
@@ -39,7 +42,11 @@ class Heartbeat:
         executor_id: str,
         app_version: str,
         interval_sec: float,
+        workflow_names: Callable[[], tuple[str, ...]] | None = None,
     ) -> None:
+        """``workflow_names`` tells which workflows this process registers (recorded with
+        its heartbeats, refreshed when it changes: a process may register more after launch)."""
+        self._workflow_names = workflow_names
         self.record = ExecutorRecord(
             instance_id=instance_id,
             executor_id=executor_id,
@@ -49,6 +56,7 @@ class Heartbeat:
             started_at=0,  # the database's clock fills in both times
             heartbeat_at=0,
             lock_key=new_owner_token(),
+            workflow_names=self._registered(),
         )
         self._liveness: Liveness = store.open_liveness(self.record)
         self._interval_sec = interval_sec
@@ -86,7 +94,16 @@ class Heartbeat:
         with self._state:
             return self._lock_held
 
+    def _registered(self) -> str | None:
+        if self._workflow_names is None:
+            return None
+        return json.dumps(list(self._workflow_names()))
+
     def _beat_once(self) -> bool:
+        names = self._registered()
+        if names != self.record.workflow_names:  # registered after launch: beat with them
+            self.record = replace(self.record, workflow_names=names)
+            self._liveness.update(self.record)
         held = self._liveness.beat()
         with self._state:
             self._lock_held = held

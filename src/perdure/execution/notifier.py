@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 from collections.abc import Callable
 from functools import partial
 from typing import TypeVar
+
+from perdure import clock
 
 T = TypeVar("T")
 
@@ -108,7 +109,8 @@ class Notifier:
     ) -> T | None:
         """Return ``check()``'s first non-None value, or None once ``deadline`` passes.
 
-        ``deadline`` is a ``time.monotonic()`` value (None: no limit). ``interrupted`` runs
+        ``deadline`` is a `perdure.clock.monotonic` value (None: no limit): it follows
+        workflow time, and a test moving workflow time wakes the wait. ``interrupted`` runs
         after each wake-up and may raise (a cancellation) to abandon the wait.
         ``poll_interval_sec`` replaces the notifier's longest wait between checks.
         """
@@ -130,20 +132,22 @@ class Notifier:
         poll: float,
     ) -> T | None:
         recheck = min(_FIRST_RECHECK_SEC, poll)
-        while True:
-            with self._cond:
-                seen = self._snapshot(names)
-            value = check()
-            if value is not None:
-                return value
-            timeout = _next_wait(recheck, deadline)
-            if timeout is None:
-                return None
-            with self._cond:
-                self._cond.wait_for(partial(self._changed, names, seen), timeout=timeout)
-            if interrupted is not None:
-                interrupted()
-            recheck = min(recheck * 2, poll)
+        with _TimeWatch(self.signal_all, deadline) as blocked:
+            while True:
+                with self._cond:
+                    seen = self._snapshot(names)
+                value = check()
+                if value is not None:
+                    return value
+                blocked.block()
+                timeout = _next_wait(recheck, deadline)
+                if timeout is None:
+                    return None
+                with self._cond:
+                    self._cond.wait_for(partial(self._changed, names, seen), timeout=timeout)
+                if interrupted is not None:
+                    interrupted()
+                recheck = min(recheck * 2, poll)
 
     async def wait_for_async(
         self,
@@ -165,12 +169,28 @@ class Notifier:
             self._async_waiters.append(waiter)
         try:
             poll = poll_interval_sec or self.poll_interval_sec
-            recheck = min(_FIRST_RECHECK_SEC, poll)
+            return await self._wait_for_async(waiter, check, deadline, interrupted, poll)
+        finally:
+            with self._cond:
+                self._async_waiters.remove(waiter)
+                self._watch(names, -1)
+
+    async def _wait_for_async(
+        self,
+        waiter: _AsyncWaiter,
+        check: Callable[[], T | None],
+        deadline: float | None,
+        interrupted: Callable[[], None] | None,
+        poll: float,
+    ) -> T | None:
+        recheck = min(_FIRST_RECHECK_SEC, poll)
+        with _TimeWatch(self.signal_all, deadline) as blocked:
             while True:
                 waiter.event.clear()  # a signal from here on sets it again
                 value = check()
                 if value is not None:
                     return value
+                blocked.block()
                 timeout = _next_wait(recheck, deadline)
                 if timeout is None:
                     return None
@@ -181,17 +201,38 @@ class Notifier:
                 if interrupted is not None:
                     interrupted()
                 recheck = min(recheck * 2, poll)
-        finally:
-            with self._cond:
-                self._async_waiters.remove(waiter)
-                self._watch(names, -1)
+
+
+class _TimeWatch:
+    """A wait with a deadline, registered with `clock.watching` once it first blocks (its
+    first check found nothing): a test moving workflow time then wakes it. Registered before
+    the time left is read, so no move is missed; kept until the wait ends."""
+
+    __slots__ = ("_deadline", "_wake", "_watch")
+
+    def __init__(self, wake: Callable[[], None], deadline: float | None) -> None:
+        self._wake = wake
+        self._deadline = deadline
+        self._watch: contextlib.AbstractContextManager[None] | None = None
+
+    def block(self) -> None:
+        if self._watch is None and self._deadline is not None:
+            self._watch = clock.watching(self._wake, deadline=self._deadline)
+            self._watch.__enter__()
+
+    def __enter__(self) -> _TimeWatch:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._watch is not None:
+            self._watch.__exit__(None, None, None)
 
 
 def _next_wait(recheck: float, deadline: float | None) -> float | None:
     """How long to wait before checking again; None once ``deadline`` has passed."""
     if deadline is None:
         return recheck
-    remaining = deadline - time.monotonic()
+    remaining = deadline - clock.monotonic()
     return None if remaining <= 0 else min(recheck, remaining)
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from perdure.error import DBOSWorkflowFunctionNotFoundError
+from perdure.error import DBOSException, DBOSWorkflowFunctionNotFoundError
 from perdure.execution.auth import with_required_roles
 from perdure.logs import get_logger
 from perdure.validation import ArgsValidator, make_pydantic_args_validator, pydantic_args_validator
@@ -86,17 +86,23 @@ class Registry:
             self.workflows[name] = entry
         if replaced is not None and replaced.func is not func:
             logger.warning(
-                "Duplicate registration of workflow %r: the later function replaces the "
+                "Duplicate registration of function %r: the later function replaces the "
                 "earlier one (give one of them another name= if both are needed).",
-                name,
+                name.removeprefix("<temp>."),  # a step's one-step workflow: name the step
             )
         return entry
 
     def add_class(self, cls: type, name: str | None = None) -> None:
         """Register a ``@DBOS.dbos_class`` and mark how its workflow methods bind."""
+        class_name = name or cls.__qualname__
         with self._lock:
-            self.classes[name or cls.__qualname__] = cls
-            self._class_names[cls] = name or cls.__qualname__
+            if self.classes.setdefault(class_name, cls) is not cls:
+                raise DBOSException(
+                    f"Duplicate type registration for class {class_name!r}: recovery could "
+                    "not tell the two classes apart. Give one of them another name with "
+                    "@DBOS.dbos_class(class_name=...)."
+                )
+            self._class_names[cls] = class_name
             for attr in vars(cls).values():
                 inner = attr.__func__ if isinstance(attr, (classmethod, staticmethod)) else attr
                 entry: RegisteredWorkflow | None = getattr(inner, "__perdure_workflow__", None)
@@ -117,6 +123,14 @@ class Registry:
                 if entry is not None and not hasattr(entry.func, "__perdure_required_roles__"):
                     entry.func = with_required_roles(entry.func, roles, entry.name)
 
+    def require_workflow_roles(self, entry: RegisteredWorkflow, roles: tuple[str, ...]) -> None:
+        """Make the registered workflow ``entry`` require ``roles`` (replacing any it had)."""
+        with self._lock:
+            func = entry.func
+            if hasattr(func, "__perdure_required_roles__"):
+                func = getattr(func, "__wrapped__")  # noqa: B009 - the roles named last win
+            entry.func = with_required_roles(func, roles, entry.name)
+
     def class_name_of(self, cls: type) -> str:
         """The name a class is recorded under: its ``dbos_class`` name, else its qualname."""
         return self._class_names.get(cls, cls.__qualname__)
@@ -124,7 +138,13 @@ class Registry:
     def add_instance(self, config_name: str, instance: object) -> None:
         """Register a configured instance so recovery finds it by its class and config name."""
         with self._lock:
-            self.instances[(self.class_name_of(type(instance)), config_name)] = instance
+            class_name = self.class_name_of(type(instance))
+            if self.instances.setdefault((class_name, config_name), instance) is not instance:
+                raise DBOSException(
+                    f"Duplicate instance registration for class {class_name!r} instance "
+                    f"{config_name!r}: recovery could not tell which one a workflow ran on. "
+                    "Give each instance its own config name."
+                )
 
     def workflow_names(self) -> tuple[str, ...]:
         """The names of every registered workflow: what this process can run."""

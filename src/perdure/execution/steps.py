@@ -12,6 +12,7 @@ from typing import Any
 
 from typing_extensions import TypedDict
 
+from perdure import clock
 from perdure.clock import now_ms
 from perdure.error import (
     DBOSInitializationError,
@@ -330,11 +331,10 @@ def wake_time(engine: WorkflowEngine, ctx: WorkflowContext, seconds: float) -> i
     return int(_record(engine, run, value=run.started_ms + round(seconds * 1000)))
 
 
-def _next_wait(ctx: WorkflowContext, wake_ms: int) -> float:
-    """Seconds to wait now: until the wake-up time or the deadline, whichever is first."""
+def _until(ctx: WorkflowContext, wake_ms: int) -> int:
+    """When to look again (epoch ms): the wake-up time or the deadline, whichever is first."""
     ctx.check_live()
-    until = wake_ms if ctx.deadline_epoch_ms is None else min(wake_ms, ctx.deadline_epoch_ms)
-    return max(0.0, (until - now_ms()) / 1000)
+    return wake_ms if ctx.deadline_epoch_ms is None else min(wake_ms, ctx.deadline_epoch_ms)
 
 
 def durable_sleep(engine: WorkflowEngine | None, seconds: float) -> None:
@@ -346,7 +346,7 @@ def durable_sleep(engine: WorkflowEngine | None, seconds: float) -> None:
     wake_ms = wake_time(engine, ctx, seconds)
     with engine.waiting():
         while now_ms() < wake_ms:
-            if ctx.cancelled.wait(_next_wait(ctx, wake_ms)):
+            if clock.wait_until(ctx.cancelled, _until(ctx, wake_ms)):
                 raise DBOSWorkflowCancelledError(workflow_id=ctx.workflow_id)
     ctx.check_live()
 
@@ -361,5 +361,5 @@ async def durable_sleep_async(engine: WorkflowEngine | None, seconds: float) -> 
     with engine.waiting():
         while now_ms() < wake_ms:
             # Short slices, so a cancellation from another thread is noticed promptly.
-            await asyncio.sleep(min(_next_wait(ctx, wake_ms), 0.1))
+            await clock.sleep_until_async(_until(ctx, wake_ms), at_most_sec=0.1)
     ctx.check_live()

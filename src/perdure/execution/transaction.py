@@ -108,24 +108,77 @@ class _Checkpointed:
     """One transaction of a workflow: its position, its replay, its checkpoint and outcome.
 
     The sync and async runners differ only in how they await the user's function and the
-    database; what is recorded, replayed or refused is decided here, once.
+    database; what is recorded, replayed or refused is decided here, once. The outcome is
+    encoded by the database's own serializer if it has one (a datasource's), else by the
+    configured one.
     """
 
     def __init__(
         self, engine: WorkflowEngine, app_db: ApplicationDatabase, ctx: WorkflowContext, name: str
     ) -> None:
         self.engine, self.app_db, self.ctx, self.name = engine, app_db, ctx, name
+        self.payloads = (
+            engine.payloads
+            if app_db.serializer is None
+            else engine.payloads.writing_with(app_db.serializer)
+        )
         self.position = ctx.take_position()
         ctx.check_live()
-        self.recorded = engine.replayed_step(ctx, self.position, name) or _committed_elsewhere(
-            engine, app_db, ctx, self.position, name
-        )
+        self.recorded = engine.replayed_step(ctx, self.position, name)
         self.started = now_ms()
         self.written: StepRow | None = None
 
+    @property
+    def looks_elsewhere(self) -> bool:
+        """Whether to look for a checkpoint committed in a separate application database
+        before a crash: a resumed workflow not replaying this position from the system
+        database (a first execution has nothing to find: no read on the hot path)."""
+        return self.recorded is None and self.ctx.resumed and not self.app_db.is_system_database
+
+    def adopt(self, step: StepRow | None) -> None:
+        """Take a checkpoint found committed in the application database as the record."""
+        if step is None:
+            return
+        standing = self.engine.record_step(self.ctx, step)
+        self.recorded = (
+            self.engine.replayed_step(self.ctx, self.position, self.name) or standing or step
+        )
+
+    def replay(self, step: StepRow) -> Any:
+        """The recorded output of ``step``, or raise its recorded error."""
+        workflow_id = self.ctx.workflow_id
+        if step.error is not None:
+            raise self.payloads.decode_error(
+                step.error, step.serialization, workflow_id=workflow_id
+            )
+        if step.output is None:
+            return None
+        what = f"output of transaction {step.function_name!r}"
+        return self.payloads.decode(
+            step.output, step.serialization, what=what, workflow_id=workflow_id
+        )
+
+    def _step(self, *, value: Any = None, error: BaseException | None = None) -> StepRow:
+        output = encoded_error = None
+        workflow_id = self.ctx.workflow_id
+        if error is not None:
+            encoded_error = self.payloads.encode_error(error, workflow_id=workflow_id)
+        elif value is not None:
+            what = f"output of transaction {self.name!r}"
+            output = self.payloads.encode(value, what=what, workflow_id=workflow_id)
+        return self.engine.encoded_step(
+            self.ctx,
+            self.position,
+            self.name,
+            self.started,
+            output=output,
+            error=encoded_error,
+            serialization=self.payloads.format,
+        )
+
     def checkpoint(self, value: Any) -> tuple[Any, dict[str, Any]]:
         """The statement (and its parameters) that records ``value`` in the transaction."""
-        step = self.engine.step_row(self.ctx, self.position, self.name, self.started, value=value)
+        step = self._step(value=value)
         self.written = step
         return self.app_db.checkpoint_sql, {
             k: getattr(step, k) for k in StepRow.__dataclass_fields__
@@ -147,22 +200,28 @@ class _Checkpointed:
         finally:
             reset_step(token)
 
-    def unrecorded(self) -> Any:
+    def unrecorded(self, committed: StepRow | None) -> Any:
         """Rolled back with the user's writes. Either an earlier attempt committed (its
         acknowledgement lost) or an earlier owner did, and that record stands; or the
-        workflow is no longer this execution's: the engine's checkpoint call tells which."""
+        workflow is no longer this execution's: the engine's checkpoint call tells which.
+
+        ``committed`` is the checkpoint found in a separate application database, if any.
+        """
         assert self.written is not None  # noqa: S101 - set before the insert that raised
-        return _standing_value(self.engine, self.app_db, self.ctx, self.written)
+        step = committed or self.written
+        standing = self.engine.record_step(self.ctx, step)  # raises if no longer ours
+        if standing is None:
+            found = self.engine.store.load_steps(self.ctx.workflow_id, position=step.function_id)
+            standing = found[0] if found else step
+        return self.replay(standing)
 
     def failed(self, exc: Exception) -> Any:
         """Record the user's error as the outcome (or return a standing one); re-raise it."""
         if is_system_failure(exc):
             raise exc
-        engine, ctx = self.engine, self.ctx
-        step = engine.step_row(ctx, self.position, self.name, self.started, error=exc)
-        standing = engine.record_step(ctx, step)
+        standing = self.engine.record_step(self.ctx, self._step(error=exc))
         if standing is not None:
-            return engine.replay_value(ctx, standing)
+            return self.replay(standing)
         raise exc
 
     def committed(self, value: Any) -> Any:
@@ -171,7 +230,7 @@ class _Checkpointed:
             assert self.written is not None  # noqa: S101 - written by the committed body
             standing = self.engine.record_step(self.ctx, self.written)
             if standing is not None:
-                return self.engine.replay_value(self.ctx, standing)
+                return self.replay(standing)
         return value
 
 
@@ -190,11 +249,14 @@ def run_transaction(
     if ctx is None:
         return _attempts(app_db, isolation_level, lambda _s: func(*args, **kwargs))
     tx = _Checkpointed(engine, app_db, ctx, name)
+    if tx.looks_elsewhere:
+        tx.adopt(app_db.committed_checkpoint(ctx.workflow_id, tx.position))
     if tx.recorded is not None:
-        return engine.replay_value(ctx, tx.recorded)
+        return tx.replay(tx.recorded)
 
     def body(session: Session) -> Any:
         value = func(*args, **kwargs)
+        session.flush()  # the checkpoint holds generated keys and defaults, as the caller sees
         tx.confirm(session.execute(*tx.checkpoint(value)).rowcount)  # type: ignore[attr-defined]
         return value
 
@@ -202,7 +264,7 @@ def run_transaction(
         try:
             value = _attempts(app_db, isolation_level, body, waiting=engine.waiting)
         except _Unrecorded:
-            return tx.unrecorded()
+            return tx.unrecorded(app_db.committed_checkpoint(ctx.workflow_id, tx.position))
         except Exception as exc:  # noqa: BLE001 - recorded as the outcome, then re-raised
             return tx.failed(exc)
     return tx.committed(value)
@@ -223,11 +285,14 @@ async def run_transaction_async(
     if ctx is None:
         return await _attempts_async(app_db, isolation_level, lambda _s: func(*args, **kwargs))
     tx = _Checkpointed(engine, app_db, ctx, name)
+    if tx.looks_elsewhere:
+        tx.adopt(await app_db.committed_checkpoint_async(ctx.workflow_id, tx.position))
     if tx.recorded is not None:
-        return engine.replay_value(ctx, tx.recorded)
+        return tx.replay(tx.recorded)
 
     async def body(session: AsyncSession) -> Any:
         value = await func(*args, **kwargs)
+        await session.flush()  # as in run_transaction
         tx.confirm((await session.execute(*tx.checkpoint(value))).rowcount)  # type: ignore[attr-defined]
         return value
 
@@ -235,42 +300,11 @@ async def run_transaction_async(
         try:
             value = await _attempts_async(app_db, isolation_level, body)
         except _Unrecorded:
-            return tx.unrecorded()
+            found = await app_db.committed_checkpoint_async(ctx.workflow_id, tx.position)
+            return tx.unrecorded(found)
         except Exception as exc:  # noqa: BLE001 - recorded as the outcome, then re-raised
             return tx.failed(exc)
     return tx.committed(value)
-
-
-def _standing_value(
-    engine: WorkflowEngine, app_db: ApplicationDatabase, ctx: WorkflowContext, step: StepRow
-) -> Any:
-    """The committed outcome at ``step``'s position, after our checkpoint insert found it taken."""
-    if not app_db.is_system_database:
-        committed = app_db.committed_checkpoint(ctx.workflow_id, step.function_id)
-        if committed is not None:
-            step = committed
-    standing = engine.record_step(ctx, step)  # raises if the workflow is no longer ours
-    if standing is None:
-        found = engine.store.load_steps(ctx.workflow_id, position=step.function_id)
-        standing = found[0] if found else step
-    return engine.replay_value(ctx, standing)
-
-
-def _committed_elsewhere(
-    engine: WorkflowEngine,
-    app_db: ApplicationDatabase,
-    ctx: WorkflowContext,
-    position: int,
-    name: str,
-) -> StepRow | None:
-    """A checkpoint committed in a separate application database before a crash."""
-    if not ctx.resumed or app_db.is_system_database:
-        return None  # a first execution has nothing to find: no read on the hot path
-    step = app_db.committed_checkpoint(ctx.workflow_id, position)
-    if step is None:
-        return None
-    standing = engine.record_step(ctx, step)
-    return engine.replayed_step(ctx, position, name) or standing or step
 
 
 class _Retry:

@@ -32,13 +32,14 @@ from perdure.error import (
     DBOSWorkflowConflictIDError,
     DBOSWorkflowIDInUseError,
 )
-from perdure.execution.auth import acting_as, current_auth, recorded_auth
+from perdure.execution.auth import current_auth, recorded_auth, reset_auth, set_auth
 from perdure.execution.context import (
     NextWorkflowOptions,
     WorkflowContext,
     current_workflow,
     enter_workflow,
     leave_workflow,
+    refuse_enqueue_options,
     take_next_options,
 )
 from perdure.execution.notifier import Notifier, channel
@@ -98,6 +99,11 @@ class ActiveWorkflow:
     trace_parent: object = None
 
 
+# Makes the row of a workflow being started: (its ID, the parent workflow or None, the
+# options of `take_next_options`) -> the row to record.
+RowBuilder = Callable[[str, WorkflowContext | None, NextWorkflowOptions], WorkflowRow]
+
+
 @dataclass
 class Started:
     """What starting a workflow decided: run it here (``active`` set) or await another run."""
@@ -144,6 +150,8 @@ class WorkflowEngine:
         self.instance_id = uuid.uuid4().hex
         self.notifier = notifier
         self._lock = threading.Lock()
+        # Async workflows running as tasks of some event loop (`execute_as_task`).
+        self._tasks: set[asyncio.Task[None]] = set()
         self._active: dict[str, ActiveWorkflow] = {}
 
     # -- starting ------------------------------------------------------------------------------
@@ -161,23 +169,48 @@ class WorkflowEngine:
         dequeue loop claims it. Inside a workflow it is a child either way. A schedule's tick
         records ``schedule_name``.
         """
+
+        def build(
+            workflow_id: str, parent: WorkflowContext | None, options: NextWorkflowOptions
+        ) -> WorkflowRow:
+            row = self._new_row(workflow_id, call, parent, options)
+            row.schedule_name = schedule_name
+            return row
+
+        if queued is None:
+            refuse_enqueue_options(call.entry.name)
+        return self.start_row(call.entry.name, build, take_next_options(), queued=queued)
+
+    def start_row(
+        self,
+        name: str,
+        build: RowBuilder,
+        options: NextWorkflowOptions,
+        *,
+        queued: QueuePlacement | None = None,
+    ) -> Started:
+        """`start` for the workflow named ``name`` whose row ``build`` makes (called only on a
+        first execution: a replayed parent gets its recorded child back, nothing rebuilt).
+
+        ``options`` are those `take_next_options` gives: its ID (else ``<parent>-<position>``
+        inside a workflow, else a new UUID) and reuse policy hold here, the rest is for
+        ``build``. A workflow started without ``queued`` is run here: `start` only.
+        """
         parent = current_workflow()
-        options = take_next_options()
         position = parent.take_position() if parent is not None else None
         if parent is not None and position is not None:
-            replayed = self._replayed_child(parent, position, call)
+            replayed = self._replayed_child(parent, position, name)
             if replayed is not None:
                 return Started(replayed, None)
         workflow_id = options.workflow_id or (
             f"{parent.workflow_id}-{position}" if parent is not None else str(uuid.uuid4())
         )
-        row = self._new_row(workflow_id, call, parent, options)
-        row.schedule_name = schedule_name
+        row = build(workflow_id, parent, options)
         if queued is not None:
             row = queued.place(row)
         link = None
         if parent is not None and position is not None:
-            link = self._child_link(parent, position, call, row)
+            link = self._child_link(parent, position, name, row)
         reject = options.reuse_policy == "reject"
         try:
             # Under "reject" the parent's link is written after the start, once it is known
@@ -189,44 +222,42 @@ class WorkflowEngine:
             if exc.reason != Unrecorded.TAKEN:
                 raise refused_error(parent, exc.reason) from None
             standing = self.store.load_steps(parent.workflow_id, position=link.function_id)
-            return Started(self._child_of(parent, link.function_id, standing[0], call), None)
+            return Started(self._child_of(parent, link.function_id, standing[0], name), None)
         except DBOSQueueDeduplicatedError as exc:
             holder = exc.holder_workflow_id
             if queued is None or queued.duplication_policy != "return-existing" or not holder:
                 raise
             if link is not None and parent is not None:
-                self._link_child(parent, replace(link, child_workflow_id=holder), call)
+                self._link_child(parent, replace(link, child_workflow_id=holder), name)
             return Started(holder, None)
         if reject:
-            self._check_not_in_use(outcome, parent, link, call)
+            self._check_not_in_use(outcome, parent, link, name)
         if not outcome.created:
-            self._check_same_function(outcome.row, call)
+            self._check_same_function(outcome.row, name)
             return Started(workflow_id, None)
         if queued is not None:
             return Started(workflow_id, None)
         return Started(workflow_id, self._activate(outcome.row, resumed=False))
 
-    def _replayed_child(
-        self, parent: WorkflowContext, position: int, call: Invocation
-    ) -> str | None:
+    def _replayed_child(self, parent: WorkflowContext, position: int, name: str) -> str | None:
         """The child a replayed parent started at ``position`` (or the refusal it met,
         raised again); None on a first execution there."""
         parent.check_live()
-        recorded = self.replayed_step(parent, position, call.entry.name)
+        recorded = self.replayed_step(parent, position, name)
         if recorded is None:
             return None
         if recorded.error is not None:  # a refusal recorded by an earlier run
             self.replay_value(parent, recorded)
-        return self._child_of(parent, position, recorded, call)
+        return self._child_of(parent, position, recorded, name)
 
     def _child_link(
-        self, parent: WorkflowContext, position: int, call: Invocation, row: WorkflowRow
+        self, parent: WorkflowContext, position: int, name: str, row: WorkflowRow
     ) -> StepRow:
         """The parent's step that records starting the child ``row`` at ``position``."""
         return StepRow(
             workflow_id=parent.workflow_id,
             function_id=position,
-            function_name=call.entry.name,
+            function_name=name,
             output=None,
             error=None,
             child_workflow_id=row.workflow_id,
@@ -241,7 +272,7 @@ class WorkflowEngine:
         outcome: StartOutcome,
         parent: WorkflowContext | None,
         link: StepRow | None,
-        call: Invocation,
+        name: str,
     ) -> None:
         """Under ``workflow_id_reuse_policy="reject"``: raise if the ID belonged to another
         workflow already; in a workflow, record the child's link or the refusal.
@@ -259,26 +290,24 @@ class WorkflowEngine:
             if error is not None:
                 refusal = self.payloads.encode_error(error, workflow_id=parent.workflow_id)
                 link = replace(link, child_workflow_id=None, error=refusal)
-            self._link_child(parent, link, call)
+            self._link_child(parent, link, name)
         if error is not None:
             raise error
 
-    def _link_child(self, parent: WorkflowContext, link: StepRow, call: Invocation) -> None:
+    def _link_child(self, parent: WorkflowContext, link: StepRow, name: str) -> None:
         """Record the parent's step for a child (or its refusal) written apart from the start."""
         standing = self.record_step(parent, link)
         if standing is not None:  # recorded by an earlier owner: replay that record
             if standing.error is not None:
                 self.replay_value(parent, standing)
-            self._child_of(parent, link.function_id, standing, call)
+            self._child_of(parent, link.function_id, standing, name)
 
     @staticmethod
-    def _child_of(
-        parent: WorkflowContext, position: int, recorded: StepRow, call: Invocation
-    ) -> str:
+    def _child_of(parent: WorkflowContext, position: int, recorded: StepRow, name: str) -> str:
         """The child recorded at ``position`` of the parent (a replay)."""
         if recorded.child_workflow_id is None:
             raise DBOSUnexpectedStepError(
-                parent.workflow_id, position, call.entry.name, recorded.function_name
+                parent.workflow_id, position, name, recorded.function_name
             )
         return recorded.child_workflow_id
 
@@ -343,12 +372,13 @@ class WorkflowEngine:
         return call.entry.class_name
 
     @staticmethod
-    def _check_same_function(row: WorkflowRow, call: Invocation) -> None:
-        if row.name != call.entry.name:
+    def _check_same_function(row: WorkflowRow, name: str) -> None:
+        if row.name != name:
             raise DBOSConflictingWorkflowError(
                 row.workflow_id,
-                f"Workflow ID {row.workflow_id!r} already belongs to workflow {row.name!r}, so "
-                f"it cannot be used to start {call.entry.name!r}. Use a different workflow ID.",
+                "Workflow already exists with a different function name: workflow ID "
+                f"{row.workflow_id!r} belongs to {row.name!r}, so it cannot be used to start "
+                f"{name!r}. Use a different workflow ID.",
             )
 
     def _activate(self, row: WorkflowRow, *, resumed: bool) -> ActiveWorkflow | None:
@@ -424,8 +454,9 @@ class WorkflowEngine:
     def _running(self, active: ActiveWorkflow) -> Iterator[None]:
         """The body runs in the workflow's context; an exception it raises is recorded."""
         entered = enter_workflow(active.ctx)
+        acting = set_auth(active.ctx.auth)  # the recorded identity, as long as the body runs
         try:
-            with self._workflow_span(active), acting_as(active.ctx.auth):
+            with self._workflow_span(active):
                 if active.ctx.resumed:
                     active.ctx.replay_from(self.store.load_steps(active.ctx.workflow_id))
                 yield
@@ -433,6 +464,7 @@ class WorkflowEngine:
             self._finish_error(active, exc)
             raise
         finally:
+            reset_auth(acting)
             leave_workflow(entered)
 
     def _workflow_span(self, active: ActiveWorkflow) -> AbstractContextManager[Any]:
@@ -467,7 +499,7 @@ class WorkflowEngine:
         def run() -> None:
             try:
                 if call.entry.is_async:
-                    asyncio.run(self.execute_async(active, call))
+                    asyncio.run(self._execute_then_await_tasks(active, call))
                 else:
                     self.execute(active, call)
             except (Exception, DBOSBaseException) as exc:  # noqa: BLE001 - see below
@@ -478,6 +510,40 @@ class WorkflowEngine:
                     on_done()
 
         self.pool.submit(run)
+
+    def execute_as_task(self, active: ActiveWorkflow, call: Invocation) -> None:
+        """Run an async workflow as a task of the running event loop (its outcome reaches
+        waiters through ``active``)."""
+        task = asyncio.create_task(self._run_task(active, call))
+        with self._lock:  # a reference until done: the loop holds only weak ones
+            self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        with self._lock:
+            self._tasks.discard(task)
+
+    async def _run_task(self, active: ActiveWorkflow, call: Invocation) -> None:
+        try:
+            await self.execute_async(active, call)
+        except (Exception, DBOSBaseException) as exc:  # noqa: BLE001 - recorded in the database
+            # (or, for a signal that stopped it, its record left as it stood)
+            logger.debug("Workflow task %s ended with %r", active.ctx.workflow_id, exc)
+
+    async def _execute_then_await_tasks(self, active: ActiveWorkflow, call: Invocation) -> None:
+        """Run an async workflow on the worker's own event loop, then let the workflows it
+        started as tasks of that loop and did not await finish: closing the loop would
+        cancel them mid-run and leave them PENDING until recovery found them."""
+        try:
+            await self.execute_async(active, call)
+        finally:
+            loop = asyncio.get_running_loop()
+            while left := self._tasks_of(loop):
+                await asyncio.wait(left)  # their outcomes are recorded; children's too
+
+    def _tasks_of(self, loop: asyncio.AbstractEventLoop) -> list[asyncio.Task[None]]:
+        with self._lock:
+            return [task for task in self._tasks if task.get_loop() is loop]
 
     def _finish_success(self, active: ActiveWorkflow, value: Any) -> Any:
         workflow_id = active.ctx.workflow_id

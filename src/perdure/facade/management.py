@@ -1,16 +1,19 @@
-"""The management classmethods of `DBOS`: list, inspect, cancel, resume, fork, delete workflows
-and change their attributes; in workflow code each call is recorded as a step, as in DBOS."""
+"""The management classmethods of `DBOS`: list, inspect, cancel, resume, fork, rewind, delete
+workflows and change their attributes; in workflow code each call is recorded as a step, as in
+DBOS."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from typing_extensions import Unpack
 
 from perdure.error import DBOSException
-from perdure.execution.context import check_attributes, take_next_options
+from perdure.execution.context import check_attributes, current_step, take_next_options
 from perdure.execution.handles import WorkflowHandle, WorkflowHandleAsync, WorkflowStatus
+from perdure.execution.rewound_checkpoints import drop_checkpoints
 from perdure.facade.base import FacadeBase
 from perdure.management import StepInfo, WorkflowManager
 from perdure.management.filters import ListWorkflowFilters, QueuedWorkflowFilters
@@ -23,6 +26,7 @@ CANCEL = "DBOS.cancelWorkflow"
 RESUME = "DBOS.resumeWorkflow"
 SET_DELAY = "DBOS.setWorkflowDelay"
 FORK = "DBOS.forkWorkflow"
+REWIND = "DBOS.rewindWorkflow"
 DELETE = "DBOS.deleteWorkflow"
 UPDATE_ATTRIBUTES = "DBOS.updateWorkflowAttributes"
 
@@ -30,7 +34,9 @@ UPDATE_ATTRIBUTES = "DBOS.updateWorkflowAttributes"
 def _attributes_update(attributes: dict[str, Any] | None, merge: bool) -> dict[str, Any] | None:
     checked = check_attributes(attributes, "update_workflow_attributes")
     if merge and checked is None:
-        raise DBOSException("update_workflow_attributes(merge=True) needs a dict to merge.")
+        raise DBOSException(
+            "Cannot merge None: update_workflow_attributes(merge=True) needs a dict to merge."
+        )
     return checked
 
 
@@ -276,7 +282,7 @@ class ManagementFacade(FacadeBase):
         at once, or with ``queue_name`` is enqueued there (in ``queue_partition_key``'s
         partition). Its timeout is ``timeout_seconds``, else the source's.
         """
-        new_workflow_id = take_next_options().workflow_id
+        new_workflow_id = cls._fork_id()
         new_id = cls._recorded(
             FORK,
             lambda: cls._manager().fork_workflow(
@@ -287,6 +293,12 @@ class ManagementFacade(FacadeBase):
             ),
         )  # fmt: skip
         return WorkflowHandle(cls._require_runtime().engine, new_id)
+
+    @staticmethod
+    def _fork_id() -> str | None:
+        """The fork's ID set with `SetWorkflowID`; a step's fork takes none, as in DBOS: the
+        ID belongs to the next workflow its workflow starts."""
+        return None if current_step() is not None else take_next_options().workflow_id
 
     @classmethod
     async def fork_workflow_async(
@@ -302,7 +314,7 @@ class ManagementFacade(FacadeBase):
     ) -> WorkflowHandleAsync[Any]:
         """Async twin of `fork_workflow`."""
         # The ID set with SetWorkflowID is read here: context variables stay in this task.
-        new_id = take_next_options().workflow_id
+        new_id = cls._fork_id()
         forked = await cls._recorded_async(
             FORK,
             lambda: cls._manager().fork_workflow(
@@ -313,6 +325,104 @@ class ManagementFacade(FacadeBase):
             ),
         )  # fmt: skip
         return WorkflowHandleAsync(cls._require_runtime().engine, forked)
+
+    @classmethod
+    def rewind_workflow(
+        cls,
+        workflow_id: str,
+        *,
+        start_step: int | None = None,
+        application_version: str | None = None,
+        queue_name: str | None = None,
+        queue_partition_key: str | None = None,
+        shard_key: str | None = None,
+    ) -> WorkflowHandle[Any]:
+        """Run a finished workflow again from ``start_step`` (default: its first step), under
+        its own ID.
+
+        Only a workflow that ended (SUCCESS, ERROR, CANCELLED, or dead-lettered) can be
+        rewound. What it did from ``start_step`` on is undone: those steps' records (a step
+        there runs again, exactly once), the output or error, events published there (each
+        key gets back its last value from before the cut, or none), stream closes written
+        there (the entries stay; the rerun appends), messages received there and those never
+        received; transaction checkpoints kept in application databases from there on are
+        dropped too. Steps before the cut are replayed, not run. Messages it sends past the
+        cut are sent again (but for those sent with an idempotency key). A child workflow
+        started past the cut is not run again: the rerun finds it under the same ID and takes
+        its outcome (rewind the child first to rerun it).
+
+        It is enqueued on ``queue_name`` (in ``queue_partition_key``'s partition), else on the
+        internal queue that every launched process serves; with ``application_version``
+        only a process of that version runs it. Its timeout, if it has one, starts again.
+
+        Args:
+            workflow_id: The workflow to rewind.
+            start_step: The first position to run again (positions count from 1).
+            application_version: The version to record on it (default: its own).
+            queue_name: The queue to enqueue it on.
+            queue_partition_key: Its partition of ``queue_name``.
+            shard_key: DBOS Enterprise's; Perdure has no shards, so it must be None.
+
+        Returns:
+            A handle on the workflow (same ID) to await its new outcome.
+
+        Raises:
+            ValueError: ``start_step`` below 1, or a partition key without a queue.
+            DBOSNonExistentWorkflowError: No workflow has this ID.
+            DBOSException: The workflow has not ended (cancel it first), or a ``shard_key``.
+        """
+        cls._recorded(
+            REWIND,
+            cls._rewind(
+                workflow_id, start_step, application_version=application_version,
+                queue_name=queue_name, queue_partition_key=queue_partition_key,
+                shard_key=shard_key,
+            ),
+        )  # fmt: skip
+        return WorkflowHandle(cls._require_runtime().engine, workflow_id)
+
+    @classmethod
+    async def rewind_workflow_async(
+        cls,
+        workflow_id: str,
+        *,
+        start_step: int | None = None,
+        application_version: str | None = None,
+        queue_name: str | None = None,
+        queue_partition_key: str | None = None,
+        shard_key: str | None = None,
+    ) -> WorkflowHandleAsync[Any]:
+        """Async twin of `rewind_workflow`."""
+        await cls._recorded_async(
+            REWIND,
+            cls._rewind(
+                workflow_id, start_step, application_version=application_version,
+                queue_name=queue_name, queue_partition_key=queue_partition_key,
+                shard_key=shard_key,
+            ),
+        )  # fmt: skip
+        return WorkflowHandleAsync(cls._require_runtime().engine, workflow_id)
+
+    @classmethod
+    def _rewind(
+        cls,
+        workflow_id: str,
+        start_step: int | None,
+        *,
+        application_version: str | None,
+        queue_name: str | None,
+        queue_partition_key: str | None,
+        shard_key: str | None,
+    ) -> Callable[[], str]:
+        """The rewind to run (as a step, in workflow code), with this process's application
+        databases to drop checkpoints from."""
+        step = 1 if start_step is None else start_step
+        databases = [cls._require_runtime().app_db, *cls._datasources]
+        return lambda: cls._manager().rewind_workflow(
+            workflow_id, start_step=step, application_version=application_version,
+            queue_name=queue_name, queue_partition_key=queue_partition_key, shard_key=shard_key,
+            drop_checkpoints=lambda: drop_checkpoints(databases, workflow_id, step),
+        )  # fmt: skip
 
     @classmethod
     def delete_workflow(cls, workflow_id: str, *, delete_children: bool = False) -> None:

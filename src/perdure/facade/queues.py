@@ -15,6 +15,7 @@ from perdure.execution.handles import WorkflowHandle, WorkflowHandleAsync
 from perdure.execution.workflow import Invocation
 from perdure.facade.base import FacadeBase
 from perdure.queues.dequeue import Dequeuer
+from perdure.queues.enqueue_options import EnqueueOptions
 from perdure.queues.queue import (
     Declaration,
     QueueConflictResolution,
@@ -358,19 +359,17 @@ class QueueFacade(FacadeBase):
     ) -> WorkflowHandle[Any]:
         """Enqueue ``func(*args, **kwargs)`` on the queue named ``queue_name``.
 
+        A queue no process has declared yet is no error, as in DBOS: the workflow waits
+        ENQUEUED (with a warning in the log) until a process declares the queue.
+
         Raises:
-            DBOSException: No queue has that name, or the enqueue options do not fit it.
+            DBOSException: The enqueue options do not fit the queue.
             DBOSQueueDeduplicatedError: The deduplication ID is taken on that queue.
         """
         runtime = cls._require_runtime()
         runtime.engine  # noqa: B018 - raises the "not launched" error first
         spec = cls._find_queue(queue_name)
-        if spec is None:
-            raise DBOSException(
-                f"Cannot enqueue onto queue {queue_name!r}: no such queue. Define it with "
-                f"Queue({queue_name!r}, ...) or DBOS.register_queue({queue_name!r}) first."
-            )
-        return runtime.enqueue_workflow(spec, cls._invocation(func, args, kwargs))
+        return runtime.enqueue_workflow(queue_name, spec, cls._invocation(func, args, kwargs))
 
     @classmethod
     async def enqueue_workflow_async(
@@ -378,4 +377,42 @@ class QueueFacade(FacadeBase):
     ) -> WorkflowHandleAsync[Any]:
         """Async twin of `enqueue_workflow` (one round trip, like `start_workflow_async`)."""
         handle = cls.enqueue_workflow(queue_name, func, *args, **kwargs)
+        return WorkflowHandleAsync(cls._require_runtime().engine, handle.workflow_id)
+
+    @classmethod
+    def enqueue_workflow_with_options(
+        cls, options: EnqueueOptions, *args: Any, **kwargs: Any
+    ) -> WorkflowHandle[Any]:
+        """Enqueue workflow ``options["workflow_name"]`` on queue ``options["queue_name"]``
+        by name, as `DBOSClient.enqueue` does (the same options, the same row), from inside
+        the application.
+
+        The name is not looked up here: any process sharing the system database that
+        registers it runs it (this one too, once it does). ``app_version`` is left unset
+        unless given, so the workflow runs on a process of the latest application version.
+        Options left out come from the enclosing `SetWorkflowID`, `SetEnqueueOptions`,
+        `SetWorkflowTimeout`, `SetWorkflowAttributes` and identity, as for
+        `enqueue_workflow`. Inside a workflow the enqueued workflow is its child, enqueued
+        exactly once: a replay returns the recorded child.
+
+        Raises:
+            DBOSException: A missing name, or an option Perdure cannot honour (see
+                `EnqueueOptions`), or one that does not fit the queue. A queue no process
+                has declared yet is not an error: the workflow waits until one does.
+            DBOSQueueDeduplicatedError: The deduplication ID is taken by an unfinished
+                workflow (unless ``duplication_policy="return-existing"``).
+            DBOSWorkflowIDInUseError: The ID exists and ``workflow_id_reuse_policy`` is
+                ``"reject"``.
+        """
+        return cls._require_runtime().enqueue_with_options(
+            options, args, kwargs, find_queue=cls._find_queue
+        )
+
+    @classmethod
+    async def enqueue_workflow_with_options_async(
+        cls, options: EnqueueOptions, *args: Any, **kwargs: Any
+    ) -> WorkflowHandleAsync[Any]:
+        """Async twin of `enqueue_workflow_with_options` (one round trip, like
+        `enqueue_workflow_async`)."""
+        handle = cls.enqueue_workflow_with_options(options, *args, **kwargs)
         return WorkflowHandleAsync(cls._require_runtime().engine, handle.workflow_id)

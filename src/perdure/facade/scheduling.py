@@ -193,8 +193,9 @@ class SchedulingFacade(FacadeBase):
             )
         if entry.kind == MethodKind.INSTANCE:
             raise DBOSException(
-                f"Cannot create schedule {schedule_name!r}: workflow {entry.name!r} is a method "
-                "of configured instances; schedule a function, static method or classmethod."
+                f"Cannot create schedule {schedule_name!r}: Configured instance methods cannot "
+                f"be used in schedules, and workflow {entry.name!r} is one; schedule a "
+                "function, static method or classmethod."
             )
         if cls._schedules.get(schedule_name) is not None:
             raise DBOSException(_taken(schedule_name, "by a @DBOS.scheduled workflow"))
@@ -473,6 +474,6 @@ def _taken(name: str, by: str) -> str:
 
 def _unknown(name: str, action: str) -> str:
     return (
-        f"Cannot {action} schedule {name!r}: no such schedule. DBOS.list_schedules() shows "
+        f"Cannot {action} schedule {name!r}: it does not exist. DBOS.list_schedules() shows "
         "the stored ones."
     )

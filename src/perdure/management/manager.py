@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -33,6 +33,7 @@ from perdure.queues.dequeue import queue_channel
 from perdure.queues.queue import INTERNAL_QUEUE_NAME, QueueSpec
 from perdure.serialization import Payloads
 from perdure.storage.records import (
+    TERMINAL_STATUSES,
     ExecutorRecord,
     QueuePlacement,
     WorkflowQuery,
@@ -255,8 +256,9 @@ class WorkflowManager:
         otherwise with an engine it runs here, and without one on the internal queue. Its
         timeout is ``timeout_seconds``, or else the source's. Returns the new workflow's ID.
         """
-        if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
-            raise ValueError(f"start_step must be a non-negative integer, not {start_step!r}")
+        if isinstance(start_step, bool) or not isinstance(start_step, int):
+            raise TypeError(f"start_step must be an integer step ID, not {start_step!r}")
+        start_step = max(start_step, 0)  # below the first step: from the start, as in DBOS
         if timeout_seconds is not None and not timeout_seconds > 0:
             raise ValueError(f"timeout_seconds must be positive, not {timeout_seconds!r}")
         if queue_partition_key is not None and queue_name is None:
@@ -281,8 +283,9 @@ class WorkflowManager:
             if existing is not None and existing.name != source.name:
                 raise DBOSConflictingWorkflowError(
                     row.workflow_id,
-                    f"Workflow ID {row.workflow_id!r} already belongs to workflow "
-                    f"{existing.name!r}, so it cannot be used for a fork of {source.name!r}.",
+                    "Workflow already exists with a different function name: workflow ID "
+                    f"{row.workflow_id!r} belongs to {existing.name!r}, so it cannot be used "
+                    f"for a fork of {source.name!r}.",
                 )
             return row.workflow_id  # the fork with this ID exists: IDs are idempotency keys
         logger.info(
@@ -293,6 +296,79 @@ class WorkflowManager:
         elif self.engine is not None and row.queue_name is not None:
             self.engine.notifier.signal(queue_channel(row.queue_name))
         return row.workflow_id
+
+    def rewind_workflow(
+        self,
+        workflow_id: str,
+        *,
+        start_step: int = 1,
+        application_version: str | None = None,
+        queue_name: str | None = None,
+        queue_partition_key: str | None = None,
+        shard_key: str | None = None,
+        drop_checkpoints: Callable[[], None] | None = None,
+    ) -> str:
+        """Rerun a finished workflow from ``start_step`` under its own ID.
+
+        Its operations at positions ``start_step`` and later are undone (see
+        `Store.rewind_workflow`), and it is enqueued on ``queue_name`` (in
+        ``queue_partition_key``'s partition), else on the internal queue: the process that
+        claims it replays the steps before the cut and runs the rest again. With
+        ``application_version`` only a process of that version claims it.
+        ``drop_checkpoints`` deletes transaction checkpoints kept outside the system database
+        from the cut on; it runs once the workflow is found finished, before the rewind (a
+        rewind that then fails leaves the workflow finished, and can be retried).
+
+        Raises:
+            ValueError: ``start_step`` below 1, or a partition key without a queue.
+            DBOSNonExistentWorkflowError: No workflow has this ID.
+            DBOSException: The workflow is not finished (cancel it first), or a
+                ``shard_key`` was given.
+        """
+        if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 1:
+            raise ValueError(f"start_step must be an integer >= 1, not {start_step!r}")
+        if queue_partition_key is not None and queue_name is None:
+            raise ValueError("rewind_workflow: queue_partition_key needs a queue_name to apply to.")
+        if shard_key is not None:
+            raise DBOSException(
+                f"rewind_workflow({workflow_id!r}, shard_key={shard_key!r}): Perdure has no "
+                "shards (a DBOS Enterprise feature; one system database holds every "
+                "workflow). Remove shard_key."
+            )
+        # Checked here first, so nothing is touched for a workflow that is running; the
+        # rewind itself checks again, in its transaction.
+        row = self.store.get_workflow(workflow_id)
+        _check_rewindable(workflow_id, row.status if row is not None else None)
+        engine = self.engine
+        # A cancelled execution here stops at its next step; waiting for it spares that step
+        # a second run (and keeps it from committing a checkpoint after they are dropped).
+        # Past the wait the rewind's new token fences it off anyway.
+        if engine is not None and not engine.wait_inactive(workflow_id, LOCAL_STOP_TIMEOUT_SEC):
+            logger.warning(
+                "Workflow %s: its cancelled execution here is still in a step after %.0fs; "
+                "rewinding anyway (that execution stops at its next step)",
+                workflow_id,
+                LOCAL_STOP_TIMEOUT_SEC,
+            )
+        if drop_checkpoints is not None:
+            drop_checkpoints()
+        target = INTERNAL_QUEUE_NAME if queue_name is None else queue_name
+        outcome = self.store.rewind_workflow(
+            workflow_id, start_step=start_step, queue_name=target,
+            partition_key=queue_partition_key, app_version=application_version,
+            token=new_owner_token(),
+        )  # fmt: skip
+        if not outcome.rewound:
+            _check_rewindable(workflow_id, outcome.status)
+            raise DBOSException(  # finished when read, then changed before its update
+                f"Workflow {workflow_id} changed status while being rewound; rewind it again."
+            )
+        logger.info(
+            "Rewound workflow %s to step %d; enqueued on %s", workflow_id, start_step, target
+        )
+        if engine is not None:  # other processes: a PostgreSQL trigger, or their polling
+            engine.notifier.signal(queue_channel(target))
+        return workflow_id
 
     def _forked_row(
         self,
@@ -387,6 +463,18 @@ class WorkflowManager:
             if deleted < GC_BATCH_SIZE:
                 logger.info("Garbage collection deleted %d workflow(s)", total)
                 return total
+
+
+def _check_rewindable(workflow_id: str, status: str | None) -> None:
+    """Raise unless a workflow of ``status`` (None: unknown) may be rewound."""
+    if status is None:
+        raise DBOSNonExistentWorkflowError("target", workflow_id)
+    if status not in TERMINAL_STATUSES:
+        raise DBOSException(
+            f"Cannot rewind workflow {workflow_id}: it is {status}, and only a finished "
+            "workflow (SUCCESS, ERROR, CANCELLED or MAX_RECOVERY_ATTEMPTS_EXCEEDED) can be "
+            "rewound. Cancel it first (cancel_workflow), then rewind it."
+        )
 
 
 def _replacements(children: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from perdure import clock
 from perdure.error import DBOSException, DBOSNonExistentWorkflowError
 from perdure.execution.context import (
     WorkflowContext,
@@ -15,7 +15,12 @@ from perdure.execution.context import (
 )
 from perdure.execution.notifier import Notifier, channel
 from perdure.execution.workflow import WorkflowEngine, refused_error
-from perdure.messaging.outgoing import SendMessage, checked_messages, message_id
+from perdure.messaging.outgoing import (
+    SendMessage,
+    checked_messages,
+    message_id,
+    workflow_origin,
+)
 from perdure.messaging.positions import WorkflowOperations, cancel_channel
 from perdure.messaging.streams import Streams
 from perdure.serialization import Payloads, check_serialization_type
@@ -57,12 +62,18 @@ class Messaging(WorkflowOperations):
         *,
         serialization_type: object = None,
         to_forks: bool = False,
+        hand_off: bool = True,
     ) -> None:
-        """Queue ``message`` for ``destination_id`` (and its forks); once from a workflow."""
+        """Queue ``message`` for ``destination_id`` (and its forks); once from a workflow.
+
+        A receiver waiting now is handed the message directly, unless ``hand_off`` is False
+        (a send inside a caller's transaction: a hand-off would hold the receiver's
+        registration until that transaction ends); it then takes it from the queue.
+        """
         check_serialization_type(serialization_type, f"DBOS.send to workflow {destination_id!r}")
-        if to_forks:
+        if to_forks or not hand_off:
             one = SendMessage(destination_id, message, topic, idempotency_key)
-            self._send_all([one], SEND, to_forks=True, indexed=False)
+            self._send_all([one], SEND, to_forks=to_forks, indexed=False)
             return
         ctx = self._workflow()
         fence = ctx or self._in_step()
@@ -74,7 +85,7 @@ class Messaging(WorkflowOperations):
             if recorded is not None:
                 self.engine.replay_value(ctx, recorded)
                 return
-            origin = f"{ctx.workflow_id}-{position}"
+            origin = workflow_origin(ctx.workflow_id, position, ctx.owner_token)
             step = self._step(ctx, position, SEND)
         elif idempotency_key is None:
             given = _given_workflow_id()
@@ -136,7 +147,8 @@ class Messaging(WorkflowOperations):
                 self.engine.replay_value(ctx, recorded)
                 return
             step = self._step(ctx, position, name)
-            origins: list[str | None] = [f"{ctx.workflow_id}-{position}" for _ in messages]
+            origin = workflow_origin(ctx.workflow_id, position, ctx.owner_token)
+            origins: list[str | None] = [origin for _ in messages]
         elif not messages:
             return
         else:
@@ -247,8 +259,8 @@ class Messaging(WorkflowOperations):
         workflow_id = current_workflow_id()
         if workflow_id is None:
             raise DBOSException(
-                f"DBOS.set_event({key!r}, ...) must be called from a workflow or one of its "
-                "steps: events belong to the workflow that sets them."
+                f"set_event() must be called from within a workflow or one of its steps (key "
+                f"{key!r}): events belong to the workflow that sets them."
             )
         check_serialization_type(
             serialization_type, f"DBOS.set_event({key!r}) in workflow {workflow_id!r}"
@@ -266,6 +278,7 @@ class Messaging(WorkflowOperations):
             self.store.set_event(
                 workflow_id, key, payload.data or b"", payload.serialization, step=step,
                 owner_token=fence.owner_token if fence is not None else None,
+                function_id=self._step_position(),
             )  # fmt: skip
         except WriteRefused as exc:
             assert fence is not None  # noqa: S101 - only a fenced write is refused
@@ -303,7 +316,7 @@ class Messaging(WorkflowOperations):
 
         names = (channel("event", workflow_id, key),)
         if ctx is None:
-            return _Wait(None, 0, names, lookup, time.monotonic() + timeout_seconds)
+            return _Wait(None, 0, names, lookup, clock.monotonic() + timeout_seconds)
         deadline = self._durable_deadline(ctx, timeout_seconds)
         position, recorded = self._position(ctx, GET_EVENT)
         if recorded is not None:
@@ -384,6 +397,7 @@ def _no_destination(missing: tuple[str, ...]) -> DBOSNonExistentWorkflowError:
     return DBOSNonExistentWorkflowError(
         "`send` destination",
         missing[0],
-        message=f"Cannot send to workflow {names}: no workflow has that ID, so nothing was sent. "
-        "Check the destination ID (start the workflow before sending to it).",
+        message=f"Non-existent `send` destination workflow ID: {missing[0]}. No workflow has "
+        f"the ID {names}, so nothing was sent. Check the destination ID (start the workflow "
+        "before sending to it).",
     )

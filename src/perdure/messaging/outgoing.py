@@ -41,9 +41,9 @@ def checked_messages(messages: Sequence[SendMessage]) -> list[SendMessage]:
     repeated = sorted({k for k in keys if keys.count(k) > 1})
     if repeated:
         raise DBOSException(
-            f"send_bulk was given the idempotency key(s) {', '.join(map(repr, repeated))} more "
-            "than once, so all but one of those messages would be dropped. Give each message "
-            "its own key; nothing was sent."
+            f"send_bulk was given duplicate idempotency keys ({', '.join(map(repr, repeated))}),"
+            " so all but one of those messages would be dropped. Give each message its own "
+            "key; nothing was sent."
         )
     return checked
 
@@ -58,13 +58,23 @@ def message_id(
     """The ID a message is stored under; a second send with the same ID delivers nothing.
 
     An idempotency key names the message for its destination, wherever it is sent from.
-    Otherwise ``origin`` does: the sending workflow's position (``"{workflow}-{position}"``,
-    recorded with the send, so a replay does not send again) or the ``SetWorkflowID`` around a
-    send from plain code (``"{destination}|{id}"``). ``index`` tells apart the messages of
-    one bulk send. Without either, every send is a new message.
+    Otherwise ``origin`` does: the sending execution's position (`workflow_origin`) or the
+    ``SetWorkflowID`` around a send from plain code (``"{destination}|{id}"``). ``index``
+    tells apart the messages of one bulk send. Without either, every send is a new message.
     """
     if idempotency_key is not None:
         return f"{destination_id}|{idempotency_key}"
     if origin is None:
         return str(uuid.uuid4())
     return origin if index is None else f"{origin}.{index}"
+
+
+def workflow_origin(workflow_id: str, position: int, owner_token: int) -> str:
+    """What names a message sent from a workflow: ``"{workflow}-{position}@{owner token}"``.
+
+    A retried attempt of the same execution sends under the same ID, so the message is
+    stored once; a replay sends nothing (the send's step is recorded with its message). The
+    token tells apart the run of a rewound workflow, whose sends past the cut are new
+    messages, as in DBOS.
+    """
+    return f"{workflow_id}-{position}@{owner_token}"

@@ -3,14 +3,18 @@ payloads they store."""
 
 from __future__ import annotations
 
-import time
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from typing_extensions import Self
 
-from perdure.clock import now_ms
-from perdure.execution.context import WorkflowContext, current_workflow, enclosing_workflow
+from perdure.clock import deadline_at, now_ms
+from perdure.execution.context import (
+    WorkflowContext,
+    current_step,
+    current_workflow,
+    enclosing_workflow,
+)
 from perdure.execution.notifier import Notifier, channel
 from perdure.execution.steps import wake_time
 from perdure.execution.workflow import WorkflowEngine
@@ -55,6 +59,14 @@ class WorkflowOperations:
             return None
         return enclosing_workflow()
 
+    def _step_position(self) -> int | None:
+        """The position of the step of a workflow that is calling, if one is: what its
+        events and stream entries are recorded under, so a rewind knows their step."""
+        if self._in_step() is None:
+            return None
+        step = current_step()
+        return step.step_id if step is not None else None
+
     def _waiting(self) -> AbstractContextManager[None]:
         """Around a wait: no pool slot, no connection kept (a launched process only)."""
         return self._engine.waiting() if self._engine is not None else nullcontext()
@@ -97,7 +109,7 @@ class WorkflowOperations:
     def _durable_deadline(self, ctx: WorkflowContext, timeout_seconds: float) -> float:
         """A wait's deadline, checkpointed so a recovered wait only waits the remainder."""
         wake_ms = wake_time(self.engine, ctx, timeout_seconds)
-        return time.monotonic() + max(0.0, (wake_ms - now_ms()) / 1000)
+        return deadline_at(wake_ms)
 
 
 def cancel_channel(ctx: WorkflowContext) -> str:

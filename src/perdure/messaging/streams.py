@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from perdure import clock
 from perdure.clock import now_ms
 from perdure.error import (
     DBOSException,
@@ -108,8 +108,8 @@ class Streams(WorkflowOperations):
         workflow_id = current_workflow_id()
         if workflow_id is None:
             raise DBOSException(
-                f"DBOS.write_stream/close_stream({key!r}) must be called from a workflow or one "
-                "of its steps: a stream belongs to the workflow that writes it."
+                f"DBOS.write_stream/close_stream({key!r}) must be called from within a workflow "
+                "or one of its steps: a stream belongs to the workflow that writes it."
             )
         check_serialization_type(
             serialization_type, f"DBOS.write_stream({key!r}) in workflow {workflow_id!r}"
@@ -132,6 +132,7 @@ class Streams(WorkflowOperations):
             self.store.write_stream(
                 workflow_id, key, payload.data, payload.serialization, closed=close, step=step,
                 owner_token=fence.owner_token if fence is not None else None,
+                function_id=self._step_position(),
             )  # fmt: skip
         except WriteRefused as exc:
             assert fence is not None  # noqa: S101 - only a fenced write is refused
@@ -283,7 +284,7 @@ class Streams(WorkflowOperations):
 
     def _begin(self, cursor: _Cursor) -> _Turn | _Replayed:
         """Start reading the next value: its recorded outcome on a replay, else its turn."""
-        deadline = None if cursor.timeout is None else time.monotonic() + cursor.timeout
+        deadline = None if cursor.timeout is None else clock.monotonic() + cursor.timeout
         ctx = cursor.ctx
         if ctx is None:
             return _Turn(None, now_ms(), deadline)
@@ -322,6 +323,10 @@ class Streams(WorkflowOperations):
             if not entries:  # the writer ended without closing: as if it had
                 return StreamEntry(cursor.offset, Payload(None, self.payloads.format), closed=True)
         for entry in entries:
+            if entry.closed and cursor.ahead:
+                # A close is believed only when read at its own offset: a rewind of the
+                # writer may delete it meanwhile, and its rerun write there instead.
+                break
             cursor.ahead.append(entry)
             if entry.closed:
                 break  # what a workflow writes after closing a stream is not part of it

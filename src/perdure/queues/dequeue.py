@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from functools import partial
 
+from perdure import clock
 from perdure.clock import now_ms
 from perdure.execution.notifier import channel
 from perdure.execution.recovery import runnable
@@ -201,26 +202,33 @@ class Dequeuer:
     def _run(self) -> None:
         idle_passes = 0
         while not self._stop.is_set():
-            try:
-                served = self._served()
-            except Exception:
-                logger.exception("Reading the queue definitions failed; serving the known ones")
-                served = self._known_served()
-            names = (DEFINITIONS_CHANNEL, *(queue_channel(spec.name) for spec in served))
-            seen = self._notifier.mark(names)  # before the pass: no signal is lost
-            try:
-                done = self._pass(served)
-            except Exception:
-                logger.exception("Dequeue pass failed; retrying after the polling interval")
-                done = _Pass()
-            if done.more_ready and not self._stop.is_set():
-                continue
-            idle_passes = 0 if done.started else idle_passes + 1
-            polling = min((spec.polling_interval_sec for spec in served), default=1.0)
-            wait = idle_wait_sec(polling, idle_passes)
-            if done.wake_at_ms is not None:
-                wait = min(wait, max(0.0, (done.wake_at_ms - now_ms()) / 1000))
-            self._notifier.wait_changed(names, seen, wait)
+            # Delays and rate limits follow workflow time: a test moving it wakes the loop.
+            with clock.watching(self._notifier.signal_all):
+                idle_passes = self._pass_and_wait(idle_passes)
+
+    def _pass_and_wait(self, idle_passes: int) -> int:
+        """One pass, then the wait until the next is due; the idle passes so far."""
+        try:
+            served = self._served()
+        except Exception:
+            logger.exception("Reading the queue definitions failed; serving the known ones")
+            served = self._known_served()
+        names = (DEFINITIONS_CHANNEL, *(queue_channel(spec.name) for spec in served))
+        seen = self._notifier.mark(names)  # before the pass: no signal is lost
+        try:
+            done = self._pass(served)
+        except Exception:
+            logger.exception("Dequeue pass failed; retrying after the polling interval")
+            done = _Pass()
+        if done.more_ready and not self._stop.is_set():
+            return idle_passes
+        idle_passes = 0 if done.started else idle_passes + 1
+        polling = min((spec.polling_interval_sec for spec in served), default=1.0)
+        wait = idle_wait_sec(polling, idle_passes)
+        if done.wake_at_ms is not None:
+            wait = min(wait, max(0.0, (done.wake_at_ms - now_ms()) / 1000))
+        self._notifier.wait_changed(names, seen, wait)
+        return idle_passes
 
     def _pass(self, served: list[QueueSpec]) -> _Pass:
         done = _Pass()
@@ -260,6 +268,7 @@ class Dequeuer:
             app_version=engine.app_version,
             batch=room,
             stored_only=spec is not self._internal,  # a deleted queue yields nothing at once
+            clock_offset_ms=clock.offset_ms(),
         )
         claimed = self._store.claim_queued(claim, admit)
         if len(claimed) < min(admitted[0], room):  # ready work ran out: is any delayed?

@@ -87,15 +87,11 @@ class QueueSpec:
         2.31's form, under which every limit holds per partition.
         """
         _check_name(name)
-        if (
-            concurrency is not None
-            and global_concurrency is not None
-            and concurrency != global_concurrency
-        ):
+        if concurrency is not None and global_concurrency is not None:
             raise ValueError(
                 f"Queue {name!r}: concurrency={concurrency} and global_concurrency="
-                f"{global_concurrency} disagree; they are the same setting, so set only one "
-                "of them."
+                f"{global_concurrency} are one setting under two names (concurrency is the "
+                "deprecated one), so set only one of them."
             )
         partition_limits = (partition_concurrency, partition_worker_concurrency, partition_limiter)
         by_limits = any(limit is not None for limit in partition_limits)

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
 from typing import Any
 
 from typing_extensions import TypedDict
 
 from perdure.clock import now_ms
 from perdure.error import DBOSException
-from perdure.scheduling.cron import Cron
+from perdure.scheduling.cron import Cron, zone_of
 from perdure.serialization import Payloads
 from perdure.storage.records import ScheduleRecord
 
@@ -157,6 +157,13 @@ def check_unique_names(names: Iterable[str]) -> None:
         seen.add(name)
 
 
+def _zone_of(record: ScheduleRecord) -> tzinfo:
+    """The time zone a schedule's times are shown in: its cron time zone, else UTC."""
+    if not record.cron_timezone:
+        return timezone.utc
+    return zone_of(record.cron_timezone, schedule_name=record.schedule_name)
+
+
 def public_schedule(payloads: Payloads, record: ScheduleRecord) -> WorkflowSchedule:
     """``record`` as the API shows it, its context decoded."""
     context = payloads.decode(
@@ -172,7 +179,7 @@ def public_schedule(payloads: Payloads, record: ScheduleRecord) -> WorkflowSched
         status=PAUSED if record.paused else ACTIVE,
         context=context,
         last_fired_at=(
-            datetime.fromtimestamp(fired / 1000, tz=timezone.utc).isoformat()
+            datetime.fromtimestamp(fired / 1000, tz=_zone_of(record)).isoformat()
             if fired is not None
             else None
         ),

@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from perdure import clock
 from perdure.clock import now_ms
 from perdure.error import DBOSException
 from perdure.execution.context import SetWorkflowID
@@ -30,6 +31,10 @@ SCHEDULES_CHANNEL = channel("schedules", "")
 # A loop that fell further behind than this (the database was down, the machine slept) skips
 # the older ticks instead of starting them all at once.
 CATCH_UP_LIMIT = timedelta(seconds=60)
+# Ticks that a test's move of workflow time passed over are not "behind": each starts, as it
+# would have while the time passed, up to this many per schedule and move (then the loop
+# catches up as above).
+JUMP_TICKS_LIMIT = 1000
 
 
 @dataclass(frozen=True)
@@ -177,9 +182,12 @@ class Scheduler:
         self._polling_interval_sec = polling_interval_sec
         self._notifier = engine.notifier
         self._next: dict[Schedule, datetime] = {}  # the next tick to start, per schedule
+        self._offset_seen_ms = clock.offset_ms()  # moves of workflow time already accounted
         self._unrunnable: set[str] = set()  # schedules already reported as failing here
         self._superseded_by: str | None = None  # the latest version, while it is not ours
         self._stop = threading.Event()
+        # Set once the loop has looked at the schedules (and started the due ticks) once.
+        self.first_pass_done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="perdure-scheduler", daemon=True)
 
     def start(self) -> None:
@@ -200,25 +208,32 @@ class Scheduler:
     # -- the loop ----------------------------------------------------------------------------
 
     def _run(self) -> None:
-        names = (SCHEDULES_CHANNEL,)
         while not self._stop.is_set():
-            seen = self._notifier.mark(names)  # before the pass: no signal is lost
-            try:
-                wake_at = self._pass()
-            except Exception:
-                logger.exception("Scheduler pass failed; retrying after the polling interval")
-                wake_at = None
-            wait = self._polling_interval_sec
-            if wake_at is not None:
-                wait = min(wait, max(0.0, (wake_at - utc_now()).total_seconds()))
-            self._notifier.wait_changed(names, seen, wait)
+            # Ticks follow workflow time: a test moving it wakes the loop.
+            with clock.watching(self._notifier.signal_all):
+                self._pass_and_wait()
+
+    def _pass_and_wait(self) -> None:
+        """Start the due ticks, then wait until the next one (or a change, or a poll)."""
+        names = (SCHEDULES_CHANNEL,)
+        seen = self._notifier.mark(names)  # before the pass: no signal is lost
+        try:
+            wake_at = self._pass()
+        except Exception:
+            logger.exception("Scheduler pass failed; retrying after the polling interval")
+            wake_at = None
+        self.first_pass_done.set()
+        wait = self._polling_interval_sec
+        if wake_at is not None:
+            wait = min(wait, max(0.0, (wake_at - utc_now()).total_seconds()))
+        self._notifier.wait_changed(names, seen, wait)
 
     def _pass(self) -> datetime | None:
         """Start every due tick; return when the next one is due."""
         if not self._runs_latest_version():
             self._next = {}  # when this version is the latest again, it starts afresh
             return None
-        now = utc_now()
+        now, jumped = self._now_and_jump()
         current = self._current()
         running = {s.name for s in self._next}
         upcoming: dict[Schedule, datetime] = {}
@@ -234,20 +249,45 @@ class Scheduler:
             upcoming[schedule] = tick
         self._next = upcoming
         for schedule, first in upcoming.items():
-            tick = first
-            if tick < now - CATCH_UP_LIMIT:
+            self._next[schedule] = self._start_due(schedule, first, now, jumped)
+        return min(self._next.values(), default=None)
+
+    def _now_and_jump(self) -> tuple[datetime, timedelta]:
+        """The time now, and how far a test moved workflow time since the last pass (0 in
+        production): read together, so a move is counted in both or in neither."""
+        while True:
+            offset = clock.offset_ms()
+            now = utc_now()
+            if clock.offset_ms() == offset:
+                break
+        jumped = max(0, offset - self._offset_seen_ms)
+        self._offset_seen_ms = offset
+        return now, timedelta(milliseconds=jumped)
+
+    def _start_due(
+        self, schedule: Schedule, tick: datetime, now: datetime, jumped: timedelta
+    ) -> datetime:
+        """Start the schedule's ticks from ``tick`` up to ``now``; the next one after them.
+
+        Ticks further behind than `CATCH_UP_LIMIT` are skipped (the loop fell behind), but for
+        those a move of workflow time passed over (``jumped``), up to `JUMP_TICKS_LIMIT`.
+        """
+        recent = now - CATCH_UP_LIMIT
+        started = 0
+        while tick <= now and not self._stop.is_set():
+            if tick < recent and (tick < recent - jumped or started >= JUMP_TICKS_LIMIT):
                 logger.warning(
                     "Schedule %r fell behind: its ticks from %s to %s are skipped",
                     schedule.name,
                     tick.isoformat(),
-                    (now - CATCH_UP_LIMIT).isoformat(),
+                    recent.isoformat(),
                 )
-                tick = schedule.cron.next_after(now - CATCH_UP_LIMIT)
-            while tick <= now and not self._stop.is_set():
-                self._fire(schedule, tick)
-                tick = schedule.cron.next_after(tick)
-            self._next[schedule] = tick
-        return min(self._next.values(), default=None)
+                tick = schedule.cron.next_after(recent)
+                continue
+            self._fire(schedule, tick)
+            started += 1
+            tick = schedule.cron.next_after(tick)
+        return tick
 
     def _runs_latest_version(self) -> bool:
         """Whether this process runs the latest application version (or none is registered)."""

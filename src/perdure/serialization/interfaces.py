@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from perdure.error import DBOSException
 
@@ -49,6 +49,25 @@ class TextSerializer:
     def loads(self, data: bytes) -> Any:
         """The value the wrapped serializer reads from the UTF-8 text `data`."""
         return self._inner.deserialize(data.decode("utf-8"))
+
+
+def as_serializer(value: object) -> Serializer | None:
+    """``value`` as a Perdure `Serializer`, or None if it is not one.
+
+    A DBOS ``Serializer`` (``serialize``, ``deserialize``, ``name()``) is wrapped in
+    `TextSerializer`; checked first, since ported code subclasses ``perdure.Serializer``,
+    whose ``dumps``/``loads`` stubs it inherits without implementing. Any other object with a
+    ``name`` string, ``dumps`` and ``loads`` is used as it is.
+    """
+    if all(callable(getattr(value, m, None)) for m in ("serialize", "deserialize", "name")):
+        return TextSerializer(value)
+    if (
+        isinstance(getattr(value, "name", None), str)
+        and callable(getattr(value, "dumps", None))
+        and callable(getattr(value, "loads", None))
+    ):
+        return cast(Serializer, value)
+    return None
 
 
 class WorkflowSerializationFormat(str, Enum):

@@ -96,6 +96,14 @@ class Payloads:
             serializer, self._codec if needs_codec else None, pickle_keys=self._pickle_keys
         )
 
+    def writing_with(self, serializer: Serializer) -> Payloads:
+        """Payloads that write with ``serializer`` (through the same codec and pickle keys)
+        and read every format this one reads as well: a datasource's own serializer, whose
+        rows sit among rows written with the configured one."""
+        payloads = Payloads(serializer, self._codec, pickle_keys=self._pickle_keys)
+        payloads._readers = {**self._readers, **payloads._readers}
+        return payloads
+
     def encode(self, value: Any, *, what: str, workflow_id: str | None = None) -> bytes:
         """Serializes `value` for storage in `self.format`.
 

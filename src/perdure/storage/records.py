@@ -128,6 +128,15 @@ class StartOutcome:
     row: WorkflowRow
 
 
+@dataclass(frozen=True)
+class Rewind:
+    """What a rewind found: the workflow's status when it was read (None: no such workflow),
+    and whether it was rewound (only a finished workflow is)."""
+
+    status: str | None
+    rewound: bool
+
+
 class Unrecorded:
     """Why a write of an execution was refused (the store changed nothing)."""
 
@@ -461,6 +470,9 @@ class QueueClaim:
     app_version: str
     batch: int
     stored_only: bool = False
+    # Added to the database's clock, which judges readiness and rate limits: how far a test
+    # moved workflow time ahead (`perdure.clock.offset_ms`); 0 in production.
+    clock_offset_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -518,8 +530,9 @@ class ExecutorRecord:
     """One launched process as its heartbeats record it (times: the database's clock, ms).
 
     ``lock_key`` names the lock the process holds while it lives (a PostgreSQL advisory lock,
-    or a byte of the lock file next to a SQLite database); ``silent_ms`` is how long ago its
-    last heartbeat was, by the database's clock when read.
+    or a byte of the lock file next to a SQLite database); ``workflow_names`` the workflows it
+    registers (a JSON array; None if unknown: written by an older Perdure); ``silent_ms`` is
+    how long ago its last heartbeat was, by the database's clock when read.
     """
 
     instance_id: str
@@ -530,6 +543,7 @@ class ExecutorRecord:
     started_at: int
     heartbeat_at: int
     lock_key: int | None = None
+    workflow_names: str | None = None
     silent_ms: int = 0
 
 

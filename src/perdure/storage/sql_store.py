@@ -26,6 +26,7 @@ from perdure.storage.records import (
     QueueCounts,
     QueueRecord,
     QueueReplace,
+    Rewind,
     ScheduleRecord,
     StartOutcome,
     StepRow,
@@ -41,6 +42,7 @@ from perdure.storage.sql import (
     management,
     messaging,
     queues,
+    rewind,
     schedules,
     versions,
     workflows,
@@ -54,6 +56,7 @@ class SqlStore:
     def __init__(self, database: Database) -> None:
         self.database = database
         self.url = database.url
+        self._identity: str | None = None  # see `in_caller_transaction`
         # Checkpoints of concurrent workflows share commits; an uncontended one goes alone.
         self._group_commit = GroupCommit(
             lambda step: workflows.write_step(database, step),
@@ -86,6 +89,20 @@ class SqlStore:
     def released(self) -> Iterator[None]:
         with self.database.released():
             yield
+
+    def in_caller_transaction(
+        self, connection: Any, *, in_transaction: Callable[[], bool]
+    ) -> SqlStore:
+        # Imported here: it loads both backends' modules, which most processes never need.
+        from perdure.storage import borrowed  # noqa: PLC0415
+
+        if self._identity is None:  # what names this database never changes: read it once
+            self._identity = borrowed.identity(self.database)
+        on_caller = borrowed.borrow(
+            self.database, connection, in_transaction=in_transaction,
+            expected_identity=self._identity,
+        )  # fmt: skip
+        return SqlStore(on_caller)
 
     # -- workflows -----------------------------------------------------------------------------
 
@@ -184,10 +201,11 @@ class SqlStore:
         *,
         step: StepRow | None = None,
         owner_token: int | None = None,
+        function_id: int | None = None,
     ) -> None:
         messaging.set_event(
             self.database, workflow_id, key, value, serialization,
-            step=step, owner_token=owner_token,
+            step=step, owner_token=owner_token, function_id=function_id,
         )  # fmt: skip
 
     def get_events(self, workflow_id: str, key: str | None = None) -> dict[str, Payload]:
@@ -203,10 +221,11 @@ class SqlStore:
         closed: bool,
         step: StepRow | None = None,
         owner_token: int | None = None,
+        function_id: int | None = None,
     ) -> None:
         messaging.write_stream(
             self.database, workflow_id, key, value, serialization,
-            closed=closed, step=step, owner_token=owner_token,
+            closed=closed, step=step, owner_token=owner_token, function_id=function_id,
         )  # fmt: skip
 
     def read_stream(
@@ -271,6 +290,21 @@ class SqlStore:
         return management.fork_workflow(
             self.database, row, source_id=source_id, start_step=start_step,
             replacement_children=replacement_children,
+        )  # fmt: skip
+
+    def rewind_workflow(
+        self,
+        workflow_id: str,
+        *,
+        start_step: int,
+        queue_name: str,
+        partition_key: str | None = None,
+        app_version: str | None = None,
+        token: int,
+    ) -> Rewind:
+        return rewind.rewind_workflow(
+            self.database, workflow_id, start_step=start_step, queue_name=queue_name,
+            partition_key=partition_key, app_version=app_version, token=token,
         )  # fmt: skip
 
     def delete_workflows(self, workflow_ids: tuple[str, ...], *, with_children: bool) -> list[str]:
@@ -346,6 +380,20 @@ class SqlStore:
 
     def list_versions(self, limit: int | None = None) -> list[VersionRecord]:
         return versions.list_versions(self.database, limit)
+
+    def move_to_version(
+        self,
+        workflow_id: str,
+        *,
+        app_version: str,
+        queue_name: str,
+        expected_token: int,
+        token: int,
+    ) -> bool:
+        return versions.move_to_version(
+            self.database, workflow_id, app_version=app_version, queue_name=queue_name,
+            expected_token=expected_token, token=token,
+        )  # fmt: skip
 
     # -- executors -------------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from perdure.storage.records import (
     QueueCounts,
     QueueRecord,
     QueueReplace,
+    Rewind,
     ScheduleRecord,
     StartOutcome,
     StepRow,
@@ -71,6 +72,10 @@ class Liveness(Protocol):
 
     def close(self) -> None:
         """Release the lock and the connection."""
+
+    def update(self, record: ExecutorRecord) -> None:
+        """Beat with ``record`` from now on: the same process (instance and lock key), with
+        what changed since launch (the workflows it registers)."""
 
 
 # Receives each notification: its channel, and the message it carried if authenticated.
@@ -119,6 +124,19 @@ class Store(Protocol):
     def released(self) -> AbstractContextManager[None]:
         """While open, this thread holds no connection (it is given back): each statement
         borrows one. A workflow waits inside it, so waiting keeps no connection from others."""
+
+    def in_caller_transaction(
+        self, connection: Any, *, in_transaction: Callable[[], bool]
+    ) -> Store:
+        """This store's statements on a caller's DB-API ``connection`` to this same system
+        database, inside the transaction the caller commits or rolls back (see
+        `perdure.storage.borrowed`); for that transaction only. ``in_transaction`` tells
+        whether the driver has begun it (SQLite's driver begins lazily).
+
+        Raises:
+            DBOSException: The connection is in autocommit mode, or not on this system
+                database (or on one without Perdure's tables).
+        """
 
     # -- workflows -----------------------------------------------------------------------------
 
@@ -239,8 +257,13 @@ class Store(Protocol):
         *,
         step: StepRow | None = None,
         owner_token: int | None = None,
+        function_id: int | None = None,
     ) -> None:
-        """Publish or replace an event; fenced like `send_message` (``step`` or token)."""
+        """Publish or replace an event; fenced like `send_message` (``step`` or token).
+
+        The value is also kept in the event history under its position: ``step``'s, or
+        ``function_id`` (that of the step setting it); without either, no history.
+        """
 
     def get_events(self, workflow_id: str, key: str | None = None) -> dict[str, Payload]:
         """A workflow's events by key (only ``key``'s, if given; empty if not set)."""
@@ -255,8 +278,13 @@ class Store(Protocol):
         closed: bool,
         step: StepRow | None = None,
         owner_token: int | None = None,
+        function_id: int | None = None,
     ) -> None:
-        """Append to a stream (or close it); fenced like `send_message`."""
+        """Append to a stream (or close it); fenced like `send_message`.
+
+        The entry records its position: ``step``'s, or ``function_id`` (that of the step
+        writing it), else none.
+        """
 
     def read_stream(
         self, workflow_id: str, key: str, from_offset: int, limit: int | None = None
@@ -335,6 +363,30 @@ class Store(Protocol):
 
         Returns False (and changes nothing) if a workflow with ``row``'s ID already exists
         that this same fork (its owner token) did not insert.
+        """
+
+    def rewind_workflow(
+        self,
+        workflow_id: str,
+        *,
+        start_step: int,
+        queue_name: str,
+        partition_key: str | None = None,
+        app_version: str | None = None,
+        token: int,
+    ) -> Rewind:
+        """Undo a finished workflow's operations from position ``start_step`` on, and enqueue
+        it again under its own ID, in one transaction.
+
+        Only a workflow that is SUCCESS, ERROR, CANCELLED or dead-lettered is rewound: a
+        compare-and-set on that status and its owner token, which becomes ``token``. Its
+        steps from ``start_step`` on are deleted; each event key published from there on gets
+        back the last value published before it (or none); stream closes written from there
+        on are deleted (entries stay); messages received from there on, and those never
+        received, are deleted; its output, error, deadline and recovery attempts are cleared.
+        It becomes ENQUEUED on ``queue_name`` (in ``partition_key``'s partition), with
+        ``app_version`` if given. A retry finding ``token`` already there reports it rewound.
+        Returns what was found (`Rewind`); nothing changes unless it was rewound.
         """
 
     def delete_workflows(self, workflow_ids: tuple[str, ...], *, with_children: bool) -> list[str]:
@@ -431,6 +483,24 @@ class Store(Protocol):
 
     def list_versions(self, limit: int | None = None) -> list[VersionRecord]:
         """Registered versions, the latest first (only the first ``limit``, if given)."""
+
+    def move_to_version(
+        self,
+        workflow_id: str,
+        *,
+        app_version: str,
+        queue_name: str,
+        expected_token: int,
+        token: int,
+    ) -> bool:
+        """Put a workflow still under ``expected_token`` on application version
+        ``app_version``, under ``token`` (any execution of the old claim is fenced off).
+
+        One ENQUEUED stays on its queue, in its place; one PENDING, CANCELLED or dead-lettered
+        goes on ``queue_name`` as `requeue_workflow` puts it, for a process of that version to
+        claim. A retry finding ``token`` already there reports it moved. Returns False if it
+        finished, or another claim took it since ``expected_token`` was read.
+        """
 
     # -- executors -------------------------------------------------------------------------------
 

@@ -74,6 +74,17 @@ def connection_refused_for_good(exc: psycopg.Error) -> bool:
     return "FATAL:" in text and not any(t in text for t in _TRANSIENT_FATAL)
 
 
+def names_missing_database(exc: BaseException) -> bool:
+    """Whether a failed connection attempt was refused because the database does not exist
+    (libpq reports it without a SQLSTATE, so the server's message tells)."""
+    text = str(exc)
+    return (
+        isinstance(exc, psycopg.OperationalError)
+        and "database" in text
+        and "does not exist" in text
+    )
+
+
 def _create_database(url: str) -> None:
     """Create the database ``url`` names, connecting to the server's ``postgres`` database."""
     info = conninfo_to_dict(psycopg_conninfo(url))
@@ -124,6 +135,6 @@ def _connect_once(url: str, *, create: bool) -> None:
     try:
         psycopg.connect(psycopg_conninfo(url), connect_timeout=CONNECT_TIMEOUT_SEC).close()
     except psycopg.OperationalError as exc:
-        if not create or "does not exist" not in str(exc) or "database" not in str(exc):
+        if not create or not names_missing_database(exc):
             raise
         _create_database(url)

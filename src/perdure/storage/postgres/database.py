@@ -217,7 +217,7 @@ class PostgresDatabase(Database):
 
     def _run_chain(self, chain: Chain, params: Mapping[str, Params]) -> Result:
         """One statement: the parts as data-modifying CTEs, then the final query."""
-        statement, flat = _chain_statement(self.dialect, chain, params)
+        statement, flat = chain_statement(self.dialect, chain, params)
         return self._execute(statement, flat)
 
     def listen(self, on_note: NoteHandler, on_gap: Callable[[], None]) -> NotificationListener:
@@ -324,9 +324,10 @@ class PostgresDatabase(Database):
         self._pool.close()
 
 
-def _chain_statement(
+def chain_statement(
     dialect: Dialect, chain: Chain, params: Mapping[str, Params]
 ) -> tuple[str, list[Any]]:
+    """A chain as one statement (its parts as data-modifying CTEs) and its parameters."""
     key = f"chain:{chain.name}"
     statement = dialect.rendered.get(key)
     if statement is None:
@@ -384,6 +385,9 @@ class PostgresLiveness:
             self._drop()
             raise
         return self._held
+
+    def update(self, record: ExecutorRecord) -> None:
+        self._record = record
 
     def _drop(self) -> None:
         conn, self._conn, self._held = self._conn, None, False

@@ -11,11 +11,11 @@ from perdure.storage.records import EXECUTOR_COLUMNS, ExecutorRecord
 _COLS = ", ".join(EXECUTOR_COLUMNS)
 
 # Insert this process's row or refresh its heartbeat (and its lock key, which a row written
-# by an older version lacks).
+# by an older version lacks, and the workflows it registers, which may grow after launch).
 BEAT = (
-    f"INSERT INTO {{p}}executors ({_COLS}) VALUES (?, ?, ?, ?, ?, {{now}}, {{now}}, ?) "
+    f"INSERT INTO {{p}}executors ({_COLS}) VALUES (?, ?, ?, ?, ?, {{now}}, {{now}}, ?, ?) "
     "ON CONFLICT (instance_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, "
-    "lock_key = excluded.lock_key"
+    "lock_key = excluded.lock_key, workflow_names = excluded.workflow_names"
 )
 LIST = (
     f"SELECT {_COLS}, {{now}} - heartbeat_at FROM {{p}}executors "
@@ -38,7 +38,7 @@ def beat_params(record: ExecutorRecord) -> tuple[object, ...]:
     """The parameters of `BEAT` for ``record``."""
     return (
         record.instance_id, record.executor_id, record.app_version, record.hostname,
-        record.pid, record.lock_key,
+        record.pid, record.lock_key, record.workflow_names,
     )  # fmt: skip
 
 

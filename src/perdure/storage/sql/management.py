@@ -10,6 +10,7 @@ import json
 from functools import lru_cache
 from typing import Any
 
+from perdure.clock import offset_ms
 from perdure.storage.database import Chain, Database, Part, Tx
 from perdure.storage.records import (
     STEP_COLUMNS,
@@ -167,11 +168,12 @@ def fork_chain(replacements: int) -> Chain:
 
 # -- delete and garbage collection ----------------------------------------------------------------
 
-# What a deleted workflow takes with it: checkpoints, its events, streams, its inbox, and
-# registrations of waiters for its result and of its own blocked recv.
+# What a deleted workflow takes with it: checkpoints, its events (and their history), streams,
+# its inbox, and registrations of waiters for its result and of its own blocked recv.
 WORKFLOW_OWNED_ROWS = (
     ("operation_outputs", "workflow_id"),
     ("workflow_events", "workflow_id"),
+    ("workflow_events_history", "workflow_id"),
     ("streams", "workflow_id"),
     ("notifications", "destination_id"),
     ("result_waiters", "workflow_id"),
@@ -201,8 +203,9 @@ def list_workflows(db: Database, query: WorkflowQuery) -> list[WorkflowRow]:
 def _status_condition(
     statuses: tuple[str, ...] | None, conditions: list[str], params: list[Any]
 ) -> None:
-    # DELAYED is stored as ENQUEUED with a start time still ahead (by the database's clock);
-    # ENQUEUED then means one free to start. Both together are simply the stored ENQUEUED.
+    # DELAYED is stored as ENQUEUED with a start time still ahead (by the database's clock,
+    # moved as a test moves workflow time: `offset_ms`); ENQUEUED then means one free to
+    # start. Both together are simply the stored ENQUEUED.
     if statuses is None:
         return
     waiting = {S.ENQUEUED, S.DELAYED} & set(statuses)
@@ -213,10 +216,12 @@ def _status_condition(
     if waiting == {S.ENQUEUED}:
         parts.append(
             "(status = 'ENQUEUED' AND (not_before_epoch_ms IS NULL "
-            "OR not_before_epoch_ms <= {now}))"
+            "OR not_before_epoch_ms <= {now} + ?))"
         )
+        params.append(offset_ms())
     elif waiting == {S.DELAYED}:
-        parts.append("(status = 'ENQUEUED' AND not_before_epoch_ms > {now})")
+        parts.append("(status = 'ENQUEUED' AND not_before_epoch_ms > {now} + ?)")
+        params.append(offset_ms())
     conditions.append("(" + " OR ".join(parts) + ")" if parts else "1 = 0")
 
 

@@ -168,7 +168,7 @@ RECEIVE = Chain(
         ),
         Part(
             "taken",
-            "UPDATE {p}notifications SET consumed = 1 WHERE seq = (SELECT n.seq "
+            "UPDATE {p}notifications SET consumed = 1, consumed_by = ? WHERE seq = (SELECT n.seq "
             "FROM {p}notifications n WHERE n.destination_id = ? AND n.topic = ? "
             "AND n.consumed = 0 ORDER BY n.seq LIMIT 1 {lock}) "
             "AND EXISTS (SELECT 1 FROM {@live}) AND NOT EXISTS (SELECT 1 FROM {@done}) "
@@ -202,6 +202,7 @@ STOP_WAITING = "DELETE FROM {p}recv_waiters WHERE workflow_id = ? AND topic = ? 
 
 
 def _set_event(mode: str) -> Chain:
+    # The history (for a rewind) keeps the last value each position set, when it has one.
     return Chain(
         f"set_event_{mode}",
         (
@@ -213,6 +214,15 @@ def _set_event(mode: str) -> Chain:
                 "WHERE EXISTS (SELECT 1 FROM {@go}) ON CONFLICT (workflow_id, key) DO UPDATE "
                 "SET value = excluded.value, serialization = excluded.serialization, "
                 "updated_at_epoch_ms = excluded.updated_at_epoch_ms RETURNING 1 AS one",
+            ),
+            Part(
+                "history",
+                "INSERT INTO {p}workflow_events_history (workflow_id, function_id, key, value, "
+                "serialization) SELECT ?, CAST(? AS {bigint}), ?, CAST(? AS {blob}), ? "
+                "WHERE EXISTS (SELECT 1 FROM {@go}) AND CAST(? AS {bigint}) IS NOT NULL "
+                "ON CONFLICT (workflow_id, function_id, key) DO UPDATE "
+                "SET value = excluded.value, serialization = excluded.serialization "
+                "RETURNING 1 AS one",
             ),
         ),
         "SELECT EXISTS (SELECT 1 FROM {@go})",
@@ -237,7 +247,8 @@ def _write_stream(mode: str) -> Chain:
             Part(
                 "entry",
                 'INSERT INTO {p}streams (workflow_id, key, "offset", value, serialization, '
-                "closed) SELECT ?, ?, s.next, CAST(? AS {blob}), ?, ? FROM "
+                "closed, function_id) SELECT ?, ?, s.next, CAST(? AS {blob}), ?, ?, "
+                "CAST(? AS {bigint}) FROM "
                 '(SELECT COALESCE(MAX("offset") + 1, 0) AS next FROM {p}streams '
                 "WHERE workflow_id = ? AND key = ?) AS s WHERE EXISTS (SELECT 1 FROM {@go}) "
                 "RETURNING 1 AS one",
@@ -423,7 +434,7 @@ def receive_message(
         ),
         "live": (step.workflow_id, step.owner_token),
         "done": at,
-        "taken": (destination_id, topic or NO_TOPIC),
+        "taken": (step.function_id, destination_id, topic or NO_TOPIC),
     }  # fmt: skip
     try:
         row = db.chain(RECEIVE, params).rows[0]
@@ -458,10 +469,16 @@ def set_event(
     *,
     step: StepRow | None,
     owner_token: int | None,
+    function_id: int | None,
 ) -> None:
     """See `Store.set_event`."""
     mode, fence = _fence_params(workflow_id, step, owner_token)
-    params = {**fence, "event": (workflow_id, key, value, serialization)}
+    position = step.function_id if step is not None else function_id
+    params = {
+        **fence,
+        "event": (workflow_id, key, value, serialization),
+        "history": (workflow_id, position, key, value, serialization, position),
+    }
     (went_ahead,) = db.chain(SET_EVENT[mode], params).rows[0]
     _check_fence(db, bool(went_ahead), workflow_id=workflow_id, step=step, owner_token=owner_token)
 
@@ -485,13 +502,13 @@ def write_stream(
     closed: bool,
     step: StepRow | None,
     owner_token: int | None,
+    function_id: int | None,
 ) -> None:
     """See `Store.write_stream`."""
     mode, fence = _fence_params(workflow_id, step, owner_token)
-    params = {
-        **fence,
-        "entry": (workflow_id, key, value, serialization, int(closed), workflow_id, key),
-    }
+    position = step.function_id if step is not None else function_id
+    entry = (workflow_id, key, value, serialization, int(closed), position, workflow_id, key)
+    params = {**fence, "entry": entry}
     for attempt in range(1, STREAM_WRITE_ATTEMPTS + 1):
         try:
             (went_ahead,) = db.chain(WRITE_STREAM[mode], params).rows[0]

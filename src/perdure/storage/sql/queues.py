@@ -189,7 +189,7 @@ def claim_queued(
             if found:
                 return _ordered([workflow_row(r) for r in found])
         row = tx.run(CLOCK_AND_QUEUE, (claim.default.name,)).rows[0]
-        now = int(row[0])
+        now = int(row[0]) + claim.clock_offset_ms
         if row[1] is None and claim.stored_only:
             return []
         record = queue_record(row[1:]) if row[1] is not None else claim.default

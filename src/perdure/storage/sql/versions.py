@@ -61,3 +61,41 @@ def list_versions(db: Database, limit: int | None) -> list[VersionRecord]:
         VersionRecord(name, version_id, int(timestamp), int(created))
         for name, version_id, timestamp, created in rows
     ]
+
+
+# Moving a workflow onto another application version (``perdure workflow move``): a
+# compare-and-set on its owner token, which becomes a new one, fencing off any execution of
+# the old claim; ``IN (?, ?)`` (the new token too) lets a retry find its own write. One
+# waiting on its queue keeps its place there (priority, partition, delay).
+MOVE_QUEUED = (
+    "UPDATE {p}workflow_status SET app_version = ?, owner_token = ?, updated_at = {now} "
+    "WHERE workflow_id = ? AND status = 'ENQUEUED' AND owner_token IN (?, ?)"
+)
+# One PENDING, CANCELLED or dead-lettered goes on a queue as a plain entry, as a resume from
+# a client puts it, for a process of its new version to claim and resume.
+MOVE_REQUEUED = (
+    "UPDATE {p}workflow_status SET app_version = ?, status = 'ENQUEUED', queue_name = ?, "
+    "owner_token = ?, recovery_attempts = 0, workflow_timeout_ms = NULL, "
+    "workflow_deadline_epoch_ms = NULL, dequeued_at_epoch_ms = NULL, "
+    "not_before_epoch_ms = NULL, deduplication_id = NULL, queue_partition_key = NULL, "
+    "priority = 0, completed_at = NULL, updated_at = {now} WHERE workflow_id = ? "
+    "AND status IN ('PENDING', 'CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED') "
+    "AND owner_token = ?"
+)
+
+
+def move_to_version(
+    db: Database,
+    workflow_id: str,
+    *,
+    app_version: str,
+    queue_name: str,
+    expected_token: int,
+    token: int,
+) -> bool:
+    """See `Store.move_to_version`."""
+    queued = (app_version, token, workflow_id, expected_token, token)
+    if db.run(MOVE_QUEUED, queued).changed == 1:
+        return True
+    requeued = (app_version, queue_name, token, workflow_id, expected_token)
+    return db.run(MOVE_REQUEUED, requeued).changed == 1

@@ -123,7 +123,7 @@ class SqliteDatabase(Database):
                 "its permissions."
             ) from exc
         self._lock = threading.Lock()
-        self._temp_tables: dict[str, int] = {}  # temp table -> rows it holds now
+        self._chains = ChainRunner(self._conn, self._notify_statement)
         self.lock_file = LockFile(self.path)
 
     def classify(self, exc: BaseException) -> ErrorKind | None:
@@ -163,41 +163,10 @@ class SqliteDatabase(Database):
         with self._lock:
             try:
                 with self._write_transaction():
-                    for part in chain.parts:
-                        sql = self._chain_sql(chain, part.name, part.sql)
-                        self._notify_statement(sql)
-                        cursor = self._conn.execute(sql, params.get(part.name, ()))
-                        rows = cursor.fetchall()
-                        if part.name in chain.read:
-                            self._keep(_temp_table(chain, part.name), cursor.description, rows)
-                    final = self._chain_sql(chain, "final", chain.final)
-                    return self._statement(final, params.get("final", ()))
+                    return self._chains.run(chain, params)
             except BaseException:
-                # The rollback restored the temp tables as they were (or undid creating
-                # them): what they hold is unknown now.
-                self._temp_tables.clear()
+                self._chains.forget()  # rolled back (also when COMMIT itself failed)
                 raise
-
-    def _chain_sql(self, chain: Chain, name: str, sql: str) -> str:
-        key = f"chain:{chain.name}:{name}"
-        rendered = self.dialect.rendered.get(key)
-        if rendered is None:
-            rendered = self.dialect.rendered[key] = self.dialect.render(_with_parts(sql, chain))
-        return rendered
-
-    def _keep(self, table: str, description: Any, rows: list[tuple[object, ...]]) -> None:
-        """Hold a part's rows in its temp table for the later parts (most hold none: a part
-        that changed nothing, like a fence that held, costs no statement here)."""
-        held = self._temp_tables.get(table)
-        if held is None:  # first use, or after a rollback: its contents are unknown
-            columns = ", ".join(d[0] for d in description or ())
-            self._conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} ({columns})")
-        if held is None or held:
-            self._conn.execute(f"DELETE FROM {table}")
-        if rows:
-            marks = ", ".join("?" for _ in rows[0])
-            self._conn.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
-        self._temp_tables[table] = len(rows)
 
     def migrate(self) -> None:
         def apply(tx: Tx) -> None:
@@ -252,6 +221,69 @@ class SqliteDatabase(Database):
         with self._lock:
             self._conn.close()
         self.lock_file.close()
+
+
+class ChainRunner:
+    """Runs `Chain`s on one SQLite connection inside a transaction already open: the parts in
+    order, each part's rows kept in a temp table for the parts after it.
+
+    Args:
+        conn: A ``sqlite3`` connection, or a DB-API adapter of one (a caller's connection).
+        notify: Called with each statement's text (`Database.statement_listener`).
+    """
+
+    def __init__(self, conn: Any, notify: Callable[[str], None]) -> None:
+        self._conn = conn
+        self._notify = notify
+        self._temp_tables: dict[str, int] = {}  # temp table -> rows it holds now
+
+    def run(self, chain: Chain, params: Mapping[str, Params]) -> Result:
+        """The final query's result, once every part has run. Whoever rolls back the
+        transaction (or savepoint) around a run, for whatever reason, calls `forget`."""
+        for part in chain.parts:
+            sql = _chain_sql(chain, part.name, part.sql)
+            cursor = self._execute(sql, params.get(part.name, ()))
+            rows = cursor.fetchall()
+            if part.name in chain.read:
+                self._keep(_temp_table(chain, part.name), cursor.description, rows)
+        final = _chain_sql(chain, "final", chain.final)
+        cursor = self._execute(final, params.get("final", ()))
+        rows = cursor.fetchall()
+        return Result(rows, cursor.rowcount if cursor.rowcount >= 0 else len(rows))
+
+    def forget(self) -> None:
+        """After a rollback: the temp tables hold what they held before it, or no longer
+        exist. Either way their contents are unknown now."""
+        self._temp_tables.clear()
+
+    def _execute(self, sql: str, params: Params) -> Any:
+        self._notify(sql)
+        cursor = self._conn.cursor()
+        cursor.execute(sql, params)
+        return cursor
+
+    def _keep(self, table: str, description: Any, rows: list[tuple[object, ...]]) -> None:
+        """Hold a part's rows in its temp table for the later parts (most hold none: a part
+        that changed nothing, like a fence that held, costs no statement here)."""
+        held = self._temp_tables.get(table)
+        cursor = self._conn.cursor()
+        if held is None:  # first use, or after a rollback: its contents are unknown
+            columns = ", ".join(d[0] for d in description or ())
+            cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} ({columns})")
+        if held is None or held:
+            cursor.execute(f"DELETE FROM {table}")
+        if rows:
+            marks = ", ".join("?" for _ in rows[0])
+            cursor.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+        self._temp_tables[table] = len(rows)
+
+
+def _chain_sql(chain: Chain, name: str, sql: str) -> str:
+    key = f"chain:{chain.name}:{name}"
+    rendered = DIALECT.rendered.get(key)
+    if rendered is None:
+        rendered = DIALECT.rendered[key] = DIALECT.render(_with_parts(sql, chain))
+    return rendered
 
 
 def _temp_table(chain: Chain, part: str) -> str:
@@ -339,6 +371,9 @@ class SqliteLiveness:
                 conn.close()
             raise
         return self._held
+
+    def update(self, record: ExecutorRecord) -> None:
+        self._record = record
 
     def close(self) -> None:
         if self._held and self._record.lock_key is not None:
