@@ -113,8 +113,11 @@ def test_a_start_inside_a_block_of_queue_options_is_refused(dbos: type[DBOS]) ->
             with pytest.raises(DBOSException, match="not being enqueued"):
                 flow(1)
     assert DBOS.list_workflows() == []  # refused before anything was recorded
-    with SetEnqueueOptions(app_version="v2"):
-        assert flow(2) == 2  # an option a start can honour is not refused
+    with SetEnqueueOptions(app_version="v2"), SetWorkflowID("pinned"):
+        assert flow(2) == 2  # an option a start can honour is not refused: it is kept
+    pinned = DBOS.get_workflow_status("pinned")
+    assert pinned is not None
+    assert pinned.app_version == "v2"
 
 
 def test_delayed_enqueue_does_not_start_before_its_delay(dbos: type[DBOS]) -> None:

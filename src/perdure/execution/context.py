@@ -418,17 +418,18 @@ def take_enqueue_options() -> NextEnqueueOptions:
     return slot.options
 
 
-def refuse_enqueue_options(workflow_name: str) -> None:
+def refuse_enqueue_options(workflow_name: str) -> str | None:
     """Refuse to start a workflow (not enqueue it) inside a `SetEnqueueOptions` block that
     sets an option only a queue acts on: it would be silently ignored, and a deduplication ID
-    stored on a row without a queue would collide once recovery gave it one.
+    stored on a row without a queue would collide once recovery gave it one. Returns the
+    block's ``app_version``, which a start keeps, as in DBOS (it says who may recover it).
 
     Raises:
         DBOSException: Such an option is set.
     """
     slot = _next_enqueue.get()
     if slot is None or slot.opener is not current_workflow():
-        return
+        return None
     given = slot.options
     queue_only = {
         "deduplication_id": given.deduplication_id,
@@ -445,6 +446,7 @@ def refuse_enqueue_options(workflow_name: str) -> None:
             "not being enqueued: those options require a queue (queue.enqueue, "
             "DBOS.enqueue_workflow). Enqueue it, or start it outside the block."
         )
+    return given.app_version
 
 
 # Priorities are stored as 32-bit integers; 0 means "none" and dequeues first.

@@ -170,15 +170,17 @@ class WorkflowEngine:
         records ``schedule_name``.
         """
 
+        pinned_version = None if queued is not None else refuse_enqueue_options(call.entry.name)
+
         def build(
             workflow_id: str, parent: WorkflowContext | None, options: NextWorkflowOptions
         ) -> WorkflowRow:
             row = self._new_row(workflow_id, call, parent, options)
             row.schedule_name = schedule_name
+            if pinned_version is not None:  # only processes of that version may recover it
+                row.app_version = pinned_version
             return row
 
-        if queued is None:
-            refuse_enqueue_options(call.entry.name)
         return self.start_row(call.entry.name, build, take_next_options(), queued=queued)
 
     def start_row(
